@@ -1,0 +1,377 @@
+// Package storage declares smartauth's domain types and the Storage contract
+// that every backend (storage/sqlite, storage/postgres) implements and that
+// storage/conformance proves.
+//
+// Guarantees every backend gives:
+//
+//   - Tenancy: every method touching tenant data takes the tenant id, and a
+//     record of one tenant is invisible to every other: reading, updating,
+//     consuming or deleting it under another tenant's id fails with
+//     ErrNotFound and changes nothing.
+//   - Atomicity: each method is one transaction. A method that writes several
+//     rows (CreateTenant with its keys, RotateSigningKeys, UpsertPatients)
+//     writes all of them or none.
+//   - Single use: ConsumeToken and ConsumeLaunch are conditional updates;
+//     when several callers race on one record exactly one succeeds and the
+//     others get ErrConsumed.
+//   - Uniqueness: RecordAssertionJTI is backed by a unique key on
+//     (tenant, client, jti), so a replay is refused even across replicas.
+//   - Audit: AppendAudit serialises writers per tenant, so the per-tenant
+//     hash chain has no gaps or forks under concurrent writers on several
+//     replicas.
+//   - Time: instants are kept to the microsecond, in UTC.
+//
+// The package imports nothing of smartauth's and knows nothing of HTTP or
+// OAuth libraries: secrets arrive here already hashed or encrypted.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors; backends wrap them with context, callers test with errors.Is.
+var (
+	// ErrNotFound means no record with that key exists for that tenant.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyExists means a record with that key already exists.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrConsumed means a single-use record was already used or revoked.
+	ErrConsumed = errors.New("storage: already consumed")
+	// ErrExpired means the record exists but its lifetime is over.
+	ErrExpired = errors.New("storage: expired")
+)
+
+// Storage is the whole persistence contract of smartauth.
+type Storage interface {
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the connections.
+	Close() error
+
+	// CreateTenant stores a tenant together with its first signing keys.
+	CreateTenant(ctx context.Context, t Tenant, keys []SigningKey) error
+	// GetTenant returns one tenant.
+	GetTenant(ctx context.Context, tenantID string) (Tenant, error)
+	// ListTenants returns every tenant ordered by id.
+	ListTenants(ctx context.Context) ([]Tenant, error)
+	// UpdateTenant replaces a tenant's name, FHIR base URLs and policy.
+	UpdateTenant(ctx context.Context, t Tenant) error
+
+	// CreateClient registers a client within its tenant.
+	CreateClient(ctx context.Context, c Client) error
+	// GetClient returns one client of a tenant.
+	GetClient(ctx context.Context, tenantID, clientID string) (Client, error)
+	// ListClients returns a tenant's clients ordered by id.
+	ListClients(ctx context.Context, tenantID string) ([]Client, error)
+	// UpdateClient replaces every mutable field of a client.
+	UpdateClient(ctx context.Context, c Client) error
+	// DeleteClient removes a client and the tokens issued to it.
+	DeleteClient(ctx context.Context, tenantID, clientID string) error
+
+	// CreateUser stores a user with its profiles; emails are unique per tenant.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns one user of a tenant.
+	GetUser(ctx context.Context, tenantID, userID string) (User, error)
+	// GetUserByEmail finds a user by email, compared case-insensitively.
+	GetUserByEmail(ctx context.Context, tenantID, email string) (User, error)
+	// ListUsers returns a tenant's users ordered by email.
+	ListUsers(ctx context.Context, tenantID string) ([]User, error)
+	// UpdateUser replaces every mutable field of a user.
+	UpdateUser(ctx context.Context, u User) error
+	// DeleteUser removes a user and its sessions.
+	DeleteUser(ctx context.Context, tenantID, userID string) error
+
+	// UpsertPatients inserts or replaces roster entries, all or none.
+	UpsertPatients(ctx context.Context, tenantID string, patients []Patient) error
+	// GetPatient returns one roster entry.
+	GetPatient(ctx context.Context, tenantID, patientID string) (Patient, error)
+	// SearchPatients returns roster entries matching every set field of q.
+	SearchPatients(ctx context.Context, tenantID string, q PatientQuery) ([]Patient, error)
+	// DeletePatient removes a roster entry.
+	DeletePatient(ctx context.Context, tenantID, patientID string) error
+
+	// ListSigningKeys returns every key of a tenant, newest first.
+	ListSigningKeys(ctx context.Context, tenantID string) ([]SigningKey, error)
+	// RotateSigningKeys marks the tenant's active keys as retiring at
+	// retireAt and stores the new keys as active, in one transaction.
+	RotateSigningKeys(ctx context.Context, tenantID string, newKeys []SigningKey, retireAt time.Time) error
+
+	// CreateSession stores a browser session.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession returns a session that has not expired (ErrNotFound otherwise).
+	GetSession(ctx context.Context, tenantID, sessionID string, now time.Time) (Session, error)
+	// UpdateSession replaces a session's data, user and expiry.
+	UpdateSession(ctx context.Context, s Session) error
+	// DeleteSession removes one session.
+	DeleteSession(ctx context.Context, tenantID, sessionID string) error
+	// DeleteUserSessions removes every session of a user.
+	DeleteUserSessions(ctx context.Context, tenantID, userID string) error
+
+	// CreateToken stores a grant record (code, access, refresh, PKCE or OIDC request).
+	CreateToken(ctx context.Context, t Token) error
+	// GetToken returns a grant record whether or not it is still active.
+	GetToken(ctx context.Context, tenantID string, kind TokenKind, signature string) (Token, error)
+	// ConsumeToken atomically marks an active record inactive and returns it.
+	// A record already inactive yields the record and an error wrapping ErrConsumed.
+	ConsumeToken(ctx context.Context, tenantID string, kind TokenKind, signature string) (Token, error)
+	// RevokeRequest marks every record of one request (a grant family) inactive
+	// and returns how many were active.
+	RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error)
+	// RevokeRequestKind marks the records of one kind in one request inactive.
+	RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind TokenKind) (int64, error)
+	// DeleteToken removes one grant record.
+	DeleteToken(ctx context.Context, tenantID string, kind TokenKind, signature string) error
+
+	// CreateLaunch stores an EHR launch context.
+	CreateLaunch(ctx context.Context, l Launch) error
+	// ConsumeLaunch returns a launch context and marks it used, once.
+	// Unknown: ErrNotFound; used before: ErrConsumed; past ExpiresAt: ErrExpired.
+	ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (Launch, error)
+
+	// RecordAssertionJTI remembers a client assertion's jti until expiresAt;
+	// a jti already remembered yields ErrAlreadyExists.
+	RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error
+
+	// AppendAudit assigns the next sequence number and chain hash of the
+	// tenant and stores the event; it returns the stored event.
+	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	// ListAudit returns a tenant's events matching f in sequence order.
+	ListAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditEvent, error)
+
+	// SweepExpired deletes expired sessions, grant records, launches and
+	// assertion jtis and returns how many rows went.
+	SweepExpired(ctx context.Context, now time.Time) (int64, error)
+}
+
+// Tenant is one clinic or organization; its id is the URL slug.
+type Tenant struct {
+	ID           string
+	Name         string
+	FHIRBaseURLs []string
+	Policy       TenantPolicy
+	CreatedAt    time.Time
+}
+
+// TenantPolicy holds a tenant's security and token settings.
+type TenantPolicy struct {
+	// MFARequired forces a second factor for every local sign-in.
+	MFARequired bool `json:"mfa_required,omitempty"`
+	// AllowEmailLinking lets an upstream identity link to a local user by verified email.
+	AllowEmailLinking bool `json:"allow_email_linking,omitempty"`
+	// JITProvisioning creates users on their first federated sign-in.
+	JITProvisioning bool `json:"jit_provisioning,omitempty"`
+	// OpaqueAccessTokens issues opaque access tokens instead of JWTs.
+	OpaqueAccessTokens bool `json:"opaque_access_tokens,omitempty"`
+	// AccessTokenTTL, RefreshTokenTTL and IDTokenTTL override server defaults when non-zero.
+	AccessTokenTTL  Duration `json:"access_token_ttl,omitempty"`
+	RefreshTokenTTL Duration `json:"refresh_token_ttl,omitempty"`
+	IDTokenTTL      Duration `json:"id_token_ttl,omitempty"`
+}
+
+// ClientType is how a client authenticates at the token endpoint.
+type ClientType string
+
+// The client types of SMART App Launch.
+const (
+	ClientPublic                 ClientType = "public"
+	ClientConfidentialSymmetric  ClientType = "confidential-symmetric"
+	ClientConfidentialAsymmetric ClientType = "confidential-asymmetric"
+)
+
+// Client is an application registered with a tenant.
+type Client struct {
+	TenantID string
+	ID       string
+	Name     string
+	Type     ClientType
+	// SecretHash is the SHA-256 digest of the client secret; empty unless symmetric.
+	SecretHash   []byte
+	RedirectURIs []string
+	// Scopes are the scopes the client may be granted.
+	Scopes     []string
+	GrantTypes []string
+	// JWKSURL or JWKS (a JSON Web Key Set document) hold an asymmetric client's public keys.
+	JWKSURL   string
+	JWKS      []byte
+	LaunchURI string
+	// CanCreateLaunch lets the client create EHR launch contexts.
+	CanCreateLaunch bool
+	// AccessTokenTTL overrides the tenant's access token lifetime when non-zero.
+	AccessTokenTTL time.Duration
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// User is a person who signs in to a tenant.
+type User struct {
+	TenantID string
+	ID       string
+	// Email is unique per tenant, case-insensitively.
+	Email string
+	// PasswordHash is an argon2id hash in PHC string form; empty for federated-only users.
+	PasswordHash string
+	Disabled     bool
+	// TOTPSecret is the encrypted TOTP seed; empty until enrolled.
+	TOTPSecret []byte
+	Profiles   []Profile
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Profile is one FHIR identity a user may act as.
+type Profile struct {
+	// FHIRUser is a relative reference such as "Practitioner/123".
+	FHIRUser string `json:"fhir_user"`
+	// Label names the role for the role picker, such as "Attending physician".
+	Label string `json:"label,omitempty"`
+}
+
+// Patient is one entry of a tenant's patient roster.
+type Patient struct {
+	TenantID    string
+	ID          string
+	Family      string
+	Given       string
+	BirthDate   string // YYYY-MM-DD, or a prefix of it
+	Gender      string
+	Identifiers []Identifier
+	// Resource is the FHIR Patient resource as imported.
+	Resource  []byte
+	UpdatedAt time.Time
+}
+
+// Identifier is a FHIR identifier (an MRN, say).
+type Identifier struct {
+	System string `json:"system,omitempty"`
+	Value  string `json:"value"`
+}
+
+// PatientQuery narrows a roster search; empty fields do not filter.
+type PatientQuery struct {
+	// Name matches the start of the family or given name, case-insensitively.
+	Name string
+	// BirthDate matches exactly.
+	BirthDate string
+	// Identifier matches an identifier value exactly.
+	Identifier string
+	// Limit caps the result; zero means 50.
+	Limit int
+}
+
+// KeyStatus is where a signing key is in its life.
+type KeyStatus string
+
+// Signing key states: active keys sign; retiring keys are still published.
+const (
+	KeyActive   KeyStatus = "active"
+	KeyRetiring KeyStatus = "retiring"
+)
+
+// SigningKey is one of a tenant's token signing keys.
+type SigningKey struct {
+	TenantID string
+	KID      string
+	Alg      string
+	Status   KeyStatus
+	// PublicJWK is the public key as a JSON Web Key document.
+	PublicJWK []byte
+	// PrivateSealed is the private JWK encrypted under the master key.
+	PrivateSealed []byte
+	CreatedAt     time.Time
+	// RetiresAt is when a retiring key leaves the JWKS; zero while active.
+	RetiresAt time.Time
+}
+
+// Session is a browser session; Data is encrypted by its owner.
+type Session struct {
+	TenantID  string
+	ID        string
+	UserID    string
+	Data      []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// TokenKind tells apart the grant records kept by the OAuth layer.
+type TokenKind string
+
+// Grant record kinds.
+const (
+	KindAuthorizeCode TokenKind = "code"
+	KindAccessToken   TokenKind = "access"
+	KindRefreshToken  TokenKind = "refresh"
+	KindPKCE          TokenKind = "pkce"
+	KindOpenID        TokenKind = "oidc"
+)
+
+// Token is a grant record keyed by the token's signature, never the token itself.
+type Token struct {
+	TenantID  string
+	Kind      TokenKind
+	Signature string
+	// RequestID groups every record of one grant family across refreshes.
+	RequestID string
+	ClientID  string
+	Subject   string
+	// SessionID ties online_access grants to the browser session.
+	SessionID string
+	Active    bool
+	// Data is the serialized OAuth request.
+	Data      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Launch is an EHR launch context waiting for its app.
+type Launch struct {
+	TenantID  string
+	ID        string
+	ClientID  string
+	UserID    string
+	Context   LaunchContext
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// LaunchContext is the clinical context an EHR hands to an app.
+type LaunchContext struct {
+	Patient           string `json:"patient,omitempty"`
+	Encounter         string `json:"encounter,omitempty"`
+	FHIRContext       []byte `json:"fhirContext,omitempty"`
+	NeedPatientBanner *bool  `json:"need_patient_banner,omitempty"`
+	SmartStyleURL     string `json:"smart_style_url,omitempty"`
+	Intent            string `json:"intent,omitempty"`
+}
+
+// AuditEvent is one row of a tenant's append-only, hash-chained audit trail.
+type AuditEvent struct {
+	TenantID string
+	// Seq is assigned by AppendAudit: 1, 2, 3… per tenant.
+	Seq      int64
+	Time     time.Time
+	Type     string
+	Outcome  string
+	ActorID  string
+	ClientID string
+	Subject  string
+	SourceIP string
+	Details  map[string]string
+	// PrevHash and Hash are assigned by AppendAudit; see ChainHash.
+	PrevHash []byte
+	Hash     []byte
+}
+
+// AuditFilter narrows ListAudit; empty fields do not filter.
+type AuditFilter struct {
+	Type     string
+	ClientID string
+	Subject  string
+	Since    time.Time
+	Until    time.Time
+	AfterSeq int64
+	// Limit caps the result; zero means 1000.
+	Limit int
+}
