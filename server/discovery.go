@@ -1,0 +1,99 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/smartauth/smartauth/server/keys"
+)
+
+// smartConfiguration is the SMART App Launch discovery document
+// (SMART App Launch 2.2 §Conformance). It advertises only what is
+// implemented; each capability adds its endpoints and flags here.
+type smartConfiguration struct {
+	Issuer                    string   `json:"issuer"`
+	JWKSURI                   string   `json:"jwks_uri"`
+	GrantTypesSupported       []string `json:"grant_types_supported"`
+	Capabilities              []string `json:"capabilities"`
+	ScopesSupported           []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported    []string `json:"response_types_supported,omitempty"`
+	AuthorizationEndpoint     string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint             string   `json:"token_endpoint,omitempty"`
+	CodeChallengeMethods      []string `json:"code_challenge_methods_supported,omitempty"`
+	TokenEndpointAuthMethods  []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	IntrospectionEndpoint     string   `json:"introspection_endpoint,omitempty"`
+	RevocationEndpoint        string   `json:"revocation_endpoint,omitempty"`
+	ManagementEndpoint        string   `json:"management_endpoint,omitempty"`
+	UserAccessBrandBundle     string   `json:"user_access_brand_bundle,omitempty"`
+	AssociatedEndpoints       []string `json:"associated_endpoints,omitempty"`
+	TokenEndpointAuthSigningA []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+}
+
+// openIDConfiguration is the OpenID Connect Discovery 1.0 document.
+type openIDConfiguration struct {
+	Issuer                 string   `json:"issuer"`
+	JWKSURI                string   `json:"jwks_uri"`
+	SubjectTypesSupported  []string `json:"subject_types_supported"`
+	ResponseTypesSupported []string `json:"response_types_supported"`
+	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
+	AuthorizationEndpoint  string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint          string   `json:"token_endpoint,omitempty"`
+	UserinfoEndpoint       string   `json:"userinfo_endpoint,omitempty"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	ClaimsSupported        []string `json:"claims_supported,omitempty"`
+}
+
+func (s *Server) jwksURI(tenantID string) string {
+	return s.Issuer(tenantID) + "/.well-known/jwks.json"
+}
+
+func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	doc := smartConfiguration{
+		Issuer:              s.Issuer(t.ID),
+		JWKSURI:             s.jwksURI(t.ID),
+		GrantTypesSupported: []string{},
+		Capabilities:        []string{},
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	doc := openIDConfiguration{
+		Issuer:                 s.Issuer(t.ID),
+		JWKSURI:                s.jwksURI(t.ID),
+		SubjectTypesSupported:  []string{"public"},
+		ResponseTypesSupported: []string{},
+		IDTokenSigningAlgs:     slices.Clone(keys.Algorithms),
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+// jwks publishes the tenant's active keys and those inside their retirement
+// window. The cache lifetime is far shorter than any retirement window, so a
+// verifier always sees a new key before tokens signed with it circulate widely.
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	set, err := s.keys.PublicJWKS(r.Context(), t.ID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	writeJSON(w, http.StatusOK, set)
+	return nil
+}

@@ -1,0 +1,192 @@
+package keys
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+// Algorithms every tenant gets a key for: RS256 because OpenID Connect
+// requires it of ID tokens, ES256 because it is smaller and faster.
+var Algorithms = []string{"RS256", "ES256"}
+
+// DefaultRetirement is how long a rotated-out key stays published, long
+// enough for every token it signed to expire and every JWKS cache to refresh.
+const DefaultRetirement = 7 * 24 * time.Hour
+
+// Manager generates, rotates and serves a tenant's signing keys.
+type Manager struct {
+	store  storage.Storage
+	sealer *Sealer
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedPrivate
+}
+
+type cachedPrivate struct {
+	sealed []byte
+	key    jose.JSONWebKey
+}
+
+// NewManager returns a Manager over store, sealing with sealer; now may be nil.
+func NewManager(store storage.Storage, sealer *Sealer, now func() time.Time) *Manager {
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}}
+}
+
+// NewKeys generates one sealed key per algorithm for a tenant, not yet stored.
+func (m *Manager) NewKeys(tenantID string) ([]storage.SigningKey, error) {
+	out := make([]storage.SigningKey, 0, len(Algorithms))
+	for _, alg := range Algorithms {
+		k, err := m.generate(tenantID, alg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Rotate adds a new active key per algorithm and keeps the old ones published
+// for retirement; it returns the tenant's keys afterwards.
+func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.Duration) ([]storage.SigningKey, error) {
+	if retirement < 0 {
+		return nil, errors.New("retirement window must not be negative")
+	}
+	newKeys, err := m.NewKeys(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.store.RotateSigningKeys(ctx, tenantID, newKeys, m.now().Add(retirement)); err != nil {
+		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
+	}
+	return m.store.ListSigningKeys(ctx, tenantID)
+}
+
+// Published reports whether a key belongs in the JWKS at now.
+func Published(k storage.SigningKey, now time.Time) bool {
+	return k.Status == storage.KeyActive || (k.Status == storage.KeyRetiring && now.Before(k.RetiresAt))
+}
+
+// PublicJWKS returns the tenant's active keys and those still inside their
+// retirement window, public parts only.
+func (m *Manager) PublicJWKS(ctx context.Context, tenantID string) (jose.JSONWebKeySet, error) {
+	ks, err := m.store.ListSigningKeys(ctx, tenantID)
+	if err != nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+	}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	now := m.now()
+	for _, k := range ks {
+		if !Published(k, now) {
+			continue
+		}
+		var jwk jose.JSONWebKey
+		if err := json.Unmarshal(k.PublicJWK, &jwk); err != nil {
+			return jose.JSONWebKeySet{}, fmt.Errorf("key %s of tenant %q: %w", k.KID, tenantID, err)
+		}
+		set.Keys = append(set.Keys, jwk)
+	}
+	return set, nil
+}
+
+// ActiveKey returns the tenant's active private key for alg, opened in memory.
+func (m *Manager) ActiveKey(ctx context.Context, tenantID, alg string) (jose.JSONWebKey, error) {
+	ks, err := m.store.ListSigningKeys(ctx, tenantID)
+	if err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+	}
+	for _, k := range ks {
+		if k.Status == storage.KeyActive && k.Alg == alg {
+			return m.open(k)
+		}
+	}
+	return jose.JSONWebKey{}, fmt.Errorf("tenant %q has no active %s key: %w", tenantID, alg, storage.ErrNotFound)
+}
+
+// open unseals a private key, caching by kid since opening an RSA key is costly.
+func (m *Manager) open(k storage.SigningKey) (jose.JSONWebKey, error) {
+	cacheKey := k.TenantID + "\x00" + k.KID
+	m.mu.Lock()
+	c, ok := m.cache[cacheKey]
+	m.mu.Unlock()
+	if ok && string(c.sealed) == string(k.PrivateSealed) {
+		return c.key, nil
+	}
+	raw, err := m.sealer.Open(k.PrivateSealed, keyAAD(k.TenantID, k.KID))
+	if err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("key %s of tenant %q: %w", k.KID, k.TenantID, err)
+	}
+	var jwk jose.JSONWebKey
+	if err := json.Unmarshal(raw, &jwk); err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("key %s of tenant %q: %w", k.KID, k.TenantID, err)
+	}
+	m.mu.Lock()
+	m.cache[cacheKey] = cachedPrivate{sealed: k.PrivateSealed, key: jwk}
+	m.mu.Unlock()
+	return jwk, nil
+}
+
+func (m *Manager) generate(tenantID, alg string) (storage.SigningKey, error) {
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case "RS256":
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		return storage.SigningKey{}, fmt.Errorf("unsupported signing algorithm %q", alg)
+	}
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("generate %s key: %w", alg, err)
+	}
+	jwk := jose.JSONWebKey{Key: priv, Algorithm: alg, Use: "sig"}
+	thumb, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("thumbprint: %w", err)
+	}
+	// The RFC 7638 thumbprint makes the kid unique and derivable from the key.
+	jwk.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
+	privJSON, err := jwk.MarshalJSON()
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("encode private key: %w", err)
+	}
+	pubJSON, err := jwk.Public().MarshalJSON()
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("encode public key: %w", err)
+	}
+	sealed, err := m.sealer.Seal(privJSON, keyAAD(tenantID, jwk.KeyID))
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("seal private key: %w", err)
+	}
+	return storage.SigningKey{
+		TenantID:      tenantID,
+		KID:           jwk.KeyID,
+		Alg:           alg,
+		Status:        storage.KeyActive,
+		PublicJWK:     pubJSON,
+		PrivateSealed: sealed,
+		CreatedAt:     m.now().UTC().Truncate(time.Microsecond),
+	}, nil
+}
+
+func keyAAD(tenantID, kid string) []byte {
+	return []byte("smartauth signing key\x00" + tenantID + "\x00" + kid)
+}

@@ -1,0 +1,28 @@
+package server
+
+import "net/http"
+
+// routes is the one route table: every path smartauth serves is here, and
+// the handler named beside it lives in the file named after its family.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	// Operations (health.go).
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+
+	// Pages and assets (pages.go, web/).
+	mux.Handle("GET /static/", s.staticAssets())
+	mux.Handle("GET /{$}", s.page(s.home))
+	mux.Handle("GET /t/{tenant}/{$}", s.page(s.tenantHome))
+
+	// Discovery, open to any origin (discovery.go).
+	mux.Handle("GET /t/{tenant}/.well-known/smart-configuration", cors(s.api(s.smartConfiguration)))
+	mux.Handle("GET /t/{tenant}/.well-known/openid-configuration", cors(s.api(s.openIDConfiguration)))
+	mux.Handle("GET /t/{tenant}/.well-known/jwks.json", cors(s.api(s.jwks)))
+	mux.Handle("OPTIONS /t/{tenant}/.well-known/", cors(http.HandlerFunc(preflight)))
+
+	// Anything else is a person's wrong turn or a client's wrong URL.
+	mux.Handle("/", s.page(s.notFound))
+	return mux
+}

@@ -1,0 +1,143 @@
+// Package server is smartauth's HTTP layer: per-tenant routing, discovery,
+// and the endpoints of later capabilities. routes.go is the one route table;
+// each endpoint family lives in the file named after it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/storage"
+	"github.com/smartauth/smartauth/templates"
+)
+
+// DefaultMaxBodyBytes caps request bodies; OAuth forms are far smaller.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config is everything the server needs, passed in explicitly.
+type Config struct {
+	// BaseURL is the public URL the server is reached at; tenant issuers hang off it.
+	BaseURL *url.URL
+	Store   storage.Storage
+	Keys    *keys.Manager
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server serves every tenant's endpoints.
+type Server struct {
+	base      string
+	secure    bool
+	store     storage.Storage
+	keys      *keys.Manager
+	log       *slog.Logger
+	now       func() time.Time
+	maxBody   int64
+	templates *templates.Set
+	handler   http.Handler
+}
+
+// New checks cfg, parses the templates and builds the handler.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.BaseURL == nil || !cfg.BaseURL.IsAbs() || cfg.BaseURL.Host == "":
+		return nil, errors.New("server: base URL must be absolute")
+	case cfg.Store == nil:
+		return nil, errors.New("server: no store")
+	case cfg.Keys == nil:
+		return nil, errors.New("server: no key manager")
+	case cfg.Logger == nil:
+		return nil, errors.New("server: no logger")
+	}
+	t, err := templates.Load()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{
+		base:      strings.TrimRight(cfg.BaseURL.String(), "/"),
+		secure:    cfg.BaseURL.Scheme == "https",
+		store:     cfg.Store,
+		keys:      cfg.Keys,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		maxBody:   cfg.MaxBodyBytes,
+		templates: t,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	s.handler = s.middleware(s.routes())
+	return s, nil
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// Issuer is a tenant's issuer URL: the base URL followed by /t/{tenant}.
+func (s *Server) Issuer(tenantID string) string {
+	return s.base + "/t/" + tenantID
+}
+
+// tenant loads the tenant named in the request path.
+func (s *Server) tenant(r *http.Request) (storage.Tenant, error) {
+	id := r.PathValue("tenant")
+	if !validTenantID(id) {
+		return storage.Tenant{}, errNotFound("unknown tenant")
+	}
+	t, err := s.store.GetTenant(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Tenant{}, errNotFound("unknown tenant")
+	}
+	if err != nil {
+		return storage.Tenant{}, fmt.Errorf("load tenant %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// validTenantID rejects ids that cannot exist before asking the database.
+func validTenantID(id string) bool {
+	if id == "" || len(id) > 63 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Sweep deletes expired records every interval until ctx ends.
+func (s *Server) Sweep(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.store.SweepExpired(ctx, s.now())
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("sweep expired records", "err", err)
+			} else if n > 0 {
+				s.log.Info("swept expired records", "rows", n)
+			}
+		}
+	}
+}
