@@ -1,0 +1,812 @@
+package conformance
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+// RunBasic checks every method of a backend on its own: round trips of each
+// entity, the sentinel errors, and the details listed in the package
+// documentation. Each subtest gets a fresh store from newStore.
+func RunBasic(t *testing.T, newStore NewStore) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s storage.Storage)
+	}{
+		{"Ping", testPing},
+		{"Tenants", testTenants},
+		{"Clients", testClients},
+		{"Users", testUsers},
+		{"Patients", testPatients},
+		{"PatientsAllOrNone", testPatientsAllOrNone},
+		{"PatientsDefaultLimit", testPatientsDefaultLimit},
+		{"SigningKeys", testSigningKeys},
+		{"Sessions", testSessions},
+		{"Tokens", testTokens},
+		{"Launches", testLaunches},
+		{"AssertionJTIs", testAssertionJTIs},
+		{"Audit", testAudit},
+		{"AuditHostileStrings", testAuditHostileStrings},
+		{"SweepExpired", testSweepExpired},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })
+	}
+}
+
+func testPing(t *testing.T, s storage.Storage) {
+	must(t, "ping", s.Ping(t.Context()))
+}
+
+func testTenants(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	acme := tenantFixture("acme")
+	key := keyFixture("acme", "acme-k1", t0())
+	must(t, "create tenant", s.CreateTenant(ctx, acme, []storage.SigningKey{key}))
+
+	got, err := s.GetTenant(ctx, "acme")
+	must(t, "get tenant", err)
+	mustEqual(t, "tenant", got, acme)
+	keys, err := s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys of new tenant", err)
+	mustEqual(t, "keys", keys, []storage.SigningKey{key})
+
+	mustErr(t, "create duplicate tenant", s.CreateTenant(ctx, acme, nil), storage.ErrAlreadyExists)
+	_, err = s.GetTenant(ctx, "ghost")
+	mustErr(t, "get unknown tenant", err, storage.ErrNotFound)
+
+	// A tenant with empty lists and policy, created without keys.
+	bare := storage.Tenant{ID: "bare", Name: "Bare", CreatedAt: t0()}
+	must(t, "create bare tenant", s.CreateTenant(ctx, bare, nil))
+	got, err = s.GetTenant(ctx, "bare")
+	must(t, "get bare tenant", err)
+	mustEqual(t, "bare tenant", got, bare)
+
+	// CreateTenant is one transaction: a key that cannot be stored (a
+	// duplicate kid) leaves no tenant behind.
+	half := tenantFixture("half")
+	err = s.CreateTenant(ctx, half, []storage.SigningKey{keyFixture("half", "dup", t0()), keyFixture("half", "dup", t0())})
+	if err == nil {
+		t.Fatal("create tenant with duplicate key ids: got no error")
+	}
+	_, err = s.GetTenant(ctx, "half")
+	mustErr(t, "get tenant whose creation failed", err, storage.ErrNotFound)
+
+	abc := tenantFixture("abc")
+	must(t, "create tenant abc", s.CreateTenant(ctx, abc, nil))
+	list, err := s.ListTenants(ctx)
+	must(t, "list tenants", err)
+	mustEqual(t, "tenants", list, []storage.Tenant{abc, acme, bare})
+
+	updated := acme
+	updated.Name = "Acme Health"
+	updated.FHIRBaseURLs = []string{"https://fhir.acme.example/r4"}
+	updated.Policy = storage.TenantPolicy{OpaqueAccessTokens: true, AllowEmailLinking: true, RefreshTokenTTL: storage.Duration(24 * time.Hour)}
+	updated.CreatedAt = t0().Add(48 * time.Hour)
+	must(t, "update tenant", s.UpdateTenant(ctx, updated))
+	got, err = s.GetTenant(ctx, "acme")
+	must(t, "get updated tenant", err)
+	want := updated
+	want.CreatedAt = acme.CreatedAt
+	mustEqual(t, "updated tenant", got, want)
+
+	mustErr(t, "update unknown tenant", s.UpdateTenant(ctx, tenantFixture("ghost")), storage.ErrNotFound)
+}
+
+func testClients(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	app := clientFixture("acme", "app")
+	must(t, "create client", s.CreateClient(ctx, app))
+	got, err := s.GetClient(ctx, "acme", "app")
+	must(t, "get client", err)
+	mustEqual(t, "client", got, app)
+
+	mustErr(t, "create duplicate client", s.CreateClient(ctx, app), storage.ErrAlreadyExists)
+	mustErr(t, "create client of unknown tenant", s.CreateClient(ctx, clientFixture("ghost", "app")), storage.ErrNotFound)
+	_, err = s.GetClient(ctx, "acme", "nope")
+	mustErr(t, "get unknown client", err, storage.ErrNotFound)
+
+	public := storage.Client{TenantID: "acme", ID: "zz-public", Name: "Public", Type: storage.ClientPublic, RedirectURIs: []string{"https://p.example/cb"}, CreatedAt: t0(), UpdatedAt: t0()}
+	asym := clientFixture("acme", "aa-asym")
+	asym.Type = storage.ClientConfidentialAsymmetric
+	asym.SecretHash = nil
+	asym.JWKS = nil
+	asym.JWKSURL = "https://asym.example/jwks.json"
+	for _, c := range []storage.Client{public, asym} {
+		must(t, "create client "+c.ID, s.CreateClient(ctx, c))
+	}
+	list, err := s.ListClients(ctx, "acme")
+	must(t, "list clients", err)
+	mustEqual(t, "clients", list, []storage.Client{asym, app, public})
+
+	updated := app
+	updated.Name = "Renamed"
+	updated.Type = storage.ClientConfidentialAsymmetric
+	updated.SecretHash = nil
+	updated.RedirectURIs = []string{"https://new.example/cb"}
+	updated.Scopes = []string{"openid"}
+	updated.GrantTypes = []string{"client_credentials"}
+	updated.JWKSURL = "https://new.example/jwks"
+	updated.JWKS = []byte(`{"keys":[{"kty":"RSA"}]}`)
+	updated.LaunchURI = ""
+	updated.CanCreateLaunch = false
+	updated.AccessTokenTTL = 0
+	updated.CreatedAt = t0().Add(time.Hour)
+	updated.UpdatedAt = t0().Add(2 * time.Hour)
+	must(t, "update client", s.UpdateClient(ctx, updated))
+	got, err = s.GetClient(ctx, "acme", "app")
+	must(t, "get updated client", err)
+	want := updated
+	want.CreatedAt = app.CreatedAt
+	mustEqual(t, "updated client", got, want)
+	mustErr(t, "update unknown client", s.UpdateClient(ctx, clientFixture("acme", "nope")), storage.ErrNotFound)
+
+	// DeleteClient takes the client's grant records along, and only those.
+	mine := tokenFixture("acme", storage.KindRefreshToken, "sig-mine", "req-1", "app")
+	theirs := tokenFixture("acme", storage.KindRefreshToken, "sig-theirs", "req-2", "zz-public")
+	must(t, "create token of app", s.CreateToken(ctx, mine))
+	must(t, "create token of other client", s.CreateToken(ctx, theirs))
+	must(t, "delete client", s.DeleteClient(ctx, "acme", "app"))
+	_, err = s.GetClient(ctx, "acme", "app")
+	mustErr(t, "get deleted client", err, storage.ErrNotFound)
+	_, err = s.GetToken(ctx, "acme", mine.Kind, mine.Signature)
+	mustErr(t, "get token of deleted client", err, storage.ErrNotFound)
+	gotToken, err := s.GetToken(ctx, "acme", theirs.Kind, theirs.Signature)
+	must(t, "get token of remaining client", err)
+	mustEqual(t, "token of remaining client", gotToken, theirs)
+	mustErr(t, "delete deleted client", s.DeleteClient(ctx, "acme", "app"), storage.ErrNotFound)
+}
+
+func testUsers(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	alice := userFixture("acme", "u1", "Alice@Example.org")
+	must(t, "create user", s.CreateUser(ctx, alice))
+	got, err := s.GetUser(ctx, "acme", "u1")
+	must(t, "get user", err)
+	mustEqual(t, "user", got, alice)
+
+	for _, email := range []string{"Alice@Example.org", "alice@example.org", "ALICE@EXAMPLE.ORG"} {
+		got, err = s.GetUserByEmail(ctx, "acme", email)
+		must(t, "get user by email "+email, err)
+		mustEqual(t, "user by email "+email, got, alice)
+	}
+	_, err = s.GetUserByEmail(ctx, "acme", "bob@example.org")
+	mustErr(t, "get user by unknown email", err, storage.ErrNotFound)
+
+	mustErr(t, "create duplicate user id", s.CreateUser(ctx, userFixture("acme", "u1", "other@example.org")), storage.ErrAlreadyExists)
+	mustErr(t, "create user with same email in other case", s.CreateUser(ctx, userFixture("acme", "u9", "aLiCe@example.ORG")), storage.ErrAlreadyExists)
+	mustErr(t, "create user of unknown tenant", s.CreateUser(ctx, userFixture("ghost", "u1", "a@example.org")), storage.ErrNotFound)
+	_, err = s.GetUser(ctx, "acme", "nope")
+	mustErr(t, "get unknown user", err, storage.ErrNotFound)
+
+	bob := userFixture("acme", "u2", "bob@example.org")
+	bob.PasswordHash = ""
+	bob.TOTPSecret = nil
+	bob.Profiles = nil
+	bob.Disabled = true
+	carol := userFixture("acme", "u3", "Carol@example.org")
+	for _, u := range []storage.User{carol, bob} {
+		must(t, "create user "+u.ID, s.CreateUser(ctx, u))
+	}
+	list, err := s.ListUsers(ctx, "acme")
+	must(t, "list users", err)
+	mustEqual(t, "users", list, []storage.User{alice, bob, carol})
+
+	// Federated-only users may have no email; they do not collide.
+	for _, id := range []string{"fed-1", "fed-2"} {
+		must(t, "create user without email "+id, s.CreateUser(ctx, userFixture("acme", id, "")))
+	}
+	_, err = s.GetUserByEmail(ctx, "acme", "")
+	mustErr(t, "get user by empty email", err, storage.ErrNotFound)
+
+	updated := alice
+	updated.Email = "alice@new.example"
+	updated.PasswordHash = "$argon2id$v=19$new"
+	updated.Disabled = true
+	updated.TOTPSecret = []byte("new-seed")
+	updated.Profiles = []storage.Profile{{FHIRUser: "Patient/9"}}
+	updated.CreatedAt = t0().Add(time.Hour)
+	updated.UpdatedAt = t0().Add(3 * time.Hour)
+	must(t, "update user", s.UpdateUser(ctx, updated))
+	want := updated
+	want.CreatedAt = alice.CreatedAt
+	got, err = s.GetUser(ctx, "acme", "u1")
+	must(t, "get updated user", err)
+	mustEqual(t, "updated user", got, want)
+	got, err = s.GetUserByEmail(ctx, "acme", "ALICE@new.example")
+	must(t, "get user by new email", err)
+	mustEqual(t, "user by new email", got, want)
+	_, err = s.GetUserByEmail(ctx, "acme", "alice@example.org")
+	mustErr(t, "get user by old email", err, storage.ErrNotFound)
+
+	collide := updated
+	collide.Email = "BOB@example.org"
+	mustErr(t, "update user to another user's email", s.UpdateUser(ctx, collide), storage.ErrAlreadyExists)
+	mustErr(t, "update unknown user", s.UpdateUser(ctx, userFixture("acme", "nope", "nope@example.org")), storage.ErrNotFound)
+
+	// DeleteUser takes the user's sessions along, and only those.
+	for _, ss := range []storage.Session{sessionFixture("acme", "s1", "u1"), sessionFixture("acme", "s2", "u1"), sessionFixture("acme", "s3", "u2")} {
+		must(t, "create session "+ss.ID, s.CreateSession(ctx, ss))
+	}
+	must(t, "delete user", s.DeleteUser(ctx, "acme", "u1"))
+	_, err = s.GetUser(ctx, "acme", "u1")
+	mustErr(t, "get deleted user", err, storage.ErrNotFound)
+	for _, id := range []string{"s1", "s2"} {
+		_, err = s.GetSession(ctx, "acme", id, t0())
+		mustErr(t, "get session of deleted user", err, storage.ErrNotFound)
+	}
+	_, err = s.GetSession(ctx, "acme", "s3", t0())
+	must(t, "get session of remaining user", err)
+	mustErr(t, "delete deleted user", s.DeleteUser(ctx, "acme", "u1"), storage.ErrNotFound)
+	// The email is free again.
+	must(t, "reuse email of deleted user", s.CreateUser(ctx, userFixture("acme", "u4", "alice@new.example")))
+}
+
+func testPatients(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	roster := []storage.Patient{
+		patientFixture("acme", "p1", "Smith", "John", "1980-01-02", "MRN-1"),
+		patientFixture("acme", "p2", "Smithers", "Anna", "1975-03-04", "MRN-2", "SSN-2"),
+		patientFixture("acme", "p3", "Jones", "Smitty", "1980-01-02"),
+		patientFixture("acme", "p4", "Ångström", "Émile", "2001-09-09", "MRN-4"),
+		patientFixture("acme", "p5", "O%Brien", "_nd", "1990", "MRN-%"),
+	}
+	roster[2].Identifiers = nil
+	roster[2].Resource = nil
+	must(t, "upsert patients", s.UpsertPatients(ctx, "acme", roster))
+	for _, p := range roster {
+		got, err := s.GetPatient(ctx, "acme", p.ID)
+		must(t, "get patient "+p.ID, err)
+		mustEqual(t, "patient "+p.ID, got, p)
+	}
+	_, err := s.GetPatient(ctx, "acme", "nope")
+	mustErr(t, "get unknown patient", err, storage.ErrNotFound)
+	mustErr(t, "upsert patients of unknown tenant", s.UpsertPatients(ctx, "ghost", []storage.Patient{patientFixture("ghost", "p1", "A", "B", "2000")}), storage.ErrNotFound)
+
+	searches := []struct {
+		name string
+		q    storage.PatientQuery
+		want []string
+	}{
+		{"everyone, by family then given", storage.PatientQuery{}, []string{"p3", "p5", "p1", "p2", "p4"}},
+		{"family or given prefix", storage.PatientQuery{Name: "smi"}, []string{"p3", "p1", "p2"}},
+		{"prefix is case-insensitive", storage.PatientQuery{Name: "SMITH"}, []string{"p1", "p2"}},
+		{"whole family name", storage.PatientQuery{Name: "smithers"}, []string{"p2"}},
+		{"given name prefix", storage.PatientQuery{Name: "ann"}, []string{"p2"}},
+		{"non-ASCII prefix", storage.PatientQuery{Name: "ÅNG"}, []string{"p4"}},
+		{"non-ASCII given prefix", storage.PatientQuery{Name: "émi"}, []string{"p4"}},
+		{"no prefix match inside a name", storage.PatientQuery{Name: "mith"}, nil},
+		{"percent is literal", storage.PatientQuery{Name: "%"}, nil},
+		{"percent prefix", storage.PatientQuery{Name: "o%"}, []string{"p5"}},
+		{"underscore is literal", storage.PatientQuery{Name: "_"}, []string{"p5"}},
+		{"no match", storage.PatientQuery{Name: "zzz"}, nil},
+		{"birth date", storage.PatientQuery{BirthDate: "1980-01-02"}, []string{"p3", "p1"}},
+		{"birth date is exact", storage.PatientQuery{BirthDate: "1980"}, nil},
+		{"identifier", storage.PatientQuery{Identifier: "MRN-2"}, []string{"p2"}},
+		{"second identifier", storage.PatientQuery{Identifier: "SSN-2"}, []string{"p2"}},
+		{"identifier is exact", storage.PatientQuery{Identifier: "MRN"}, nil},
+		{"identifier with percent", storage.PatientQuery{Identifier: "MRN-%"}, []string{"p5"}},
+		{"name and birth date", storage.PatientQuery{Name: "smi", BirthDate: "1980-01-02"}, []string{"p3", "p1"}},
+		{"name and identifier", storage.PatientQuery{Name: "smi", Identifier: "MRN-1"}, []string{"p1"}},
+		{"fields combine with and", storage.PatientQuery{Name: "jones", Identifier: "MRN-1"}, nil},
+		{"limit", storage.PatientQuery{Name: "smi", Limit: 2}, []string{"p3", "p1"}},
+	}
+	for _, tc := range searches {
+		got, err := s.SearchPatients(ctx, "acme", tc.q)
+		must(t, "search "+tc.name, err)
+		mustEqual(t, "search "+tc.name, patientIDs(got), tc.want)
+	}
+	got, err := s.SearchPatients(ctx, "acme", storage.PatientQuery{Identifier: "MRN-4"})
+	must(t, "search by identifier", err)
+	mustEqual(t, "search result", got, roster[3:4])
+
+	// Replacing a patient replaces its searchable fields too.
+	p2 := patientFixture("acme", "p2", "Brown", "Anna", "1975-03-04", "MRN-22")
+	p2.UpdatedAt = t0().Add(time.Hour)
+	newcomer := storage.Patient{ID: "p6", Family: "Tenantless", UpdatedAt: t0()}
+	must(t, "upsert replacement", s.UpsertPatients(ctx, "acme", []storage.Patient{p2, newcomer}))
+	gotP2, err := s.GetPatient(ctx, "acme", "p2")
+	must(t, "get replaced patient", err)
+	mustEqual(t, "replaced patient", gotP2, p2)
+	gotP6, err := s.GetPatient(ctx, "acme", "p6")
+	must(t, "get patient upserted without tenant id", err)
+	newcomer.TenantID = "acme"
+	mustEqual(t, "patient upserted without tenant id", gotP6, newcomer)
+	for _, tc := range []struct {
+		q    storage.PatientQuery
+		want []string
+	}{
+		{storage.PatientQuery{Identifier: "MRN-2"}, nil},
+		{storage.PatientQuery{Identifier: "SSN-2"}, nil},
+		{storage.PatientQuery{Identifier: "MRN-22"}, []string{"p2"}},
+		{storage.PatientQuery{Name: "smithers"}, nil},
+		{storage.PatientQuery{Name: "bro"}, []string{"p2"}},
+	} {
+		got, err := s.SearchPatients(ctx, "acme", tc.q)
+		must(t, label("search %+v after replace", tc.q), err)
+		mustEqual(t, label("search %+v after replace", tc.q), patientIDs(got), tc.want)
+	}
+
+	must(t, "delete patient", s.DeletePatient(ctx, "acme", "p1"))
+	_, err = s.GetPatient(ctx, "acme", "p1")
+	mustErr(t, "get deleted patient", err, storage.ErrNotFound)
+	got, err = s.SearchPatients(ctx, "acme", storage.PatientQuery{Identifier: "MRN-1"})
+	must(t, "search deleted patient's identifier", err)
+	mustEqual(t, "search deleted patient's identifier", patientIDs(got), nil)
+	mustErr(t, "delete deleted patient", s.DeletePatient(ctx, "acme", "p1"), storage.ErrNotFound)
+}
+
+func testPatientsAllOrNone(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "other")
+	original := patientFixture("acme", "p1", "Smith", "John", "1980-01-02", "MRN-1")
+	must(t, "upsert original", s.UpsertPatients(ctx, "acme", []storage.Patient{original}))
+
+	changed := patientFixture("acme", "p1", "Changed", "Name", "1999-01-01", "MRN-X")
+	fresh := patientFixture("acme", "p2", "Fresh", "Face", "2000-01-01", "MRN-2")
+	foreign := patientFixture("other", "p3", "Foreign", "Body", "2000-01-01")
+	cases := []struct {
+		name  string
+		batch []storage.Patient
+	}{
+		{"empty id last", []storage.Patient{changed, fresh, {TenantID: "acme"}}},
+		{"empty id first", []storage.Patient{{}, changed, fresh}},
+		{"other tenant's patient", []storage.Patient{changed, fresh, foreign}},
+	}
+	for _, tc := range cases {
+		if err := s.UpsertPatients(ctx, "acme", tc.batch); err == nil {
+			t.Fatalf("upsert batch with %s: got no error", tc.name)
+		}
+		got, err := s.GetPatient(ctx, "acme", "p1")
+		must(t, "get p1 after refused batch with "+tc.name, err)
+		mustEqual(t, "p1 after refused batch with "+tc.name, got, original)
+		_, err = s.GetPatient(ctx, "acme", "p2")
+		mustErr(t, "get p2 after refused batch with "+tc.name, err, storage.ErrNotFound)
+		_, err = s.GetPatient(ctx, "other", "p3")
+		mustErr(t, "get foreign patient after refused batch with "+tc.name, err, storage.ErrNotFound)
+		res, err := s.SearchPatients(ctx, "acme", storage.PatientQuery{Identifier: "MRN-X"})
+		must(t, "search after refused batch with "+tc.name, err)
+		mustEqual(t, "search after refused batch with "+tc.name, patientIDs(res), nil)
+	}
+	must(t, "upsert empty batch", s.UpsertPatients(ctx, "acme", nil))
+}
+
+func testPatientsDefaultLimit(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	var roster []storage.Patient
+	for i := range 60 {
+		roster = append(roster, patientFixture("acme", label("p%02d", i), "Doe", label("G%02d", i), "2000-01-01"))
+	}
+	must(t, "upsert 60 patients", s.UpsertPatients(ctx, "acme", roster))
+	got, err := s.SearchPatients(ctx, "acme", storage.PatientQuery{Name: "doe"})
+	must(t, "search", err)
+	if len(got) != 50 {
+		t.Fatalf("search with zero limit: got %d patients, want 50", len(got))
+	}
+	got, err = s.SearchPatients(ctx, "acme", storage.PatientQuery{Name: "doe", Limit: 55})
+	must(t, "search with limit 55", err)
+	if len(got) != 55 {
+		t.Fatalf("search with limit 55: got %d patients, want 55", len(got))
+	}
+}
+
+func testSigningKeys(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	k1 := keyFixture("acme", "k1", t0())
+	must(t, "create tenant", s.CreateTenant(ctx, tenantFixture("acme"), []storage.SigningKey{k1}))
+
+	// The caller's status and retirement time of new keys do not matter.
+	k2 := keyFixture("acme", "k2", t0().Add(time.Hour))
+	k2.Status = ""
+	k2.RetiresAt = t0()
+	retire1 := t0().Add(25 * time.Hour)
+	must(t, "rotate to k2", s.RotateSigningKeys(ctx, "acme", []storage.SigningKey{k2}, retire1))
+	k1.Status, k1.RetiresAt = storage.KeyRetiring, retire1
+	k2.Status, k2.RetiresAt = storage.KeyActive, time.Time{}
+	keys, err := s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys after first rotation", err)
+	mustEqual(t, "keys after first rotation", keys, []storage.SigningKey{k2, k1})
+
+	// A second rotation retires only what is active now; k1 keeps its time.
+	k3 := keyFixture("acme", "k3", t0().Add(2*time.Hour))
+	k3b := keyFixture("acme", "k3b", t0().Add(2*time.Hour+time.Microsecond))
+	k3b.Alg = "RS384"
+	retire2 := t0().Add(26 * time.Hour)
+	must(t, "rotate to k3 and k3b", s.RotateSigningKeys(ctx, "acme", []storage.SigningKey{k3, k3b}, retire2))
+	k2.Status, k2.RetiresAt = storage.KeyRetiring, retire2
+	want := []storage.SigningKey{k3b, k3, k2, k1}
+	keys, err = s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys after second rotation", err)
+	mustEqual(t, "keys after second rotation", keys, want)
+
+	// Failed rotations change nothing.
+	if err := s.RotateSigningKeys(ctx, "acme", nil, retire2); err == nil {
+		t.Fatal("rotate to no keys: got no error")
+	}
+	err = s.RotateSigningKeys(ctx, "acme", []storage.SigningKey{keyFixture("acme", "k4", t0().Add(3*time.Hour)), keyFixture("acme", "k1", t0())}, retire2)
+	mustErr(t, "rotate to a key id in use", err, storage.ErrAlreadyExists)
+	keys, err = s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys after failed rotations", err)
+	mustEqual(t, "keys after failed rotations", keys, want)
+
+	err = s.RotateSigningKeys(ctx, "ghost", []storage.SigningKey{keyFixture("ghost", "k1", t0())}, retire1)
+	mustErr(t, "rotate keys of unknown tenant", err, storage.ErrNotFound)
+	keys, err = s.ListSigningKeys(ctx, "ghost")
+	must(t, "list keys of unknown tenant", err)
+	mustEqual(t, "keys of unknown tenant", keys, nil)
+}
+
+func testSessions(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	s1 := sessionFixture("acme", "s1", "u1")
+	must(t, "create session", s.CreateSession(ctx, s1))
+	mustErr(t, "create duplicate session", s.CreateSession(ctx, s1), storage.ErrAlreadyExists)
+	mustErr(t, "create session of unknown tenant", s.CreateSession(ctx, sessionFixture("ghost", "s1", "u1")), storage.ErrNotFound)
+
+	expiry := s1.ExpiresAt.Truncate(time.Microsecond)
+	visible := []struct {
+		name string
+		now  time.Time
+		ok   bool
+	}{
+		{"at creation", t0(), true},
+		{"a microsecond before expiry", expiry.Add(-time.Microsecond), true},
+		{"at expiry", expiry, false},
+		{"after expiry", expiry.Add(time.Hour), false},
+	}
+	for _, tc := range visible {
+		got, err := s.GetSession(ctx, "acme", "s1", tc.now)
+		if tc.ok {
+			must(t, "get session "+tc.name, err)
+			mustEqual(t, "session "+tc.name, got, s1)
+		} else {
+			mustErr(t, "get session "+tc.name, err, storage.ErrNotFound)
+		}
+	}
+	_, err := s.GetSession(ctx, "acme", "nope", t0())
+	mustErr(t, "get unknown session", err, storage.ErrNotFound)
+
+	anonymous := sessionFixture("acme", "s-anon", "")
+	anonymous.Data = nil
+	must(t, "create session without user", s.CreateSession(ctx, anonymous))
+	got, err := s.GetSession(ctx, "acme", "s-anon", t0())
+	must(t, "get session without user", err)
+	mustEqual(t, "session without user", got, anonymous)
+
+	updated := s1
+	updated.UserID = "u2"
+	updated.Data = []byte("new data")
+	updated.CreatedAt = t0().Add(time.Minute)
+	updated.UpdatedAt = t0().Add(time.Minute)
+	updated.ExpiresAt = t0().Add(2 * time.Hour)
+	must(t, "update session", s.UpdateSession(ctx, updated))
+	got, err = s.GetSession(ctx, "acme", "s1", t0().Add(90*time.Minute))
+	must(t, "get extended session", err)
+	want := updated
+	want.CreatedAt = s1.CreatedAt
+	mustEqual(t, "updated session", got, want)
+	mustErr(t, "update unknown session", s.UpdateSession(ctx, sessionFixture("acme", "nope", "u1")), storage.ErrNotFound)
+
+	must(t, "delete session", s.DeleteSession(ctx, "acme", "s1"))
+	_, err = s.GetSession(ctx, "acme", "s1", t0())
+	mustErr(t, "get deleted session", err, storage.ErrNotFound)
+	mustErr(t, "delete deleted session", s.DeleteSession(ctx, "acme", "s1"), storage.ErrNotFound)
+
+	for _, ss := range []storage.Session{sessionFixture("acme", "a", "u1"), sessionFixture("acme", "b", "u1"), sessionFixture("acme", "c", "u2")} {
+		must(t, "create session "+ss.ID, s.CreateSession(ctx, ss))
+	}
+	must(t, "delete sessions of u1", s.DeleteUserSessions(ctx, "acme", "u1"))
+	for _, id := range []string{"a", "b"} {
+		_, err = s.GetSession(ctx, "acme", id, t0())
+		mustErr(t, "get session "+id+" of u1", err, storage.ErrNotFound)
+	}
+	_, err = s.GetSession(ctx, "acme", "c", t0())
+	must(t, "get session of u2", err)
+	must(t, "delete sessions of a user without any", s.DeleteUserSessions(ctx, "acme", "nobody"))
+}
+
+func testTokens(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	code := tokenFixture("acme", storage.KindAuthorizeCode, "sig-code", "req-1", "app")
+	must(t, "create code", s.CreateToken(ctx, code))
+	got, err := s.GetToken(ctx, "acme", code.Kind, code.Signature)
+	must(t, "get code", err)
+	mustEqual(t, "code", got, code)
+	mustErr(t, "create duplicate code", s.CreateToken(ctx, code), storage.ErrAlreadyExists)
+	pkce := tokenFixture("acme", storage.KindPKCE, "sig-code", "req-1", "app")
+	must(t, "create record of another kind with the same signature", s.CreateToken(ctx, pkce))
+	mustErr(t, "create token of unknown tenant", s.CreateToken(ctx, tokenFixture("ghost", storage.KindAccessToken, "s", "r", "c")), storage.ErrNotFound)
+	_, err = s.GetToken(ctx, "acme", storage.KindAccessToken, "sig-code")
+	mustErr(t, "get token of the wrong kind", err, storage.ErrNotFound)
+
+	consumed := code
+	consumed.Active = false
+	got, err = s.ConsumeToken(ctx, "acme", code.Kind, code.Signature)
+	must(t, "consume code", err)
+	mustEqual(t, "consumed code", got, consumed)
+	got, err = s.ConsumeToken(ctx, "acme", code.Kind, code.Signature)
+	mustErr(t, "consume code twice", err, storage.ErrConsumed)
+	mustEqual(t, "code returned with ErrConsumed", got, consumed)
+	got, err = s.GetToken(ctx, "acme", code.Kind, code.Signature)
+	must(t, "get consumed code", err)
+	mustEqual(t, "stored consumed code", got, consumed)
+	got, err = s.GetToken(ctx, "acme", pkce.Kind, pkce.Signature)
+	must(t, "get pkce record", err)
+	mustEqual(t, "pkce record untouched by consuming the code", got, pkce)
+	_, err = s.ConsumeToken(ctx, "acme", storage.KindAuthorizeCode, "nope")
+	mustErr(t, "consume unknown code", err, storage.ErrNotFound)
+
+	// One grant family across a refresh, and a second family.
+	access := tokenFixture("acme", storage.KindAccessToken, "sig-a1", "req-2", "app")
+	refresh := tokenFixture("acme", storage.KindRefreshToken, "sig-r1", "req-2", "app")
+	rotated := tokenFixture("acme", storage.KindRefreshToken, "sig-r0", "req-2", "app")
+	rotated.Active = false
+	otherAccess := tokenFixture("acme", storage.KindAccessToken, "sig-a3", "req-3", "app")
+	otherRefresh := tokenFixture("acme", storage.KindRefreshToken, "sig-r3", "req-3", "app")
+	for _, tok := range []storage.Token{access, refresh, rotated, otherAccess, otherRefresh} {
+		must(t, "create token "+tok.Signature, s.CreateToken(ctx, tok))
+	}
+	got, err = s.GetToken(ctx, "acme", rotated.Kind, rotated.Signature)
+	must(t, "get token created inactive", err)
+	mustEqual(t, "token created inactive", got, rotated)
+
+	n, err := s.RevokeRequest(ctx, "acme", "req-2")
+	must(t, "revoke request", err)
+	if n != 2 {
+		t.Fatalf("revoke request: got %d records revoked, want 2 (the active ones)", n)
+	}
+	n, err = s.RevokeRequest(ctx, "acme", "req-2")
+	must(t, "revoke request again", err)
+	if n != 0 {
+		t.Fatalf("revoke request again: got %d records revoked, want 0", n)
+	}
+	for _, tok := range []storage.Token{access, refresh} {
+		got, err = s.GetToken(ctx, "acme", tok.Kind, tok.Signature)
+		must(t, "get revoked "+tok.Signature, err)
+		if got.Active {
+			t.Fatalf("token %s still active after RevokeRequest", tok.Signature)
+		}
+	}
+	_, err = s.ConsumeToken(ctx, "acme", refresh.Kind, refresh.Signature)
+	mustErr(t, "consume revoked refresh token", err, storage.ErrConsumed)
+
+	n, err = s.RevokeRequestKind(ctx, "acme", "req-3", storage.KindAccessToken)
+	must(t, "revoke access tokens of request", err)
+	if n != 1 {
+		t.Fatalf("revoke access tokens of request: got %d, want 1", n)
+	}
+	got, err = s.GetToken(ctx, "acme", otherAccess.Kind, otherAccess.Signature)
+	must(t, "get revoked access token", err)
+	if got.Active {
+		t.Fatal("access token still active after RevokeRequestKind")
+	}
+	got, err = s.GetToken(ctx, "acme", otherRefresh.Kind, otherRefresh.Signature)
+	must(t, "get refresh token of partly revoked request", err)
+	mustEqual(t, "refresh token untouched by revoking access tokens", got, otherRefresh)
+	n, err = s.RevokeRequest(ctx, "acme", "no-such-request")
+	must(t, "revoke unknown request", err)
+	if n != 0 {
+		t.Fatalf("revoke unknown request: got %d, want 0", n)
+	}
+
+	must(t, "delete token", s.DeleteToken(ctx, "acme", access.Kind, access.Signature))
+	_, err = s.GetToken(ctx, "acme", access.Kind, access.Signature)
+	mustErr(t, "get deleted token", err, storage.ErrNotFound)
+	mustErr(t, "delete deleted token", s.DeleteToken(ctx, "acme", access.Kind, access.Signature), storage.ErrNotFound)
+}
+
+func testLaunches(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	l1 := launchFixture("acme", "l1")
+	must(t, "create launch", s.CreateLaunch(ctx, l1))
+	mustErr(t, "create duplicate launch", s.CreateLaunch(ctx, l1), storage.ErrAlreadyExists)
+	mustErr(t, "create launch of unknown tenant", s.CreateLaunch(ctx, launchFixture("ghost", "l1")), storage.ErrNotFound)
+
+	got, err := s.ConsumeLaunch(ctx, "acme", "l1", t0())
+	must(t, "consume launch", err)
+	mustEqual(t, "launch", got, l1)
+	_, err = s.ConsumeLaunch(ctx, "acme", "l1", t0())
+	mustErr(t, "consume launch twice", err, storage.ErrConsumed)
+	_, err = s.ConsumeLaunch(ctx, "acme", "l1", t0().Add(time.Hour))
+	mustErr(t, "consume used launch after expiry", err, storage.ErrConsumed)
+	_, err = s.ConsumeLaunch(ctx, "acme", "nope", t0())
+	mustErr(t, "consume unknown launch", err, storage.ErrNotFound)
+
+	bare := storage.Launch{TenantID: "acme", ID: "l-bare", CreatedAt: t0(), ExpiresAt: t0().Add(time.Minute)}
+	must(t, "create launch without context", s.CreateLaunch(ctx, bare))
+	got, err = s.ConsumeLaunch(ctx, "acme", "l-bare", t0())
+	must(t, "consume launch without context", err)
+	mustEqual(t, "launch without context", got, bare)
+
+	l2 := launchFixture("acme", "l2")
+	must(t, "create second launch", s.CreateLaunch(ctx, l2))
+	_, err = s.ConsumeLaunch(ctx, "acme", "l2", l2.ExpiresAt.Truncate(time.Microsecond))
+	mustErr(t, "consume launch at expiry", err, storage.ErrExpired)
+	_, err = s.ConsumeLaunch(ctx, "acme", "l2", l2.ExpiresAt.Add(time.Hour))
+	mustErr(t, "consume launch after expiry", err, storage.ErrExpired)
+	// Refusing an expired launch does not use it up.
+	got, err = s.ConsumeLaunch(ctx, "acme", "l2", t0())
+	must(t, "consume launch before expiry after refused attempts", err)
+	mustEqual(t, "second launch", got, l2)
+}
+
+func testAssertionJTIs(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "beta")
+	exp := t0().Add(5 * time.Minute)
+	must(t, "record jti", s.RecordAssertionJTI(ctx, "acme", "app", "j1", exp))
+	mustErr(t, "replay jti", s.RecordAssertionJTI(ctx, "acme", "app", "j1", exp), storage.ErrAlreadyExists)
+	mustErr(t, "replay jti with a later expiry", s.RecordAssertionJTI(ctx, "acme", "app", "j1", exp.Add(time.Hour)), storage.ErrAlreadyExists)
+	must(t, "same jti for another client", s.RecordAssertionJTI(ctx, "acme", "other-app", "j1", exp))
+	must(t, "same jti in another tenant", s.RecordAssertionJTI(ctx, "beta", "app", "j1", exp))
+	must(t, "another jti", s.RecordAssertionJTI(ctx, "acme", "app", "j2", exp))
+	mustErr(t, "record jti of unknown tenant", s.RecordAssertionJTI(ctx, "ghost", "app", "j1", exp), storage.ErrNotFound)
+}
+
+func testAudit(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	inputs := []storage.AuditEvent{
+		auditFixture("acme", t0(), "login", "app", "u1"),
+		auditFixture("acme", t0().Add(time.Minute), "token", "app", "u1"),
+		auditFixture("acme", t0().Add(2*time.Minute), "login", "", "u2"),
+	}
+	inputs[1].Details = nil
+	inputs[2].Outcome = "failure"
+	// Whatever the caller puts in the assigned fields is ignored.
+	inputs[2].Seq, inputs[2].PrevHash, inputs[2].Hash = 99, []byte("forged"), []byte("forged")
+
+	var stored []storage.AuditEvent
+	var prev []byte
+	for i, in := range inputs {
+		got, err := s.AppendAudit(ctx, in)
+		must(t, label("append event %d", i+1), err)
+		want := in
+		want.Seq = int64(i + 1)
+		want.PrevHash = prev
+		want.Hash = storage.ChainHash(prev, want)
+		mustEqual(t, label("appended event %d", i+1), got, want)
+		stored = append(stored, got)
+		prev = got.Hash
+	}
+	all, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit", err)
+	mustEqual(t, "audit trail", all, stored)
+	if err := storage.VerifyChain(all); err != nil {
+		t.Fatalf("verify chain: %v", err)
+	}
+
+	filters := []struct {
+		name string
+		f    storage.AuditFilter
+		want []int64
+	}{
+		{"type", storage.AuditFilter{Type: "login"}, []int64{1, 3}},
+		{"client", storage.AuditFilter{ClientID: "app"}, []int64{1, 2}},
+		{"subject", storage.AuditFilter{Subject: "u1"}, []int64{1, 2}},
+		{"type and subject", storage.AuditFilter{Type: "login", Subject: "u2"}, []int64{3}},
+		{"since is inclusive", storage.AuditFilter{Since: t0().Add(time.Minute)}, []int64{2, 3}},
+		{"until is exclusive", storage.AuditFilter{Until: t0().Add(2 * time.Minute)}, []int64{1, 2}},
+		{"since and until", storage.AuditFilter{Since: t0().Add(time.Second), Until: t0().Add(2 * time.Minute)}, []int64{2}},
+		{"after seq", storage.AuditFilter{AfterSeq: 1}, []int64{2, 3}},
+		{"limit", storage.AuditFilter{Limit: 2}, []int64{1, 2}},
+		{"after seq with limit", storage.AuditFilter{AfterSeq: 1, Limit: 1}, []int64{2}},
+		{"no match", storage.AuditFilter{Type: "nope"}, nil},
+	}
+	for _, tc := range filters {
+		got, err := s.ListAudit(ctx, "acme", tc.f)
+		must(t, "list audit by "+tc.name, err)
+		mustEqual(t, "audit by "+tc.name, seqs(got), tc.want)
+	}
+
+	// A zero time is stamped by the store and chained as stamped.
+	got, err := s.AppendAudit(ctx, storage.AuditEvent{TenantID: "acme", Type: "untimed"})
+	must(t, "append event without time", err)
+	if got.Time.IsZero() || got.Seq != 4 {
+		t.Fatalf("append event without time: got seq %d at %v, want seq 4 at a non-zero time", got.Seq, got.Time)
+	}
+	all, err = s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit", err)
+	if err := storage.VerifyChain(all); err != nil {
+		t.Fatalf("verify chain with stamped event: %v", err)
+	}
+	mustEqual(t, "stamped event", all[3], got)
+
+	_, err = s.AppendAudit(ctx, auditFixture("ghost", t0(), "login", "", ""))
+	mustErr(t, "append event of unknown tenant", err, storage.ErrNotFound)
+	list, err := s.ListAudit(ctx, "ghost", storage.AuditFilter{})
+	must(t, "list audit of unknown tenant", err)
+	mustEqual(t, "audit of unknown tenant", seqs(list), nil)
+}
+
+func testAuditHostileStrings(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	// Attackers choose some of these values (a login name, say); an audit
+	// trail that failed or broke its chain on them would hide the attack.
+	hostile := "a\x00b\xff\xfe" + strings.Repeat("é", 3) + "\u2028"
+	e := auditFixture("acme", t0(), "login", hostile, hostile)
+	e.SourceIP = "\x00"
+	e.Details = map[string]string{hostile: hostile, "k": "\x00"}
+	got, err := s.AppendAudit(ctx, e)
+	must(t, "append event with NUL bytes and invalid UTF-8", err)
+	list, err := s.ListAudit(ctx, "acme", storage.AuditFilter{Subject: got.Subject})
+	must(t, "list audit by the stored subject", err)
+	mustEqual(t, "stored event", list, []storage.AuditEvent{got})
+	if err := storage.VerifyChain(list); err != nil {
+		t.Fatalf("verify chain: %v", err)
+	}
+	for _, v := range []string{got.Subject, got.ClientID, got.SourceIP, got.Details["k"]} {
+		if strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			t.Fatalf("stored string %q keeps a NUL byte or invalid UTF-8", v)
+		}
+	}
+}
+
+func testSweepExpired(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	now := t0().Truncate(time.Microsecond)
+	past, future := now.Add(-time.Second), now.Add(time.Hour)
+
+	sessions := []storage.Session{sessionFixture("acme", "old", "u"), sessionFixture("acme", "edge", "u"), sessionFixture("acme", "live", "u")}
+	sessions[0].ExpiresAt, sessions[1].ExpiresAt, sessions[2].ExpiresAt = past, now, future
+	tokens := []storage.Token{tokenFixture("acme", storage.KindAccessToken, "old", "r", "c"), tokenFixture("acme", storage.KindAccessToken, "live", "r", "c")}
+	tokens[0].ExpiresAt, tokens[1].ExpiresAt = past, future
+	launches := []storage.Launch{launchFixture("acme", "old"), launchFixture("acme", "live")}
+	launches[0].ExpiresAt, launches[1].ExpiresAt = past, future
+	for _, x := range sessions {
+		must(t, "create session "+x.ID, s.CreateSession(ctx, x))
+	}
+	for _, x := range tokens {
+		must(t, "create token "+x.Signature, s.CreateToken(ctx, x))
+	}
+	for _, x := range launches {
+		must(t, "create launch "+x.ID, s.CreateLaunch(ctx, x))
+	}
+	must(t, "record old jti", s.RecordAssertionJTI(ctx, "acme", "c", "old", past))
+	must(t, "record live jti", s.RecordAssertionJTI(ctx, "acme", "c", "live", future))
+
+	n, err := s.SweepExpired(ctx, now)
+	must(t, "sweep", err)
+	if n != 5 {
+		t.Fatalf("sweep: got %d rows removed, want 5 (2 sessions, 1 token, 1 launch, 1 jti)", n)
+	}
+	n, err = s.SweepExpired(ctx, now)
+	must(t, "sweep again", err)
+	if n != 0 {
+		t.Fatalf("sweep again: got %d rows removed, want 0", n)
+	}
+
+	// Expired rows are gone: a lookup at an earlier instant would have seen them.
+	earlier := past.Add(-time.Hour)
+	for _, id := range []string{"old", "edge"} {
+		_, err = s.GetSession(ctx, "acme", id, earlier)
+		mustErr(t, "get swept session "+id, err, storage.ErrNotFound)
+	}
+	_, err = s.GetSession(ctx, "acme", "live", earlier)
+	must(t, "get live session", err)
+	_, err = s.GetToken(ctx, "acme", storage.KindAccessToken, "old")
+	mustErr(t, "get swept token", err, storage.ErrNotFound)
+	_, err = s.GetToken(ctx, "acme", storage.KindAccessToken, "live")
+	must(t, "get live token", err)
+	_, err = s.ConsumeLaunch(ctx, "acme", "old", earlier)
+	mustErr(t, "consume swept launch", err, storage.ErrNotFound)
+	_, err = s.ConsumeLaunch(ctx, "acme", "live", earlier)
+	must(t, "consume live launch", err)
+	must(t, "record swept jti again", s.RecordAssertionJTI(ctx, "acme", "c", "old", future))
+	mustErr(t, "record live jti again", s.RecordAssertionJTI(ctx, "acme", "c", "live", future), storage.ErrAlreadyExists)
+}

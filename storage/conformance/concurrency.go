@@ -1,0 +1,228 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+// racers is how many goroutines contend in each race; rounds repeats the
+// single-use races, since one round may not interleave as badly as it can.
+const (
+	racers = 8
+	rounds = 5
+)
+
+// RunConcurrency checks the guarantees that only show under contention:
+// single use, jti uniqueness, a gap-free audit chain per tenant, and writers
+// that never fail for being concurrent.
+func RunConcurrency(t *testing.T, newStore NewStore) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s storage.Storage)
+	}{
+		{"ConsumeToken", testRaceConsumeToken},
+		{"ConsumeLaunch", testRaceConsumeLaunch},
+		{"RecordAssertionJTI", testRaceAssertionJTI},
+		{"AppendAudit", testRaceAppendAudit},
+		{"MixedWriters", testMixedWriters},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })
+	}
+}
+
+// race runs f in n goroutines, released together once all have started, and
+// returns their errors by goroutine index.
+func race(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	for i := range n {
+		done.Go(func() {
+			ready.Done()
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	return errs
+}
+
+// exactlyOneWinner fails unless exactly one error is nil and all others wrap loser.
+func exactlyOneWinner(t *testing.T, what string, errs []error, loser error) {
+	t.Helper()
+	winners := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners++
+		case !errors.Is(err, loser):
+			t.Fatalf("%s: goroutine %d: got error %v, want nil or %v", what, i, err, loser)
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%s: %d of %d goroutines succeeded, want exactly 1", what, winners, len(errs))
+	}
+}
+
+func testRaceConsumeToken(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	for round := range rounds {
+		code := tokenFixture("acme", storage.KindAuthorizeCode, fmt.Sprintf("sig-%d", round), "req", "app")
+		must(t, "create code", s.CreateToken(ctx, code))
+		errs := race(racers, func(int) error {
+			got, err := s.ConsumeToken(ctx, "acme", code.Kind, code.Signature)
+			if got.Signature != code.Signature && (err == nil || errors.Is(err, storage.ErrConsumed)) {
+				return fmt.Errorf("consume returned record %q, want %q (err %v)", got.Signature, code.Signature, err)
+			}
+			return err
+		})
+		exactlyOneWinner(t, fmt.Sprintf("round %d: ConsumeToken", round), errs, storage.ErrConsumed)
+	}
+}
+
+func testRaceConsumeLaunch(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	for round := range rounds {
+		l := launchFixture("acme", fmt.Sprintf("l-%d", round))
+		must(t, "create launch", s.CreateLaunch(ctx, l))
+		errs := race(racers, func(int) error {
+			_, err := s.ConsumeLaunch(ctx, "acme", l.ID, t0())
+			return err
+		})
+		exactlyOneWinner(t, fmt.Sprintf("round %d: ConsumeLaunch", round), errs, storage.ErrConsumed)
+	}
+}
+
+func testRaceAssertionJTI(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	for round := range rounds {
+		jti := fmt.Sprintf("jti-%d", round)
+		errs := race(racers, func(int) error {
+			return s.RecordAssertionJTI(ctx, "acme", "app", jti, t0().Add(time.Minute))
+		})
+		exactlyOneWinner(t, fmt.Sprintf("round %d: RecordAssertionJTI", round), errs, storage.ErrAlreadyExists)
+	}
+}
+
+func testRaceAppendAudit(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "beta")
+	const perWriter = 5
+	// Most writers share one tenant; two write to another at the same time,
+	// so per-tenant serialisation is seen not to mix the chains.
+	tenantOf := func(i int) string {
+		if i < racers {
+			return "acme"
+		}
+		return "beta"
+	}
+	returned := make([][]storage.AuditEvent, racers+2)
+	errs := race(racers+2, func(i int) error {
+		for j := range perWriter {
+			e := auditFixture(tenantOf(i), t0().Add(time.Duration(j)*time.Second), fmt.Sprintf("writer-%d", i), "app", fmt.Sprintf("event-%d", j))
+			got, err := s.AppendAudit(ctx, e)
+			if err != nil {
+				return fmt.Errorf("append event %d: %w", j, err)
+			}
+			returned[i] = append(returned[i], got)
+		}
+		return nil
+	})
+	for i, err := range errs {
+		must(t, fmt.Sprintf("writer %d", i), err)
+	}
+
+	for _, tc := range []struct {
+		tenant string
+		want   int
+	}{{"acme", racers * perWriter}, {"beta", 2 * perWriter}} {
+		trail, err := s.ListAudit(ctx, tc.tenant, storage.AuditFilter{})
+		must(t, "list audit of "+tc.tenant, err)
+		if len(trail) != tc.want {
+			t.Fatalf("audit of %s: got %d events, want %d", tc.tenant, len(trail), tc.want)
+		}
+		if err := storage.VerifyChain(trail); err != nil {
+			t.Fatalf("audit chain of %s: %v", tc.tenant, err)
+		}
+		// What each writer was told it appended is what the trail holds.
+		for i, events := range returned {
+			if tenantOf(i) != tc.tenant {
+				continue
+			}
+			for _, e := range events {
+				mustEqual(t, fmt.Sprintf("%s event %d as returned to writer %d", tc.tenant, e.Seq, i), trail[e.Seq-1], e)
+			}
+		}
+	}
+}
+
+// testMixedWriters runs goroutines that each write every kind of record,
+// interleaved with reads; no call may fail for contention (for SQLite:
+// "database is locked").
+func testMixedWriters(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	const iterations = 10
+	errs := race(racers, func(i int) error {
+		for j := range iterations {
+			id := fmt.Sprintf("w%d-%d", i, j)
+			steps := []struct {
+				name string
+				run  func() error
+			}{
+				{"create user", func() error { return s.CreateUser(ctx, userFixture("acme", id, id+"@example.org")) }},
+				{"create session", func() error { return s.CreateSession(ctx, sessionFixture("acme", id, id)) }},
+				{"get session", func() error { _, err := s.GetSession(ctx, "acme", id, t0()); return err }},
+				{"update session", func() error { return s.UpdateSession(ctx, sessionFixture("acme", id, id)) }},
+				{"create token", func() error {
+					return s.CreateToken(ctx, tokenFixture("acme", storage.KindAuthorizeCode, id, id, "app"))
+				}},
+				{"consume token", func() error {
+					_, err := s.ConsumeToken(ctx, "acme", storage.KindAuthorizeCode, id)
+					return err
+				}},
+				{"upsert patient", func() error {
+					return s.UpsertPatients(ctx, "acme", []storage.Patient{patientFixture("acme", id, "Doe", id, "2000-01-01", id)})
+				}},
+				{"search patients", func() error {
+					_, err := s.SearchPatients(ctx, "acme", storage.PatientQuery{Identifier: id})
+					return err
+				}},
+				{"record jti", func() error { return s.RecordAssertionJTI(ctx, "acme", "app", id, t0().Add(time.Minute)) }},
+				{"append audit", func() error { _, err := s.AppendAudit(ctx, auditFixture("acme", t0(), "mixed", "app", id)); return err }},
+				{"revoke request", func() error { _, err := s.RevokeRequest(ctx, "acme", id); return err }},
+				{"delete user", func() error { return s.DeleteUser(ctx, "acme", id) }},
+			}
+			for _, st := range steps {
+				if err := st.run(); err != nil {
+					return fmt.Errorf("iteration %d: %s: %w", j, st.name, err)
+				}
+			}
+		}
+		return nil
+	})
+	for i, err := range errs {
+		must(t, fmt.Sprintf("writer %d", i), err)
+	}
+	trail, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit", err)
+	if len(trail) != racers*iterations {
+		t.Fatalf("audit: got %d events, want %d", len(trail), racers*iterations)
+	}
+	if err := storage.VerifyChain(trail); err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+const auditColumns = `tenant_id, seq, time, type, outcome, actor_id, client_id, subject, source_ip, details, prev_hash, hash`
+
+// cleanString replaces what PostgreSQL text and JSON cannot hold (NUL bytes)
+// and what JSON would rewrite (invalid UTF-8) with U+FFFD. Both backends do
+// this, so an audit event is stored, chained and returned identically.
+func cleanString(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// prepareAudit returns the event as it will be stored, short of Seq and the
+// hashes: strings cleaned, a zero time stamped now, the time in UTC to the
+// microsecond, and empty details as nil.
+func prepareAudit(e storage.AuditEvent) storage.AuditEvent {
+	for _, f := range []*string{&e.Type, &e.Outcome, &e.ActorID, &e.ClientID, &e.Subject, &e.SourceIP} {
+		*f = cleanString(*f)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+	} else {
+		details := make(map[string]string, len(e.Details))
+		for k, v := range e.Details {
+			details[cleanString(k)] = cleanString(v)
+		}
+		e.Details = details
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	return e
+}
+
+func scanAudit(sc scanner) (storage.AuditEvent, error) {
+	var e storage.AuditEvent
+	var at int64
+	var details string
+	err := sc.Scan(&e.TenantID, &e.Seq, &at, &e.Type, &e.Outcome, &e.ActorID, &e.ClientID, &e.Subject, &e.SourceIP,
+		&details, &e.PrevHash, &e.Hash)
+	if err != nil {
+		return storage.AuditEvent{}, err
+	}
+	if err := fromJSON(details, &e.Details); err != nil {
+		return storage.AuditEvent{}, fmt.Errorf("audit event %d: details: %w", e.Seq, err)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+	}
+	e.Time = time.UnixMicro(at).UTC()
+	return e, nil
+}
+
+// AppendAudit assigns the next sequence number and chain hash of the tenant
+// and stores the event; it returns the stored event. The caller's Seq,
+// PrevHash and Hash are ignored, and a zero Time means now.
+func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) (storage.AuditEvent, error) {
+	e = prepareAudit(e)
+	details, err := toJSON(e.Details)
+	if err != nil {
+		return storage.AuditEvent{}, wrap("append audit", err)
+	}
+	if e.Details == nil {
+		details = "{}"
+	}
+	// The write transaction is the serialisation: it holds SQLite's single
+	// write lock from BEGIN IMMEDIATE, so no other writer reads the same tail.
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		var last int64
+		var prev []byte
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`, e.TenantID).
+			Scan(&last, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		e.Seq, e.PrevHash = last+1, prev
+		e.Hash = storage.ChainHash(prev, e)
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.TenantID, e.Seq, e.Time.UnixMicro(), e.Type, e.Outcome, e.ActorID, e.ClientID, e.Subject, e.SourceIP,
+			details, e.PrevHash, e.Hash)
+		return err
+	})
+	if err != nil {
+		return storage.AuditEvent{}, wrap("append audit", err)
+	}
+	return e, nil
+}
+
+// ListAudit returns a tenant's events matching f in sequence order. Since is
+// inclusive, Until exclusive.
+func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditFilter) ([]storage.AuditEvent, error) {
+	where := []string{"tenant_id = ?", "seq > ?"}
+	args := []any{tenantID, f.AfterSeq}
+	for _, c := range []struct {
+		column, value string
+	}{{"type", f.Type}, {"client_id", f.ClientID}, {"subject", f.Subject}} {
+		if c.value != "" {
+			// Stored values were cleaned, so the filter is too.
+			where = append(where, c.column+" = ?")
+			args = append(args, cleanString(c.value))
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, f.Since.UnixMicro())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "time < ?")
+		args = append(args, f.Until.UnixMicro())
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+`
+		ORDER BY seq LIMIT ?`, args...)
+	if err != nil {
+		return nil, wrap("list audit", err)
+	}
+	defer rows.Close()
+	var out []storage.AuditEvent
+	for rows.Next() {
+		e, err := scanAudit(rows)
+		if err != nil {
+			return nil, wrap("list audit", err)
+		}
+		out = append(out, e)
+	}
+	return out, wrap("list audit", rows.Err())
+}

@@ -1,0 +1,203 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+const tokenColumns = `tenant_id, kind, signature, request_id, client_id, subject, session_id, active, data, created_at, expires_at`
+
+func scanToken(sc scanner) (storage.Token, error) {
+	var t storage.Token
+	var kind string
+	var created, expires sql.NullInt64
+	err := sc.Scan(&t.TenantID, &kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
+		&t.Active, &t.Data, &created, &expires)
+	if err != nil {
+		return storage.Token{}, err
+	}
+	t.Kind = storage.TokenKind(kind)
+	t.CreatedAt, t.ExpiresAt = instant(created), instant(expires)
+	return t, nil
+}
+
+// CreateToken stores a grant record.
+func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
+		t.Active, t.Data, micros(t.CreatedAt), micros(t.ExpiresAt))
+	return wrap("create token", err)
+}
+
+// GetToken returns a grant record whether or not it is still active.
+func (s *Store) GetToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) (storage.Token, error) {
+	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE tenant_id = ? AND kind = ? AND signature = ?`,
+		tenantID, string(kind), signature))
+	return t, wrap("get token", err)
+}
+
+// ConsumeToken atomically marks an active record inactive and returns it as
+// now stored. A record already inactive yields the record and an error
+// wrapping ErrConsumed.
+func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) (storage.Token, error) {
+	var t storage.Token
+	consumed := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, `UPDATE tokens SET active = 0
+			WHERE tenant_id = ? AND kind = ? AND signature = ? AND active = 1 RETURNING `+tokenColumns,
+			tenantID, string(kind), signature))
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Nothing active matched: the record is used up, or absent.
+		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE tenant_id = ? AND kind = ? AND signature = ?`,
+			tenantID, string(kind), signature))
+		consumed = err == nil
+		return err
+	})
+	if err != nil {
+		return storage.Token{}, wrap("consume token", err)
+	}
+	if consumed {
+		return t, fmt.Errorf("sqlite: consume token: %w", storage.ErrConsumed)
+	}
+	return t, nil
+}
+
+// RevokeRequest marks every record of one request inactive and returns how
+// many were active.
+func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND request_id = ? AND active = 1`,
+		tenantID, requestID)
+	if err != nil {
+		return 0, wrap("revoke request", err)
+	}
+	n, err := res.RowsAffected()
+	return n, wrap("revoke request", err)
+}
+
+// RevokeRequestKind marks the records of one kind in one request inactive
+// and returns how many were active.
+func (s *Store) RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind storage.TokenKind) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND request_id = ? AND kind = ? AND active = 1`,
+		tenantID, requestID, string(kind))
+	if err != nil {
+		return 0, wrap("revoke request kind", err)
+	}
+	n, err := res.RowsAffected()
+	return n, wrap("revoke request kind", err)
+}
+
+// DeleteToken removes one grant record.
+func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) error {
+	err := mustAffect(s.w.ExecContext(ctx, `DELETE FROM tokens WHERE tenant_id = ? AND kind = ? AND signature = ?`,
+		tenantID, string(kind), signature))
+	return wrap("delete token", err)
+}
+
+const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
+
+func scanLaunch(sc scanner) (storage.Launch, error) {
+	var l storage.Launch
+	var launchContext string
+	var created, expires sql.NullInt64
+	if err := sc.Scan(&l.TenantID, &l.ID, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+		return storage.Launch{}, err
+	}
+	if err := fromJSON(launchContext, &l.Context); err != nil {
+		return storage.Launch{}, fmt.Errorf("launch %q: context: %w", l.ID, err)
+	}
+	l.CreatedAt, l.ExpiresAt = instant(created), instant(expires)
+	return l, nil
+}
+
+// CreateLaunch stores an EHR launch context.
+func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
+	launchContext, err := toJSON(l.Context)
+	if err != nil {
+		return wrap("create launch", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		l.TenantID, l.ID, l.ClientID, l.UserID, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
+	return wrap("create launch", err)
+}
+
+// ConsumeLaunch returns a launch context and marks it used, once.
+func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
+	var l storage.Launch
+	var refusal error
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		l, err = scanLaunch(tx.QueryRowContext(ctx, `UPDATE launches SET used_at = ?
+			WHERE tenant_id = ? AND id = ? AND used_at IS NULL AND expires_at > ? RETURNING `+launchColumns,
+			now.UnixMicro(), tenantID, launchID, now.UnixMicro()))
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Tell apart why nothing matched; "used" wins over "expired".
+		var used sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT used_at FROM launches WHERE tenant_id = ? AND id = ?`, tenantID, launchID).Scan(&used); err != nil {
+			return err
+		}
+		refusal = storage.ErrExpired
+		if used.Valid {
+			refusal = storage.ErrConsumed
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.Launch{}, wrap("consume launch", err)
+	}
+	if refusal != nil {
+		return storage.Launch{}, fmt.Errorf("sqlite: consume launch: %w", refusal)
+	}
+	return l, nil
+}
+
+// RecordAssertionJTI remembers a client assertion's jti until expiresAt; a
+// jti already remembered yields ErrAlreadyExists.
+func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO assertion_jtis (tenant_id, client_id, jti, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, tenantID, clientID, jti, micros(expiresAt))
+	if err != nil {
+		return wrap("record assertion jti", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("record assertion jti", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: record assertion jti: %w", storage.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// SweepExpired deletes expired sessions, grant records, launches and
+// assertion jtis and returns how many rows went.
+func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
+	var total int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis"} {
+			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at <= ?`, now.UnixMicro())
+			if err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrap("sweep expired", err)
+	}
+	return total, nil
+}

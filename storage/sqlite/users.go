@@ -1,0 +1,146 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+const userColumns = `tenant_id, id, email, password_hash, disabled, totp_secret, profiles, created_at, updated_at`
+
+func scanUser(sc scanner) (storage.User, error) {
+	var u storage.User
+	var profiles string
+	var created, updated sql.NullInt64
+	err := sc.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.TOTPSecret, &profiles, &created, &updated)
+	if err != nil {
+		return storage.User{}, err
+	}
+	if err := fromJSON(profiles, &u.Profiles); err != nil {
+		return storage.User{}, fmt.Errorf("user %q: profiles: %w", u.ID, err)
+	}
+	u.CreatedAt, u.UpdatedAt = instant(created), instant(updated)
+	return u, nil
+}
+
+// emailKey is the value the per-tenant email uniqueness applies to: the
+// lowercased email, or NULL so that users without one never collide.
+func emailKey(email string) any {
+	if email == "" {
+		return nil
+	}
+	return strings.ToLower(email)
+}
+
+// CreateUser stores a user with its profiles; emails are unique per tenant.
+func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
+	profiles, err := listJSON(u.Profiles)
+	if err != nil {
+		return wrap("create user", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.CreatedAt), micros(u.UpdatedAt), emailKey(u.Email))
+	return wrap("create user", err)
+}
+
+// GetUser returns one user of a tenant.
+func (s *Store) GetUser(ctx context.Context, tenantID, userID string) (storage.User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE tenant_id = ? AND id = ?`, tenantID, userID))
+	return u, wrap("get user", err)
+}
+
+// GetUserByEmail finds a user by email, compared case-insensitively.
+func (s *Store) GetUserByEmail(ctx context.Context, tenantID, email string) (storage.User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE tenant_id = ? AND email_key = ?`, tenantID, emailKey(email)))
+	return u, wrap("get user by email", err)
+}
+
+// ListUsers returns a tenant's users ordered by email, case-insensitively.
+func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE tenant_id = ? ORDER BY coalesce(email_key, ''), id`, tenantID)
+	if err != nil {
+		return nil, wrap("list users", err)
+	}
+	defer rows.Close()
+	var out []storage.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, wrap("list users", err)
+		}
+		out = append(out, u)
+	}
+	return out, wrap("list users", rows.Err())
+}
+
+// UpdateUser replaces every mutable field of a user.
+func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
+	profiles, err := listJSON(u.Profiles)
+	if err != nil {
+		return wrap("update user", err)
+	}
+	err = mustAffect(s.w.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
+		totp_secret = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+	return wrap("update user", err)
+}
+
+// DeleteUser removes a user and its sessions.
+func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		err := mustAffect(tx.ExecContext(ctx, `DELETE FROM users WHERE tenant_id = ? AND id = ?`, tenantID, userID))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID)
+		return err
+	})
+	return wrap("delete user", err)
+}
+
+const sessionColumns = `tenant_id, id, user_id, data, created_at, updated_at, expires_at`
+
+// CreateSession stores a browser session.
+func (s *Store) CreateSession(ctx context.Context, ss storage.Session) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		ss.TenantID, ss.ID, ss.UserID, ss.Data, micros(ss.CreatedAt), micros(ss.UpdatedAt), micros(ss.ExpiresAt))
+	return wrap("create session", err)
+}
+
+// GetSession returns a session that has not expired (ErrNotFound otherwise).
+func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string, now time.Time) (storage.Session, error) {
+	var ss storage.Session
+	var created, updated, expires sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE tenant_id = ? AND id = ? AND expires_at > ?`,
+		tenantID, sessionID, now.UnixMicro()).
+		Scan(&ss.TenantID, &ss.ID, &ss.UserID, &ss.Data, &created, &updated, &expires)
+	if err != nil {
+		return storage.Session{}, wrap("get session", err)
+	}
+	ss.CreatedAt, ss.UpdatedAt, ss.ExpiresAt = instant(created), instant(updated), instant(expires)
+	return ss, nil
+}
+
+// UpdateSession replaces a session's data, user, update time and expiry.
+func (s *Store) UpdateSession(ctx context.Context, ss storage.Session) error {
+	err := mustAffect(s.w.ExecContext(ctx, `UPDATE sessions SET user_id = ?, data = ?, updated_at = ?, expires_at = ?
+		WHERE tenant_id = ? AND id = ?`,
+		ss.UserID, ss.Data, micros(ss.UpdatedAt), micros(ss.ExpiresAt), ss.TenantID, ss.ID))
+	return wrap("update session", err)
+}
+
+// DeleteSession removes one session.
+func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) error {
+	err := mustAffect(s.w.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND id = ?`, tenantID, sessionID))
+	return wrap("delete session", err)
+}
+
+// DeleteUserSessions removes every session of a user.
+func (s *Store) DeleteUserSessions(ctx context.Context, tenantID, userID string) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID)
+	return wrap("delete user sessions", err)
+}
