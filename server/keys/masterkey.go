@@ -9,7 +9,9 @@ package keys
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -124,4 +126,14 @@ func (s *Sealer) Open(sealed, aad []byte) ([]byte, error) {
 		return nil, errors.New("open: wrong master key or tampered data")
 	}
 	return pt, nil
+}
+
+// DeriveKey returns a 32-byte key for one purpose, derived from the master
+// key with HKDF-SHA256, so one master key can key several independent uses.
+func DeriveKey(masterKey []byte, purpose string) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, masterKey, nil, "smartauth/"+purpose, 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
+	}
+	return k, nil
 }

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// cliActor is who the audit trail names for command-line changes.
+var cliActor = manage.Actor{ID: "cli"}
+
+// listFlag collects a repeatable flag; commas also separate values.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// manageCommand runs "tenant", "client", "user", "patient" and "keys".
+func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	verbs := map[string][]string{
+		"tenant":  {"create", "list"},
+		"client":  {"create", "list", "delete", "rotate-secret"},
+		"user":    {"create"},
+		"patient": {"import"},
+		"keys":    {"rotate"},
+	}[noun]
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, strings.Join(verbs, ", "))}
+	}
+	verb := args[0]
+	known := false
+	for _, v := range verbs {
+		known = known || v == verb
+	}
+	if !known {
+		return usageError{fmt.Sprintf("unknown subcommand %q of %s; try %s", verb, noun, strings.Join(verbs, ", "))}
+	}
+	fs := flag.NewFlagSet(noun+" "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := storeFlags(fs, env)
+	var act func(d *deps) (any, error)
+	var required []string
+	tenant := func() *string {
+		required = append(required, "tenant")
+		return fs.String("tenant", "", "tenant id (required)")
+	}
+
+	switch noun + " " + verb {
+	case "tenant create":
+		var in manage.TenantInput
+		var bases listFlag
+		required = append(required, "id")
+		fs.StringVar(&in.ID, "id", "", "tenant id, used in URLs (required)")
+		fs.StringVar(&in.Name, "name", "", "display name")
+		fs.Var(&bases, "fhir-base-url", "FHIR base URL the tenant's tokens are for (repeatable; required)")
+		fs.BoolVar(&in.Policy.MFARequired, "mfa-required", false, "require a second factor at every local sign-in")
+		act = func(d *deps) (any, error) {
+			in.FHIRBaseURLs = bases
+			t, err := d.manage.CreateTenant(ctx, in, cliActor)
+			if err != nil {
+				return nil, err
+			}
+			ks, err := d.store.ListSigningKeys(ctx, t.ID)
+			return tenantView(t, ks), err
+		}
+	case "tenant list":
+		act = func(d *deps) (any, error) {
+			ts, err := d.store.ListTenants(ctx)
+			out := []tenantJSON{}
+			for _, t := range ts {
+				out = append(out, tenantView(t, nil))
+			}
+			return out, err
+		}
+	case "client create":
+		var in manage.ClientInput
+		var redirects, scopes, grants listFlag
+		var typ, jwksFile string
+		t := tenant()
+		fs.StringVar(&in.ID, "id", "", "client id; generated when empty")
+		fs.StringVar(&in.Name, "name", "", "display name (required)")
+		fs.StringVar(&typ, "type", "", "public, confidential-symmetric or confidential-asymmetric (required)")
+		fs.Var(&redirects, "redirect-uri", "redirect URI, matched exactly (repeatable)")
+		fs.Var(&scopes, "scope", "scopes the client may be granted (space- or comma-separated, repeatable)")
+		fs.Var(&grants, "grant-type", "authorization_code, refresh_token, client_credentials (default by type)")
+		fs.StringVar(&in.JWKSURL, "jwks-url", "", "URL of the client's public JWKS (confidential-asymmetric)")
+		fs.StringVar(&jwksFile, "jwks-file", "", "file holding the client's public JWKS inline (confidential-asymmetric)")
+		fs.StringVar(&in.LaunchURI, "launch-uri", "", "the app's EHR launch URL")
+		fs.BoolVar(&in.CanCreateLaunch, "can-create-launch", false, "allow this client to create EHR launch contexts")
+		act = func(d *deps) (any, error) {
+			in.TenantID, in.Type, in.RedirectURIs, in.GrantTypes = *t, storage.ClientType(typ), redirects, grants
+			for _, s := range scopes {
+				in.Scopes = append(in.Scopes, strings.Fields(s)...)
+			}
+			if jwksFile != "" {
+				b, err := os.ReadFile(jwksFile)
+				if err != nil {
+					return nil, fmt.Errorf("read JWKS file: %w", err)
+				}
+				in.JWKS = b
+			}
+			c, secret, err := d.manage.CreateClient(ctx, in, cliActor)
+			if err != nil {
+				return nil, err
+			}
+			v := clientView(c)
+			v.Secret = secret
+			return v, nil
+		}
+	case "client list":
+		t := tenant()
+		act = func(d *deps) (any, error) {
+			if _, err := d.store.GetTenant(ctx, *t); err != nil {
+				return nil, fmt.Errorf("tenant %q: %w", *t, err)
+			}
+			cs, err := d.store.ListClients(ctx, *t)
+			out := []clientJSON{}
+			for _, c := range cs {
+				out = append(out, clientView(c))
+			}
+			return out, err
+		}
+	case "client delete":
+		t := tenant()
+		id := fs.String("id", "", "client id (required)")
+		required = append(required, "id")
+		act = func(d *deps) (any, error) {
+			return map[string]any{"deleted": *id}, d.manage.DeleteClient(ctx, *t, *id, cliActor)
+		}
+	case "client rotate-secret":
+		t := tenant()
+		id := fs.String("id", "", "client id (required)")
+		required = append(required, "id")
+		act = func(d *deps) (any, error) {
+			secret, err := d.manage.RotateClientSecret(ctx, *t, *id, cliActor)
+			return map[string]string{"client_id": *id, "client_secret": secret}, err
+		}
+	case "user create":
+		var in manage.UserInput
+		var profiles listFlag
+		t := tenant()
+		required = append(required, "email")
+		fs.StringVar(&in.Email, "email", "", "email address, the sign-in name (required)")
+		fs.Var(&profiles, "profile", "FHIR identity such as Practitioner/123 or Patient/456=Self (repeatable; at least one)")
+		noPassword := fs.Bool("no-password", false, "create without a password (federated sign-in only)")
+		act = func(d *deps) (any, error) {
+			in.TenantID = *t
+			if len(profiles) == 0 {
+				return nil, usageError{"user create needs at least one --profile"}
+			}
+			for _, p := range profiles {
+				prof, err := manage.ParseProfile(p)
+				if err != nil {
+					return nil, err
+				}
+				in.Profiles = append(in.Profiles, prof)
+			}
+			if !*noPassword {
+				pw, err := readPassword(stdin)
+				if err != nil {
+					return nil, err
+				}
+				in.Password = pw
+			}
+			u, err := d.manage.CreateUser(ctx, in, cliActor)
+			if err != nil {
+				return nil, err
+			}
+			return userJSON{Tenant: u.TenantID, ID: u.ID, Email: u.Email, Profiles: u.Profiles, HasPassword: u.PasswordHash != ""}, nil
+		}
+	case "patient import":
+		t := tenant()
+		file := fs.String("file", "-", "FHIR Bundle, Patient or NDJSON file; - reads stdin")
+		act = func(d *deps) (any, error) {
+			r := stdin
+			if *file != "-" {
+				f, err := os.Open(*file)
+				if err != nil {
+					return nil, fmt.Errorf("open patients file: %w", err)
+				}
+				defer f.Close()
+				r = f
+			}
+			res, err := d.manage.ImportPatients(ctx, *t, r, cliActor)
+			return map[string]int{"imported": len(res.Patients), "skipped": res.Skipped}, err
+		}
+	case "keys rotate":
+		t := tenant()
+		retire := fs.Duration("retire-after", keys.DefaultRetirement, "how long the old keys stay published")
+		act = func(d *deps) (any, error) {
+			ks, err := d.manage.RotateKeys(ctx, *t, *retire, cliActor)
+			return keysView(ks), err
+		}
+	}
+
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			return usageError{fmt.Sprintf("%s %s: --%s is required", noun, verb, name)}
+		}
+	}
+	c, err := load()
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	d, err := open(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.store.Close()
+	out, err := act(d)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w (not found)", err)
+		}
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// readPassword reads one line from stdin, so a password never appears in
+// the process list or shell history.
+func readPassword(stdin io.Reader) (string, error) {
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", usageError{"user create reads the password from stdin: pipe it in, or pass --no-password"}
+	}
+	return pw, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type tenantJSON struct {
+	ID           string               `json:"id"`
+	Name         string               `json:"name"`
+	FHIRBaseURLs []string             `json:"fhir_base_urls"`
+	Policy       storage.TenantPolicy `json:"policy"`
+	CreatedAt    time.Time            `json:"created_at"`
+	Keys         []keyJSON            `json:"keys,omitempty"`
+}
+
+type keyJSON struct {
+	KID       string     `json:"kid"`
+	Alg       string     `json:"alg"`
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+	RetiresAt *time.Time `json:"retires_at,omitempty"`
+}
+
+type clientJSON struct {
+	Tenant          string   `json:"tenant"`
+	ID              string   `json:"client_id"`
+	Secret          string   `json:"client_secret,omitempty"`
+	Name            string   `json:"name"`
+	Type            string   `json:"type"`
+	RedirectURIs    []string `json:"redirect_uris"`
+	Scopes          string   `json:"scope"`
+	GrantTypes      []string `json:"grant_types"`
+	JWKSURL         string   `json:"jwks_uri,omitempty"`
+	JWKS            any      `json:"jwks,omitempty"`
+	LaunchURI       string   `json:"launch_uri,omitempty"`
+	CanCreateLaunch bool     `json:"can_create_launch"`
+}
+
+type userJSON struct {
+	Tenant      string            `json:"tenant"`
+	ID          string            `json:"id"`
+	Email       string            `json:"email"`
+	Profiles    []storage.Profile `json:"profiles"`
+	HasPassword bool              `json:"has_password"`
+}
+
+func tenantView(t storage.Tenant, ks []storage.SigningKey) tenantJSON {
+	return tenantJSON{ID: t.ID, Name: t.Name, FHIRBaseURLs: t.FHIRBaseURLs, Policy: t.Policy, CreatedAt: t.CreatedAt, Keys: keysView(ks)}
+}
+
+func keysView(ks []storage.SigningKey) []keyJSON {
+	var out []keyJSON
+	for _, k := range ks {
+		v := keyJSON{KID: k.KID, Alg: k.Alg, Status: string(k.Status), CreatedAt: k.CreatedAt}
+		if !k.RetiresAt.IsZero() {
+			r := k.RetiresAt
+			v.RetiresAt = &r
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func clientView(c storage.Client) clientJSON {
+	v := clientJSON{
+		Tenant: c.TenantID, ID: c.ID, Name: c.Name, Type: string(c.Type), RedirectURIs: c.RedirectURIs,
+		Scopes: strings.Join(c.Scopes, " "), GrantTypes: c.GrantTypes, JWKSURL: c.JWKSURL,
+		LaunchURI: c.LaunchURI, CanCreateLaunch: c.CanCreateLaunch,
+	}
+	if len(c.JWKS) > 0 {
+		v.JWKS = json.RawMessage(c.JWKS)
+	}
+	if v.RedirectURIs == nil {
+		v.RedirectURIs = []string{}
+	}
+	return v
+}

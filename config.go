@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// config is smartauth's configuration: flags override the environment,
+// which overrides the defaults.
+type config struct {
+	addr          string
+	baseURL       *url.URL
+	databaseURL   string
+	dataDir       string
+	masterKey     string
+	masterKeyFile string
+	demo          bool
+	logLevel      slog.Level
+}
+
+// envOr returns the environment value of name, or def when unset.
+func envOr(env func(string) string, name, def string) string {
+	if v := env(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// storeFlags registers the settings every command that opens the store needs.
+func storeFlags(fs *flag.FlagSet, env func(string) string) func() (config, error) {
+	dataDir := fs.String("data-dir", envOr(env, "SMARTAUTH_DATA_DIR", "data"), "folder for the embedded database and master key (SMARTAUTH_DATA_DIR)")
+	dbURL := fs.String("database-url", env("DATABASE_URL"), "postgres://… or a SQLite file path; default a SQLite file in the data folder (DATABASE_URL)")
+	keyFile := fs.String("master-key-file", env("SMARTAUTH_MASTER_KEY_FILE"), "file holding the base64 master key (SMARTAUTH_MASTER_KEY_FILE)")
+	logLevel := fs.String("log-level", envOr(env, "SMARTAUTH_LOG_LEVEL", "info"), "debug, info, warn or error (SMARTAUTH_LOG_LEVEL)")
+	return func() (config, error) {
+		c := config{dataDir: *dataDir, databaseURL: *dbURL, masterKey: env("SMARTAUTH_MASTER_KEY"), masterKeyFile: *keyFile}
+		if c.dataDir == "" {
+			return c, errors.New("SMARTAUTH_DATA_DIR must not be empty")
+		}
+		if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+			return c, fmt.Errorf("SMARTAUTH_LOG_LEVEL %q must be debug, info, warn or error", *logLevel)
+		}
+		if c.databaseURL == "" {
+			c.databaseURL = filepath.Join(c.dataDir, "smartauth.db")
+		}
+		if c.isPostgres() {
+			u, err := url.Parse(c.databaseURL)
+			if err != nil || u.Host == "" {
+				return c, errors.New("DATABASE_URL is not a valid postgres:// URL")
+			}
+		}
+		if c.masterKeyFile == "" && c.masterKey == "" {
+			if c.isPostgres() {
+				return c, errors.New("SMARTAUTH_MASTER_KEY or SMARTAUTH_MASTER_KEY_FILE is required with PostgreSQL: every replica must share one master key")
+			}
+			c.masterKeyFile = filepath.Join(c.dataDir, "master.key")
+		}
+		return c, nil
+	}
+}
+
+// serveFlags registers the settings of the serve command.
+func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error) {
+	load := storeFlags(fs, env)
+	addr := fs.String("addr", envOr(env, "SMARTAUTH_ADDR", "127.0.0.1:8080"), "address to listen on (SMARTAUTH_ADDR)")
+	base := fs.String("base-url", env("SMARTAUTH_BASE_URL"), "public URL of this server; default http://{listening address} (SMARTAUTH_BASE_URL)")
+	demoDefault, demoErr := env("DATABASE_URL") == "", error(nil)
+	if v := env("SMARTAUTH_DEMO"); v != "" {
+		if demoDefault, demoErr = strconv.ParseBool(v); demoErr != nil {
+			demoErr = fmt.Errorf("SMARTAUTH_DEMO %q must be true or false", v)
+		}
+	}
+	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant (SMARTAUTH_DEMO; default on with the embedded database)")
+	return func() (config, error) {
+		c, err := load()
+		if err != nil {
+			return c, err
+		}
+		if demoErr != nil {
+			return c, demoErr
+		}
+		c.demo = *demo
+		c.addr = *addr
+		_, port, err := net.SplitHostPort(c.addr)
+		if err != nil {
+			return c, fmt.Errorf("SMARTAUTH_ADDR %q must be host:port", c.addr)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return c, fmt.Errorf("SMARTAUTH_ADDR %q has no valid port", c.addr)
+		}
+		raw := *base
+		if raw == "" {
+			return c, nil // derived from the listening address once bound
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be an absolute http(s) URL", raw)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be scheme://host[:port] only: smartauth serves at the root of its host", raw)
+		}
+		u.Path = ""
+		c.baseURL = u
+		return c, nil
+	}
+}
+
+// defaultBaseURL is http://{addr}, naming localhost for a wildcard host.
+func defaultBaseURL(addr net.Addr) *url.URL {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return &url.URL{Scheme: "http", Host: addr.String()}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+}
+
+func (c config) isPostgres() bool {
+	return strings.HasPrefix(c.databaseURL, "postgres://") || strings.HasPrefix(c.databaseURL, "postgresql://")
+}
+
+// sqlitePath is the file behind a SQLite DATABASE_URL.
+func (c config) sqlitePath() string {
+	p := strings.TrimPrefix(c.databaseURL, "sqlite://")
+	p = strings.TrimPrefix(p, "sqlite:")
+	return strings.TrimPrefix(p, "file:")
+}

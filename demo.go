@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// The demo tenant exists so a newcomer can try every flow in a minute. Its
+// passwords are public by design; never enable the demo on a real deployment.
+const (
+	demoTenant        = "demo"
+	demoFHIRBase      = "https://fhir.example.org/r4"
+	demoClientID      = "demo-app"
+	demoClinician     = "clinician@demo.test"
+	demoClinicianPass = "demo-clinician"
+	demoPatientUser   = "patient@demo.test"
+	demoPatientPass   = "demo-patient"
+)
+
+//go:embed testdata/demo-patients.ndjson
+var demoPatients []byte
+
+var demoActor = manage.Actor{ID: "demo-seed"}
+
+// demoStep creates one piece of the demo when get reports it missing.
+type demoStep struct {
+	what   string
+	get    func() error
+	create func() error
+}
+
+type demoInfo struct {
+	issuer string
+	base   string
+}
+
+// seedDemo ensures the demo tenant, app, users and patients exist. Each piece
+// is created only when missing, so a restart keeps whatever was changed and
+// a first start that was interrupted is completed by the next.
+func seedDemo(ctx context.Context, d *deps, base string) (*demoInfo, error) {
+	info := &demoInfo{issuer: base + "/t/" + demoTenant, base: base}
+	m, st := d.manage, d.store
+	steps := []demoStep{
+		{"tenant", func() error { _, err := st.GetTenant(ctx, demoTenant); return err }, func() error {
+			_, err := m.CreateTenant(ctx, manage.TenantInput{ID: demoTenant, Name: "Demo Clinic", FHIRBaseURLs: []string{demoFHIRBase}}, demoActor)
+			return err
+		}},
+		{"patients", func() error { _, err := st.GetPatient(ctx, demoTenant, "demo-1"); return err }, func() error {
+			_, err := m.ImportPatients(ctx, demoTenant, bytes.NewReader(demoPatients), demoActor)
+			return err
+		}},
+		{"client", func() error { _, err := st.GetClient(ctx, demoTenant, demoClientID); return err }, func() error {
+			_, _, err := m.CreateClient(ctx, manage.ClientInput{
+				TenantID:     demoTenant,
+				ID:           demoClientID,
+				Name:         "smartauth demo app",
+				Type:         storage.ClientPublic,
+				RedirectURIs: []string{base + "/demo-app/"},
+				Scopes:       []string{"openid fhirUser launch launch/patient offline_access online_access patient/*.rs user/*.rs"},
+				LaunchURI:    base + "/demo-app/launch",
+			}, demoActor)
+			return err
+		}},
+	}
+	for _, u := range []manage.UserInput{
+		{TenantID: demoTenant, Email: demoClinician, Password: demoClinicianPass,
+			Profiles: []storage.Profile{{FHIRUser: "Practitioner/demo-practitioner", Label: "Attending physician"}}},
+		{TenantID: demoTenant, Email: demoPatientUser, Password: demoPatientPass,
+			Profiles: []storage.Profile{{FHIRUser: "Patient/demo-1", Label: "Patient"}}},
+	} {
+		steps = append(steps, demoStep{"user " + u.Email, func() error { _, err := st.GetUserByEmail(ctx, demoTenant, u.Email); return err }, func() error {
+			_, err := m.CreateUser(ctx, u, demoActor)
+			return err
+		}})
+	}
+	created := false
+	for _, s := range steps {
+		err := s.get()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("look up demo %s: %w", s.what, err)
+		}
+		if err := s.create(); err != nil {
+			return nil, fmt.Errorf("create demo %s: %w", s.what, err)
+		}
+		created = true
+	}
+	if created {
+		d.log.Info("created the demo tenant", "tenant", demoTenant)
+	}
+	return info, nil
+}
+
+func (i *demoInfo) print(w io.Writer) {
+	fmt.Fprintf(w, "\nDemo tenant %q — point a browser at:\n", demoTenant)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  Tenant page\t%s/\n", i.issuer)
+	fmt.Fprintf(tw, "  SMART configuration\t%s/.well-known/smart-configuration\n", i.issuer)
+	fmt.Fprintf(tw, "  OpenID configuration\t%s/.well-known/openid-configuration\n", i.issuer)
+	fmt.Fprintf(tw, "  JWKS\t%s/.well-known/jwks.json\n", i.issuer)
+	fmt.Fprintf(tw, "  FHIR base URL (aud)\t%s\n", demoFHIRBase)
+	fmt.Fprintf(tw, "  Public client\t%s\n", demoClientID)
+	fmt.Fprintf(tw, "  Clinician\t%s / %s\n", demoClinician, demoClinicianPass)
+	fmt.Fprintf(tw, "  Patient\t%s / %s\n", demoPatientUser, demoPatientPass)
+	tw.Flush()
+	fmt.Fprintln(w, "These demo credentials are public: run with --demo=false (or a DATABASE_URL) for real use.")
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/smartauth/smartauth/server"
+)
+
+// shutdownGrace is how long in-flight requests get to finish on SIGTERM.
+const shutdownGrace = 20 * time.Second
+
+func serve(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := serveFlags(fs, env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := load()
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	d, err := open(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.store.Close()
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.addr, err)
+	}
+	defer ln.Close()
+	if c.baseURL == nil {
+		c.baseURL = defaultBaseURL(ln.Addr())
+	}
+	var demo *demoInfo
+	if c.demo {
+		if demo, err = seedDemo(ctx, d, c.baseURL.String()); err != nil {
+			return fmt.Errorf("demo tenant: %w", err)
+		}
+	}
+	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go srv.Sweep(sweepCtx, time.Minute)
+
+	d.log.Info("serving", "addr", ln.Addr().String(), "base_url", c.baseURL.String(), "schema_version", d.version)
+	fmt.Fprintf(stdout, "smartauth is listening on %s (public URL %s)\n", ln.Addr(), c.baseURL)
+	if demo != nil {
+		demo.print(stdout)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Stop accepting, let in-flight requests (and the grants they write) finish.
+	d.log.Info("shutting down", "grace", shutdownGrace.String())
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	d.log.Info("stopped")
+	return nil
+}

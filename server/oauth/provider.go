@@ -1,0 +1,235 @@
+// Package oauth composes fosite into smartauth's OAuth 2.0 and OpenID
+// Connect engine: one provider per tenant, built from an explicit list of
+// grants, backed by smartauth's Storage through the adapter in store.go,
+// signing with the tenant's own keys.
+package oauth
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	josev3 "github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	foauth2 "github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// Lifetimes that apply when neither tenant nor client sets one.
+const (
+	DefaultAccessTokenTTL  = time.Hour
+	DefaultRefreshTokenTTL = 90 * 24 * time.Hour
+	DefaultIDTokenTTL      = time.Hour
+	// AuthorizeCodeTTL is short: a code is redeemed by the app right away.
+	AuthorizeCodeTTL = 60 * time.Second
+)
+
+// Access tokens are signed with ES256 (small and fast); ID tokens with
+// RS256, which OpenID Connect requires every relying party to support.
+const (
+	AccessTokenAlg = "ES256"
+	IDTokenAlg     = "RS256"
+)
+
+// Options configure the providers of every tenant.
+type Options struct {
+	Store storage.Storage
+	Keys  *keys.Manager
+	// MasterKey derives each tenant's HMAC secret for codes and refresh tokens.
+	MasterKey []byte
+	// Issuer returns a tenant's issuer URL.
+	Issuer func(tenantID string) string
+	// ClientAuth authenticates the client of token, introspection and revocation requests.
+	ClientAuth func(tenantID string) fosite.ClientAuthenticationStrategy
+	Now        func() time.Time
+}
+
+// Provider is one tenant's composed fosite provider.
+type Provider struct {
+	fosite.OAuth2Provider
+	Config *fosite.Config
+	Store  *Store
+	Tenant storage.Tenant
+}
+
+// Providers builds and caches a provider per tenant.
+type Providers struct {
+	opts Options
+	mu   sync.Mutex
+	m    map[string]*Provider
+}
+
+// NewProviders returns an empty provider cache.
+func NewProviders(opts Options) *Providers {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Providers{opts: opts, m: map[string]*Provider{}}
+}
+
+// For returns the tenant's provider, rebuilding it when the tenant's
+// settings changed since it was built.
+func (ps *Providers) For(t storage.Tenant) (*Provider, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p, ok := ps.m[t.ID]; ok && sameSettings(p.Tenant, t) {
+		return p, nil
+	}
+	p, err := ps.build(t)
+	if err != nil {
+		return nil, err
+	}
+	ps.m[t.ID] = p
+	return p, nil
+}
+
+func sameSettings(a, b storage.Tenant) bool {
+	if a.Policy != b.Policy || len(a.FHIRBaseURLs) != len(b.FHIRBaseURLs) {
+		return false
+	}
+	for i := range a.FHIRBaseURLs {
+		if a.FHIRBaseURLs[i] != b.FHIRBaseURLs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func orDefault(d storage.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
+	secret, err := keys.DeriveKey(ps.opts.MasterKey, "oauth-hmac/"+t.ID)
+	if err != nil {
+		return nil, err
+	}
+	issuer := ps.opts.Issuer(t.ID)
+	cfg := &fosite.Config{
+		AccessTokenLifespan:            orDefault(t.Policy.AccessTokenTTL, DefaultAccessTokenTTL),
+		RefreshTokenLifespan:           orDefault(t.Policy.RefreshTokenTTL, DefaultRefreshTokenTTL),
+		IDTokenLifespan:                orDefault(t.Policy.IDTokenTTL, DefaultIDTokenTTL),
+		AuthorizeCodeLifespan:          AuthorizeCodeTTL,
+		IDTokenIssuer:                  issuer,
+		AccessTokenIssuer:              issuer,
+		TokenURL:                       issuer + "/token",
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		EnforcePKCE:                    true,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		RefreshTokenScopes:             []string{"offline_access", "online_access"},
+		MinParameterEntropy:            fosite.MinParameterEntropy,
+		JWTScopeClaimKey:               fjwt.JWTScopeFieldString,
+		GlobalSecret:                   secret,
+		SendDebugMessagesToClients:     false,
+	}
+	if ps.opts.ClientAuth != nil {
+		cfg.ClientAuthenticationStrategy = ps.opts.ClientAuth(t.ID)
+	}
+	st := &Store{tenant: t.ID, store: ps.opts.Store, now: ps.opts.Now, clients: ps.clientLoader(t.ID)}
+	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
+	access := &accessTokenStrategy{
+		DefaultJWTStrategy: compose.NewOAuth2JWTStrategy(ps.keyGetter(t.ID, AccessTokenAlg), hmacStrategy, cfg),
+		verify:             ps.verifier(t.ID, issuer),
+	}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               access,
+		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(ps.keyGetter(t.ID, IDTokenAlg), cfg),
+		Signer:                     &fjwt.DefaultSigner{GetPrivateKey: ps.keyGetter(t.ID, IDTokenAlg)},
+	}
+	provider := compose.Compose(cfg, st, strategy,
+		// The grants smartauth offers, and nothing else: no implicit, hybrid,
+		// password or JWT-bearer grants.
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+	)
+	return &Provider{OAuth2Provider: provider, Config: cfg, Store: st, Tenant: t}, nil
+}
+
+func (ps *Providers) clientLoader(tenantID string) func(ctx context.Context, id string) (*Client, error) {
+	return func(ctx context.Context, id string) (*Client, error) {
+		c, err := ps.opts.Store.GetClient(ctx, tenantID, id)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		return &Client{Client: c}, nil
+	}
+}
+
+// keyGetter hands fosite the tenant's active private key as a go-jose v3
+// JWK (fosite's own JOSE library), so the kid travels in the header.
+func (ps *Providers) keyGetter(tenantID, alg string) func(context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		k, err := ps.opts.Keys.ActiveKey(ctx, tenantID, alg)
+		if err != nil {
+			return nil, err
+		}
+		return &josev3.JSONWebKey{Key: k.Key, KeyID: k.KeyID, Algorithm: k.Algorithm, Use: "sig"}, nil
+	}
+}
+
+// verifier checks an access token against every published key of the
+// tenant, so tokens signed before a rotation stay valid until they expire.
+func (ps *Providers) verifier(tenantID, issuer string) func(ctx context.Context, token string) error {
+	return func(ctx context.Context, token string) error {
+		tok, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+		if err != nil {
+			return fosite.ErrInvalidTokenFormat.WithWrap(err)
+		}
+		set, err := ps.opts.Keys.PublicJWKS(ctx, tenantID)
+		if err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		if len(tok.Headers) != 1 {
+			return fosite.ErrTokenSignatureMismatch
+		}
+		candidates := set.Key(tok.Headers[0].KeyID)
+		if len(candidates) == 0 {
+			return fosite.ErrTokenSignatureMismatch.WithDebug("no published key has the token's kid")
+		}
+		var claims josejwt.Claims
+		if err := tok.Claims(candidates[0].Key, &claims); err != nil {
+			return fosite.ErrTokenSignatureMismatch.WithWrap(err)
+		}
+		if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, Time: ps.opts.Now()}, 0); err != nil {
+			if err == josejwt.ErrExpired {
+				return fosite.ErrTokenExpired.WithWrap(err)
+			}
+			return fosite.ErrTokenClaim.WithWrap(err)
+		}
+		return nil
+	}
+}
+
+// accessTokenStrategy is fosite's JWT strategy with verification against
+// every published key instead of only the current one.
+type accessTokenStrategy struct {
+	*foauth2.DefaultJWTStrategy
+	verify func(ctx context.Context, token string) error
+}
+
+// ValidateAccessToken verifies signature, issuer and expiry.
+func (s *accessTokenStrategy) ValidateAccessToken(ctx context.Context, _ fosite.Requester, token string) error {
+	return s.verify(ctx, token)
+}
+
+var (
+	_ foauth2.CoreStrategy              = (*accessTokenStrategy)(nil)
+	_ openid.OpenIDConnectTokenStrategy = (*openid.DefaultStrategy)(nil)
+)

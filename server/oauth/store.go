@@ -1,0 +1,297 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	foauth2 "github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+// Store adapts smartauth's Storage to the fosite storage interfaces for one
+// tenant. Binding the tenant here means no fosite call can reach another
+// tenant's records.
+type Store struct {
+	tenant  string
+	store   storage.Storage
+	clients func(ctx context.Context, id string) (*Client, error)
+	now     func() time.Time
+}
+
+// The fosite storage interfaces this adapter must satisfy, checked at compile time.
+var (
+	_ fosite.ClientManager               = (*Store)(nil)
+	_ foauth2.CoreStorage                = (*Store)(nil)
+	_ foauth2.TokenRevocationStorage     = (*Store)(nil)
+	_ pkce.PKCERequestStorage            = (*Store)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*Store)(nil)
+)
+
+// storedRequest is a fosite request as kept in storage.Token.Data; the
+// client is kept by id and reloaded, so a changed registration applies.
+type storedRequest struct {
+	ID                string          `json:"id"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	ClientID          string          `json:"client_id"`
+	RequestedScope    []string        `json:"requested_scope"`
+	GrantedScope      []string        `json:"granted_scope"`
+	RequestedAudience []string        `json:"requested_audience"`
+	GrantedAudience   []string        `json:"granted_audience"`
+	Form              url.Values      `json:"form"`
+	Session           json.RawMessage `json:"session"`
+}
+
+// GetClient returns a client of this tenant.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	return s.clients(ctx, id)
+}
+
+// ClientAssertionJWTValid is unused: client assertions are checked by
+// server/clientauth, which records jtis under a unique key.
+func (s *Store) ClientAssertionJWTValid(context.Context, string) error { return nil }
+
+// SetClientAssertionJWT is unused; see ClientAssertionJWTValid.
+func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error { return nil }
+
+func (s *Store) create(ctx context.Context, kind storage.TokenKind, tokenType fosite.TokenType, signature string, req fosite.Requester, defaultTTL time.Duration) error {
+	sess, _ := req.GetSession().(*Session)
+	if sess == nil {
+		return fmt.Errorf("oauth: session of type %T, want *oauth.Session", req.GetSession())
+	}
+	data, err := encodeRequest(req)
+	if err != nil {
+		return err
+	}
+	exp := sess.GetExpiresAt(tokenType)
+	if exp.IsZero() {
+		exp = s.now().Add(defaultTTL)
+	}
+	return mapErr(s.store.CreateToken(ctx, storage.Token{
+		TenantID:  s.tenant,
+		Kind:      kind,
+		Signature: signature,
+		RequestID: req.GetID(),
+		ClientID:  req.GetClient().GetID(),
+		Subject:   sess.Subject,
+		SessionID: sess.SessionID,
+		Active:    true,
+		Data:      data,
+		CreatedAt: s.now().UTC().Truncate(time.Microsecond),
+		ExpiresAt: exp.UTC().Truncate(time.Microsecond),
+	}))
+}
+
+// get loads a record; an inactive one is returned along with inactiveErr,
+// which is how fosite detects code and refresh token reuse.
+func (s *Store) get(ctx context.Context, kind storage.TokenKind, signature string, session fosite.Session, inactiveErr error) (fosite.Requester, error) {
+	t, err := s.store.GetToken(ctx, s.tenant, kind, signature)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	req, err := s.decodeRequest(ctx, t.Data, session)
+	if err != nil {
+		return nil, err
+	}
+	if !t.Active {
+		return req, inactiveErr
+	}
+	return req, nil
+}
+
+func encodeRequest(req fosite.Requester) ([]byte, error) {
+	sess, err := json.Marshal(req.GetSession())
+	if err != nil {
+		return nil, fmt.Errorf("oauth: encode session: %w", err)
+	}
+	b, err := json.Marshal(storedRequest{
+		ID:                req.GetID(),
+		RequestedAt:       req.GetRequestedAt(),
+		ClientID:          req.GetClient().GetID(),
+		RequestedScope:    req.GetRequestedScopes(),
+		GrantedScope:      req.GetGrantedScopes(),
+		RequestedAudience: req.GetRequestedAudience(),
+		GrantedAudience:   req.GetGrantedAudience(),
+		Form:              req.GetRequestForm(),
+		Session:           sess,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oauth: encode request: %w", err)
+	}
+	return b, nil
+}
+
+func (s *Store) decodeRequest(ctx context.Context, data []byte, session fosite.Session) (*fosite.Request, error) {
+	var sr storedRequest
+	if err := json.Unmarshal(data, &sr); err != nil {
+		return nil, fmt.Errorf("oauth: decode request: %w", err)
+	}
+	if session == nil {
+		session = NewSession(s.tenant)
+	}
+	if err := json.Unmarshal(sr.Session, session); err != nil {
+		return nil, fmt.Errorf("oauth: decode session: %w", err)
+	}
+	client, err := s.clients(ctx, sr.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	return &fosite.Request{
+		ID:                sr.ID,
+		RequestedAt:       sr.RequestedAt,
+		Client:            client,
+		RequestedScope:    sr.RequestedScope,
+		GrantedScope:      sr.GrantedScope,
+		RequestedAudience: sr.RequestedAudience,
+		GrantedAudience:   sr.GrantedAudience,
+		Form:              sr.Form,
+		Session:           session,
+	}, nil
+}
+
+// mapErr turns storage sentinels into the fosite errors its handlers test for.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+	default:
+		return err
+	}
+}
+
+// CreateAuthorizeCodeSession stores the request behind an authorization code.
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, storage.KindAuthorizeCode, fosite.AuthorizeCode, signature, req, time.Minute)
+}
+
+// GetAuthorizeCodeSession returns the request behind a code; a used code
+// comes back with fosite.ErrInvalidatedAuthorizeCode so fosite revokes
+// what the first redemption issued.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, storage.KindAuthorizeCode, signature, session, fosite.ErrInvalidatedAuthorizeCode)
+}
+
+// InvalidateAuthorizeCodeSession consumes a code in one conditional update,
+// so of two simultaneous redemptions exactly one gets past this point.
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	_, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindAuthorizeCode, signature)
+	if errors.Is(err, storage.ErrConsumed) {
+		return fmt.Errorf("%w: %w", fosite.ErrInvalidatedAuthorizeCode, err)
+	}
+	return mapErr(err)
+}
+
+// CreateAccessTokenSession stores the request behind an access token.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, storage.KindAccessToken, fosite.AccessToken, signature, req, time.Hour)
+}
+
+// GetAccessTokenSession returns the request behind an access token; a
+// revoked one is inactive.
+func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, err := s.get(ctx, storage.KindAccessToken, signature, session, fosite.ErrInactiveToken)
+	if errors.Is(err, fosite.ErrInactiveToken) {
+		return nil, err
+	}
+	return req, err
+}
+
+// DeleteAccessTokenSession removes an access token record.
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return mapErr(s.store.DeleteToken(ctx, s.tenant, storage.KindAccessToken, signature))
+}
+
+// CreateRefreshTokenSession stores the request behind a refresh token.
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, _ string, req fosite.Requester) error {
+	return s.create(ctx, storage.KindRefreshToken, fosite.RefreshToken, signature, req, 30*24*time.Hour)
+}
+
+// GetRefreshTokenSession returns the request behind a refresh token; a
+// rotated one comes back with fosite.ErrInactiveToken so fosite revokes the family.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, storage.KindRefreshToken, signature, session, fosite.ErrInactiveToken)
+}
+
+// DeleteRefreshTokenSession marks a refresh token inactive rather than
+// deleting it, so a later reuse is still recognised as reuse.
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	_, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindRefreshToken, signature)
+	if errors.Is(err, storage.ErrConsumed) {
+		return nil
+	}
+	return mapErr(err)
+}
+
+// RotateRefreshToken retires the presented refresh token and the access
+// tokens issued with it. The consume is conditional, so of two simultaneous
+// refreshes one wins and the other gets fosite's serialization error.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	_, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindRefreshToken, signature)
+	if errors.Is(err, storage.ErrConsumed) {
+		return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+	}
+	if err != nil {
+		return mapErr(err)
+	}
+	_, err = s.store.RevokeRequestKind(ctx, s.tenant, requestID, storage.KindAccessToken)
+	return mapErr(err)
+}
+
+// RevokeRefreshToken revokes every refresh token of a grant family.
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.store.RevokeRequestKind(ctx, s.tenant, requestID, storage.KindRefreshToken)
+	return mapErr(err)
+}
+
+// RevokeRefreshTokenMaybeGracePeriod revokes without a grace period: a
+// rotated refresh token is dead at once.
+func (s *Store) RevokeRefreshTokenMaybeGracePeriod(ctx context.Context, requestID, _ string) error {
+	return s.RevokeRefreshToken(ctx, requestID)
+}
+
+// RevokeAccessToken revokes every access token of a grant family.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.store.RevokeRequestKind(ctx, s.tenant, requestID, storage.KindAccessToken)
+	return mapErr(err)
+}
+
+// CreatePKCERequestSession stores the PKCE challenge behind a code.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, storage.KindPKCE, fosite.AuthorizeCode, signature, req, time.Minute)
+}
+
+// GetPKCERequestSession returns the PKCE challenge behind a code.
+func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, storage.KindPKCE, signature, session, nil)
+}
+
+// DeletePKCERequestSession removes a PKCE record once its code is redeemed.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
+	return mapErr(s.store.DeleteToken(ctx, s.tenant, storage.KindPKCE, signature))
+}
+
+// CreateOpenIDConnectSession stores the ID token request behind a code.
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, storage.KindOpenID, fosite.AuthorizeCode, signature, req, time.Minute)
+}
+
+// GetOpenIDConnectSession returns the ID token request behind a code.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, signature string, req fosite.Requester) (fosite.Requester, error) {
+	return s.get(ctx, storage.KindOpenID, signature, req.GetSession(), nil)
+}
+
+// DeleteOpenIDConnectSession removes the ID token request of a redeemed code.
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, signature string) error {
+	return mapErr(s.store.DeleteToken(ctx, s.tenant, storage.KindOpenID, signature))
+}
