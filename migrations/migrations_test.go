@@ -1,9 +1,17 @@
 package migrations
 
 import (
+	"database/sql"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite"
+
+	"github.com/smartauth/smartauth/storage/postgres/pgtest"
 )
 
 // TestLayout checks that each dialect has goose migrations at the root of its
@@ -35,5 +43,51 @@ func TestLayout(t *testing.T) {
 	}
 	if strings.Join(names["postgres"], ",") != strings.Join(names["sqlite"], ",") {
 		t.Errorf("dialects disagree on migrations: postgres %v, sqlite %v", names["postgres"], names["sqlite"])
+	}
+}
+
+// TestUpDownUp applies every migration, rolls all of them back and applies
+// them again, so each Down section really undoes its Up.
+func TestUpDownUp(t *testing.T) {
+	cases := []struct {
+		name    string
+		dialect goose.Dialect
+		fsys    fs.FS
+		open    func(t *testing.T) *sql.DB
+	}{
+		{"sqlite", goose.DialectSQLite3, SQLite, func(t *testing.T) *sql.DB {
+			db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "m.db")+"?_pragma=foreign_keys(1)")
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			return db
+		}},
+		{"postgres", goose.DialectPostgres, Postgres, func(t *testing.T) *sql.DB {
+			db, err := sql.Open("pgx", pgtest.URL(t))
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			return db
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := tc.open(t)
+			t.Cleanup(func() { db.Close() })
+			p, err := goose.NewProvider(tc.dialect, db, tc.fsys, goose.WithDisableGlobalRegistry(true))
+			if err != nil {
+				t.Fatalf("provider: %v", err)
+			}
+			ctx := t.Context()
+			if _, err := p.Up(ctx); err != nil {
+				t.Fatalf("up: %v", err)
+			}
+			if _, err := p.DownTo(ctx, 0); err != nil {
+				t.Fatalf("down: %v", err)
+			}
+			if _, err := p.Up(ctx); err != nil {
+				t.Fatalf("up after down: %v", err)
+			}
+		})
 	}
 }

@@ -1,0 +1,174 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+const tokenColumns = `tenant_id, kind, signature, request_id, client_id, subject, session_id, active, data, created_at, expires_at`
+
+func scanToken(row pgx.Row) (storage.Token, error) {
+	var t storage.Token
+	var kind string
+	var created, expires pgtype.Timestamptz
+	err := row.Scan(&t.TenantID, &kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
+		&t.Active, &t.Data, &created, &expires)
+	if err != nil {
+		return storage.Token{}, err
+	}
+	t.Kind = storage.TokenKind(kind)
+	t.CreatedAt, t.ExpiresAt = instant(created), instant(expires)
+	return t, nil
+}
+
+// CreateToken stores a grant record.
+func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
+		t.Active, t.Data, tstz(t.CreatedAt), tstz(t.ExpiresAt))
+	return wrap("create token", err)
+}
+
+// GetToken returns a grant record whether or not it is still active.
+func (s *Store) GetToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) (storage.Token, error) {
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE tenant_id = $1 AND kind = $2 AND signature = $3`,
+		tenantID, string(kind), signature))
+	return t, wrap("get token", err)
+}
+
+// ConsumeToken atomically marks an active record inactive and returns it as
+// now stored. A record already inactive yields the record and an error
+// wrapping ErrConsumed.
+func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) (storage.Token, error) {
+	// Concurrent updates of the row queue on its lock and re-check "active"
+	// once the winner commits, so exactly one of them gets the row back.
+	t, err := scanToken(s.pool.QueryRow(ctx, `UPDATE tokens SET active = false
+		WHERE tenant_id = $1 AND kind = $2 AND signature = $3 AND active RETURNING `+tokenColumns,
+		tenantID, string(kind), signature))
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return t, wrap("consume token", err)
+	}
+	// Nothing active matched: tell a used-up record from an absent one.
+	t, err = scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE tenant_id = $1 AND kind = $2 AND signature = $3`,
+		tenantID, string(kind), signature))
+	if err != nil {
+		return storage.Token{}, wrap("consume token", err)
+	}
+	return t, fmt.Errorf("postgres: consume token: %w", storage.ErrConsumed)
+}
+
+// RevokeRequest marks every record of one request inactive and returns how
+// many were active.
+func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND request_id = $2 AND active`,
+		tenantID, requestID)
+	if err != nil {
+		return 0, wrap("revoke request", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RevokeRequestKind marks the records of one kind in one request inactive
+// and returns how many were active.
+func (s *Store) RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind storage.TokenKind) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND request_id = $2 AND kind = $3 AND active`,
+		tenantID, requestID, string(kind))
+	if err != nil {
+		return 0, wrap("revoke request kind", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DeleteToken removes one grant record.
+func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) error {
+	err := mustAffect(s.pool.Exec(ctx, `DELETE FROM tokens WHERE tenant_id = $1 AND kind = $2 AND signature = $3`,
+		tenantID, string(kind), signature))
+	return wrap("delete token", err)
+}
+
+const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
+
+func scanLaunch(row pgx.Row) (storage.Launch, error) {
+	var l storage.Launch
+	var launchContext []byte
+	var created, expires pgtype.Timestamptz
+	if err := row.Scan(&l.TenantID, &l.ID, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+		return storage.Launch{}, err
+	}
+	if err := fromJSON(launchContext, &l.Context); err != nil {
+		return storage.Launch{}, fmt.Errorf("launch %q: context: %w", l.ID, err)
+	}
+	l.CreatedAt, l.ExpiresAt = instant(created), instant(expires)
+	return l, nil
+}
+
+// CreateLaunch stores an EHR launch context.
+func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
+	launchContext, err := toJSON(l.Context)
+	if err != nil {
+		return wrap("create launch", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		l.TenantID, l.ID, l.ClientID, l.UserID, launchContext, tstz(l.CreatedAt), tstz(l.ExpiresAt))
+	return wrap("create launch", err)
+}
+
+// ConsumeLaunch returns a launch context and marks it used, once.
+func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
+	l, err := scanLaunch(s.pool.QueryRow(ctx, `UPDATE launches SET used_at = $3
+		WHERE tenant_id = $1 AND id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING `+launchColumns,
+		tenantID, launchID, now))
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return l, wrap("consume launch", err)
+	}
+	// Tell apart why nothing matched; "used" wins over "expired".
+	var used bool
+	err = s.pool.QueryRow(ctx, `SELECT used_at IS NOT NULL FROM launches WHERE tenant_id = $1 AND id = $2`, tenantID, launchID).Scan(&used)
+	if err != nil {
+		return storage.Launch{}, wrap("consume launch", err)
+	}
+	if used {
+		return storage.Launch{}, fmt.Errorf("postgres: consume launch: %w", storage.ErrConsumed)
+	}
+	return storage.Launch{}, fmt.Errorf("postgres: consume launch: %w", storage.ErrExpired)
+}
+
+// RecordAssertionJTI remembers a client assertion's jti until expiresAt; a
+// jti already remembered yields ErrAlreadyExists.
+func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error {
+	// ON CONFLICT keeps replays out of the server log as unique violations;
+	// a concurrent insert of the same key waits for the first to commit.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO assertion_jtis (tenant_id, client_id, jti, expires_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`, tenantID, clientID, jti, tstz(expiresAt))
+	if err != nil {
+		return wrap("record assertion jti", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: record assertion jti: %w", storage.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// SweepExpired deletes expired sessions, grant records, launches and
+// assertion jtis, in one statement, and returns how many rows went.
+func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `WITH
+		s AS (DELETE FROM sessions WHERE expires_at <= $1 RETURNING 1),
+		t AS (DELETE FROM tokens WHERE expires_at <= $1 RETURNING 1),
+		l AS (DELETE FROM launches WHERE expires_at <= $1 RETURNING 1),
+		j AS (DELETE FROM assertion_jtis WHERE expires_at <= $1 RETURNING 1)
+		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM l) + (SELECT count(*) FROM j)`,
+		now).Scan(&n)
+	if err != nil {
+		return 0, wrap("sweep expired", err)
+	}
+	return n, nil
+}
