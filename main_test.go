@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -183,7 +186,17 @@ func TestClientCommands(t *testing.T) {
 	env.fails(t, 1, "has no secret", "", "client", "rotate-secret", "--tenant", "clinic", "--id", pub.ID)
 
 	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
-	os.WriteFile(jwksFile, []byte(`{"keys":[{"kty":"EC","crv":"P-384","x":"ZCjTgmdMs6Ne35JSHdNAl8h3tL2XxcXSPf0AZ2eV-vuefgEdUjlC9wiNrKkbe9TZ","y":"l6g3ZXg3gXxQ0rJ4GdoPN7YTl5ldNMGpI0KJNF8p0HgQhvsPdFwY64e5BlHIGnKq","kid":"k1","alg":"ES384","use":"sig"}]}`), 0o600)
+	ec, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ec.PublicKey, KeyID: "k1", Algorithm: "ES384", Use: "sig"}}})
+	os.WriteFile(jwksFile, pubSet, 0o600)
+	privSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ec, KeyID: "k1", Algorithm: "ES384"}}})
+	privFile := filepath.Join(t.TempDir(), "private.json")
+	os.WriteFile(privFile, privSet, 0o600)
+	env.fails(t, 1, "holds a private key", "", "client", "create", "--tenant", "clinic", "--name", "Leaky", "--type", "confidential-asymmetric",
+		"--jwks-file", privFile, "--scope", "system/*.rs", "--grant-type", "client_credentials")
 	var asym clientJSON
 	env.ok(t, &asym, "", "client", "create", "--tenant", "clinic", "--name", "Export", "--type", "confidential-asymmetric",
 		"--jwks-file", jwksFile, "--scope", "system/*.rs", "--grant-type", "client_credentials")

@@ -115,7 +115,7 @@ func TestJWKSPerTenant(t *testing.T) {
 			sets[id] = set
 		}
 		for _, k := range sets["alpha"].Keys {
-			if len(sets["beta"].Key(k.KeyID)) > 0 {
+			if beta := sets["beta"]; len(beta.Key(k.KeyID)) > 0 {
 				t.Fatalf("tenants share key %s", k.KeyID)
 			}
 		}

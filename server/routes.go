@@ -22,7 +22,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /t/{tenant}/.well-known/jwks.json", cors(s.api(s.jwks)))
 	mux.Handle("OPTIONS /t/{tenant}/.well-known/", cors(http.HandlerFunc(preflight)))
 
-	// Anything else is a person's wrong turn or a client's wrong URL.
-	mux.Handle("/", s.page(s.notFound))
+	// Anything else is a person's wrong turn or a client's wrong URL. Only
+	// GET: a known path asked with the wrong method then gets 405, not 404.
+	mux.Handle("GET /", s.page(s.notFound))
 	return mux
 }

@@ -76,19 +76,19 @@ func TestPrivateKeysNeverStoredInClear(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer conn.Close(context.Background())
-				rows, err := conn.Query(context.Background(), `SELECT kid, public_jwk::text, private_sealed FROM signing_keys`)
+				rows, err := conn.Query(context.Background(), `SELECT kid, public_jwk, private_sealed FROM signing_keys`)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer rows.Close()
 				out := map[string][2][]byte{}
 				for rows.Next() {
-					var kid, pub string
-					var sealed []byte
+					var kid string
+					var pub, sealed []byte
 					if err := rows.Scan(&kid, &pub, &sealed); err != nil {
 						t.Fatal(err)
 					}
-					out[kid] = [2][]byte{[]byte(pub), sealed}
+					out[kid] = [2][]byte{pub, sealed}
 				}
 				return out
 			}

@@ -35,6 +35,17 @@ type Manager struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedPrivate
+	lists map[string]cachedList
+}
+
+// ListCacheTTL is how long a tenant's key list is reused before it is read
+// again, so signing costs no database round trip; a rotation made by another
+// replica or the CLI is seen within this time.
+const ListCacheTTL = 10 * time.Second
+
+type cachedList struct {
+	keys []storage.SigningKey
+	at   time.Time
 }
 
 type cachedPrivate struct {
@@ -47,7 +58,7 @@ func NewManager(store storage.Storage, sealer *Sealer, now func() time.Time) *Ma
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}}
+	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}, lists: map[string]cachedList{}}
 }
 
 // NewKeys generates one sealed key per algorithm for a tenant, not yet stored.
@@ -73,10 +84,33 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 	if err != nil {
 		return nil, err
 	}
-	if err := m.store.RotateSigningKeys(ctx, tenantID, newKeys, m.now().Add(retirement)); err != nil {
+	err = m.store.RotateSigningKeys(ctx, tenantID, newKeys, m.now().Add(retirement))
+	m.mu.Lock()
+	delete(m.lists, tenantID)
+	m.mu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
 	}
-	return m.store.ListSigningKeys(ctx, tenantID)
+	return m.list(ctx, tenantID)
+}
+
+// list returns the tenant's keys, from the cache while it is fresh.
+func (m *Manager) list(ctx context.Context, tenantID string) ([]storage.SigningKey, error) {
+	now := m.now()
+	m.mu.Lock()
+	c, ok := m.lists[tenantID]
+	m.mu.Unlock()
+	if ok && !now.Before(c.at) && now.Sub(c.at) < ListCacheTTL {
+		return c.keys, nil
+	}
+	ks, err := m.store.ListSigningKeys(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.lists[tenantID] = cachedList{keys: ks, at: now}
+	m.mu.Unlock()
+	return ks, nil
 }
 
 // Published reports whether a key belongs in the JWKS at now.
@@ -87,7 +121,7 @@ func Published(k storage.SigningKey, now time.Time) bool {
 // PublicJWKS returns the tenant's active keys and those still inside their
 // retirement window, public parts only.
 func (m *Manager) PublicJWKS(ctx context.Context, tenantID string) (jose.JSONWebKeySet, error) {
-	ks, err := m.store.ListSigningKeys(ctx, tenantID)
+	ks, err := m.list(ctx, tenantID)
 	if err != nil {
 		return jose.JSONWebKeySet{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
 	}
@@ -108,7 +142,7 @@ func (m *Manager) PublicJWKS(ctx context.Context, tenantID string) (jose.JSONWeb
 
 // ActiveKey returns the tenant's active private key for alg, opened in memory.
 func (m *Manager) ActiveKey(ctx context.Context, tenantID, alg string) (jose.JSONWebKey, error) {
-	ks, err := m.store.ListSigningKeys(ctx, tenantID)
+	ks, err := m.list(ctx, tenantID)
 	if err != nil {
 		return jose.JSONWebKey{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
 	}
