@@ -99,12 +99,13 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // deps is what commands share once configuration is read.
 type deps struct {
-	store   storage.Storage
-	keys    *keys.Manager
-	manage  *manage.Service
-	sealer  *keys.Sealer
-	log     *slog.Logger
-	version int64
+	store     storage.Storage
+	keys      *keys.Manager
+	manage    *manage.Service
+	sealer    *keys.Sealer
+	masterKey []byte
+	log       *slog.Logger
+	version   int64
 }
 
 // open connects to the store, applies migrations and loads the master key.
@@ -140,7 +141,7 @@ func open(ctx context.Context, c config, stderr io.Writer) (*deps, error) {
 		store.Close()
 		return nil, err
 	}
-	return &deps{store: store, keys: km, manage: manage.New(store, km, nil), sealer: sealer, log: log, version: version}, nil
+	return &deps{store: store, keys: km, manage: manage.New(store, km, nil), sealer: sealer, masterKey: key, log: log, version: version}, nil
 }
 
 // migrator is what both backends offer beyond storage.Storage.

@@ -22,6 +22,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /t/{tenant}/.well-known/jwks.json", cors(s.api(s.jwks)))
 	mux.Handle("OPTIONS /t/{tenant}/.well-known/", cors(http.HandlerFunc(preflight)))
 
+	// OAuth 2.0 endpoints: form-encoded by the spec, answered in JSON, open
+	// to browser apps because they carry no cookies (token.go, introspect.go, revoke.go).
+	mux.Handle("POST /t/{tenant}/token", cors(s.api(s.token)))
+	mux.Handle("POST /t/{tenant}/introspect", cors(s.api(s.introspect)))
+	mux.Handle("POST /t/{tenant}/revoke", cors(s.api(s.revoke)))
+	mux.Handle("OPTIONS /t/{tenant}/{endpoint}", cors(http.HandlerFunc(preflight)))
+
 	// Anything else is a person's wrong turn or a client's wrong URL. Only
 	// GET: a known path asked with the wrong method then gets 405, not 404.
 	mux.Handle("GET /", s.page(s.notFound))

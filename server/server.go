@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/templates"
 )
@@ -32,6 +33,10 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes caps request bodies; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MasterKey derives the per-tenant secrets of codes and refresh tokens.
+	MasterKey []byte
+	// HTTPClient fetches client JWKS URLs; nil means a client with short timeouts.
+	HTTPClient *http.Client
 }
 
 // Server serves every tenant's endpoints.
@@ -44,6 +49,7 @@ type Server struct {
 	now       func() time.Time
 	maxBody   int64
 	templates *templates.Set
+	oauth     *oauth.Providers
 	handler   http.Handler
 }
 
@@ -58,6 +64,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: no key manager")
 	case cfg.Logger == nil:
 		return nil, errors.New("server: no logger")
+	case len(cfg.MasterKey) != keys.MasterKeySize:
+		return nil, errors.New("server: no master key")
 	}
 	t, err := templates.Load()
 	if err != nil {
@@ -79,6 +87,13 @@ func New(cfg Config) (*Server, error) {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
+	s.oauth = oauth.NewProviders(oauth.Options{
+		Store:     cfg.Store,
+		Keys:      cfg.Keys,
+		MasterKey: cfg.MasterKey,
+		Issuer:    s.Issuer,
+		Now:       s.now,
+	})
 	s.handler = s.middleware(s.routes())
 	return s, nil
 }

@@ -118,3 +118,31 @@ var (
 	_ openid.Session = (*Session)(nil)
 	_ fosite.Session = (*Session)(nil)
 )
+
+// ResponseFields are the launch context parameters of a token response
+// (SMART App Launch 2.2 §App Launch: Token Response).
+func (c Context) ResponseFields() map[string]any {
+	out := map[string]any{}
+	if c.Patient != "" {
+		out["patient"] = c.Patient
+	}
+	if c.Encounter != "" {
+		out["encounter"] = c.Encounter
+	}
+	if len(c.FHIRContext) > 0 {
+		out["fhirContext"] = c.FHIRContext
+	}
+	if c.NeedPatientBanner != nil {
+		out["need_patient_banner"] = *c.NeedPatientBanner
+	}
+	if c.SmartStyleURL != "" {
+		out["smart_style_url"] = c.SmartStyleURL
+	}
+	if c.Intent != "" {
+		out["intent"] = c.Intent
+	}
+	if c.Tenant != "" {
+		out["tenant"] = c.Tenant
+	}
+	return out
+}

@@ -108,7 +108,8 @@ func (s *Server) Logs() string { return s.logs.String() }
 // Start runs the server on loopback over store until the test ends.
 func Start(t *testing.T, store storage.Storage) *Server {
 	t.Helper()
-	sealer, err := keys.NewSealer(bytes.Repeat([]byte{0x42}, keys.MasterKeySize))
+	masterKey := bytes.Repeat([]byte{0x42}, keys.MasterKeySize)
+	sealer, err := keys.NewSealer(masterKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,11 +119,12 @@ func Start(t *testing.T, store storage.Storage) *Server {
 	ts := httptest.NewUnstartedServer(nil)
 	base, _ := url.Parse("http://" + ts.Listener.Addr().String())
 	srv, err := server.New(server.Config{
-		BaseURL: base,
-		Store:   store,
-		Keys:    km,
-		Logger:  logs.New(buf, slog.LevelDebug),
-		Now:     clock.Now,
+		BaseURL:   base,
+		Store:     store,
+		Keys:      km,
+		Logger:    logs.New(buf, slog.LevelDebug),
+		Now:       clock.Now,
+		MasterKey: masterKey,
 	})
 	if err != nil {
 		t.Fatal(err)

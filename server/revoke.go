@@ -1,0 +1,27 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+// revoke is the revocation endpoint (RFC 7009). Revoking either token of a
+// grant revokes the whole grant family; an unknown token is not an error.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.oauth.For(t)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = p.NewRevocationRequest(ctx, r)
+	if err == nil {
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "success", ClientID: r.PostForm.Get("client_id")})
+	}
+	p.WriteRevocationResponse(ctx, w, err)
+	return nil
+}

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// grantTypes are the grants the token endpoint knows; anything else is
+// unsupported_grant_type (RFC 6749 §5.2), which fosite would call invalid_request.
+var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
+
+// token is the token endpoint (RFC 6749 §3.2) of a tenant.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.oauth.For(t)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
+		return nil
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(grantTypes, gt) {
+		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
+		return nil
+	}
+	sess := oauth.NewSession(t.ID)
+	ar, err := p.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		s.tokenFailed(r, t.ID, ar, err)
+		p.WriteAccessError(ctx, w, ar, err)
+		return nil
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// A backend service acts as itself, with every scope it asked for
+		// that its registration allows (fosite checked that), for the
+		// tenant's FHIR servers.
+		sess.Subject = ar.GetClient().GetID()
+		sess.ClientID = ar.GetClient().GetID()
+		for _, sc := range ar.GetRequestedScopes() {
+			ar.GrantScope(sc)
+		}
+		for _, aud := range t.FHIRBaseURLs {
+			ar.GrantAudience(aud)
+		}
+	}
+	resp, err := p.NewAccessResponse(ctx, ar)
+	if err != nil {
+		s.tokenFailed(r, t.ID, ar, err)
+		p.WriteAccessError(ctx, w, ar, err)
+		return nil
+	}
+	if granted, ok := ar.GetSession().(*oauth.Session); ok {
+		for k, v := range granted.SMART.ResponseFields() {
+			resp.SetExtra(k, v)
+		}
+	}
+	p.WriteAccessResponse(ctx, w, ar, resp)
+	event := "token.issue"
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		event = "token.refresh"
+	}
+	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
+		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
+	return nil
+}
+
+// tokenFailed records a refused token request; code reuse and refresh token
+// reuse get their own event types because they signal a stolen credential.
+func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error) {
+	e := storage.AuditEvent{TenantID: tenantID, Type: "token.issue", Outcome: "failure",
+		Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "error": fosite.ErrorToRFC6749Error(err).ErrorField}}
+	if ar != nil && ar.GetClient() != nil {
+		e.ClientID = ar.GetClient().GetID()
+	}
+	switch {
+	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+		e.Type = "token.code_reuse"
+	case errors.Is(err, fosite.ErrInactiveToken):
+		e.Type = "token.refresh_reuse"
+	case errors.Is(err, fosite.ErrInvalidClient):
+		return // recorded by client authentication, which knows more
+	}
+	s.audit(r, e)
+}
+
+// audit appends an event with the request's source address; a failure to
+// record is logged loudly but does not undo what already happened.
+func (s *Server) audit(r *http.Request, e storage.AuditEvent) {
+	e.Time = s.now().UTC()
+	e.SourceIP = clientIP(r)
+	ctx := context.WithoutCancel(r.Context())
+	if _, err := s.store.AppendAudit(ctx, e); err != nil {
+		s.logger(r).Error("audit event not recorded", "type", e.Type, "tenant", e.TenantID, "err", err)
+	}
+}
