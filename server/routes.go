@@ -27,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/token", cors(s.api(s.token)))
 	mux.Handle("POST /t/{tenant}/introspect", cors(s.api(s.introspect)))
 	mux.Handle("POST /t/{tenant}/revoke", cors(s.api(s.revoke)))
+	mux.Handle("GET /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
+	mux.Handle("POST /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
 	mux.Handle("OPTIONS /t/{tenant}/{endpoint}", cors(http.HandlerFunc(preflight)))
 
 	// Anything else is a person's wrong turn or a client's wrong URL. Only

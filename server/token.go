@@ -49,6 +49,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		// tenant's FHIR servers.
 		sess.Subject = ar.GetClient().GetID()
 		sess.ClientID = ar.GetClient().GetID()
+		sess.Backend = true
 		for _, sc := range ar.GetRequestedScopes() {
 			ar.GrantScope(sc)
 		}
@@ -57,6 +58,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	resp, err := p.NewAccessResponse(ctx, ar)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		// Another redemption of this code won the conditional update a moment
+		// ago. fosite calls that a server error; it is a reused code, so the
+		// grant is revoked as for any reuse (RFC 6749 §4.1.2).
+		if rerr := s.revokeFamily(ctx, p, ar.GetID()); rerr != nil {
+			s.logger(r).Error("revoke grant after concurrent code reuse", "err", rerr)
+		}
+		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
+	}
 	if err != nil {
 		s.tokenFailed(r, t.ID, ar, err)
 		p.WriteAccessError(ctx, w, ar, err)
@@ -75,6 +85,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
 		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
 	return nil
+}
+
+// revokeFamily revokes every token of one grant.
+func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID string) error {
+	if err := p.Store.RevokeAccessToken(ctx, requestID); err != nil {
+		return err
+	}
+	return p.Store.RevokeRefreshToken(ctx, requestID)
 }
 
 // tokenFailed records a refused token request; code reuse and refresh token

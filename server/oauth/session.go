@@ -29,6 +29,8 @@ type Session struct {
 	ClientID  string                         `json:"client_id"`
 	ExpiresAt map[fosite.TokenType]time.Time `json:"exp"`
 	AuthTime  time.Time                      `json:"auth_time,omitempty"`
+	// Backend marks a client_credentials grant: the subject is the client, not a person.
+	Backend bool `json:"backend,omitempty"`
 	// SessionID ties online_access refresh tokens to the browser session.
 	SessionID string             `json:"sid,omitempty"`
 	IDToken   *jwt.IDTokenClaims `json:"id_token,omitempty"`

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/oauth"
+)
+
+// userinfo is the OpenID Connect UserInfo endpoint: it tells an app holding
+// an access token with the openid scope who the user is.
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.oauth.For(t)
+	if err != nil {
+		return err
+	}
+	token := fosite.AccessTokenFromRequest(r)
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
+		return nil
+	}
+	_, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(t.ID), "openid")
+	if err != nil {
+		code := "invalid_token"
+		if fosite.ErrorToRFC6749Error(err).ErrorField == fosite.ErrInvalidScope.ErrorField {
+			code = "insufficient_scope"
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`"`)
+		writeOAuthError(w, http.StatusUnauthorized, code, "The access token is not valid for userinfo.")
+		return nil
+	}
+	sess, _ := ar.GetSession().(*oauth.Session)
+	if sess == nil || sess.Subject == "" || sess.Backend {
+		// A client_credentials token has no user behind it.
+		writeOAuthError(w, http.StatusForbidden, "insufficient_scope", "The access token was not issued to a user.")
+		return nil
+	}
+	info := map[string]any{"sub": sess.Subject}
+	if sess.SMART.FHIRUser != "" && strings.Contains(" "+strings.Join(ar.GetGrantedScopes(), " ")+" ", " fhirUser ") {
+		info["fhirUser"] = sess.SMART.FHIRUser
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
