@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/oauth"
 )
 
 // smartConfiguration is the SMART App Launch discovery document
@@ -23,40 +23,59 @@ type smartConfiguration struct {
 	TokenEndpointAuthMethods  []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	IntrospectionEndpoint     string   `json:"introspection_endpoint,omitempty"`
 	RevocationEndpoint        string   `json:"revocation_endpoint,omitempty"`
-	ManagementEndpoint        string   `json:"management_endpoint,omitempty"`
-	UserAccessBrandBundle     string   `json:"user_access_brand_bundle,omitempty"`
-	AssociatedEndpoints       []string `json:"associated_endpoints,omitempty"`
 	TokenEndpointAuthSigningA []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 }
 
 // openIDConfiguration is the OpenID Connect Discovery 1.0 document.
 type openIDConfiguration struct {
-	Issuer                 string   `json:"issuer"`
-	JWKSURI                string   `json:"jwks_uri"`
-	SubjectTypesSupported  []string `json:"subject_types_supported"`
-	ResponseTypesSupported []string `json:"response_types_supported"`
-	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
-	AuthorizationEndpoint  string   `json:"authorization_endpoint,omitempty"`
-	TokenEndpoint          string   `json:"token_endpoint,omitempty"`
-	UserinfoEndpoint       string   `json:"userinfo_endpoint,omitempty"`
-	ScopesSupported        []string `json:"scopes_supported,omitempty"`
-	ClaimsSupported        []string `json:"claims_supported,omitempty"`
+	Issuer                   string   `json:"issuer"`
+	JWKSURI                  string   `json:"jwks_uri"`
+	SubjectTypesSupported    []string `json:"subject_types_supported"`
+	ResponseTypesSupported   []string `json:"response_types_supported"`
+	IDTokenSigningAlgs       []string `json:"id_token_signing_alg_values_supported"`
+	AuthorizationEndpoint    string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint            string   `json:"token_endpoint,omitempty"`
+	UserinfoEndpoint         string   `json:"userinfo_endpoint,omitempty"`
+	ScopesSupported          []string `json:"scopes_supported,omitempty"`
+	ClaimsSupported          []string `json:"claims_supported,omitempty"`
+	IntrospectionEndpoint    string   `json:"introspection_endpoint,omitempty"`
+	RevocationEndpoint       string   `json:"revocation_endpoint,omitempty"`
+	GrantTypesSupported      []string `json:"grant_types_supported,omitempty"`
+	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	TokenEndpointAuthSigning []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	CodeChallengeMethods     []string `json:"code_challenge_methods_supported,omitempty"`
+	// IssParameterSupported announces iss in authorization responses (RFC 9207).
+	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 }
 
 func (s *Server) jwksURI(tenantID string) string {
 	return s.Issuer(tenantID) + "/.well-known/jwks.json"
 }
 
+// Client authentication methods and assertion algorithms of the token,
+// introspection and revocation endpoints (server/clientauth).
+var (
+	tokenEndpointAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	assertionAlgs            = []string{"RS256", "RS384", "ES256", "ES384"}
+)
+
 func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.tenant(r)
 	if err != nil {
 		return err
 	}
+	iss := s.Issuer(t.ID)
 	doc := smartConfiguration{
-		Issuer:              s.Issuer(t.ID),
-		JWKSURI:             s.jwksURI(t.ID),
-		GrantTypesSupported: []string{},
-		Capabilities:        []string{},
+		Issuer:                    iss,
+		JWKSURI:                   s.jwksURI(t.ID),
+		TokenEndpoint:             iss + "/token",
+		IntrospectionEndpoint:     iss + "/introspect",
+		RevocationEndpoint:        iss + "/revoke",
+		GrantTypesSupported:       slices.Clone(grantTypes),
+		TokenEndpointAuthMethods:  slices.Clone(tokenEndpointAuthMethods),
+		TokenEndpointAuthSigningA: slices.Clone(assertionAlgs),
+		CodeChallengeMethods:      []string{"S256"},
+		Capabilities:              []string{"client-public", "client-confidential-symmetric", "client-confidential-asymmetric"},
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)
@@ -68,12 +87,21 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	iss := s.Issuer(t.ID)
 	doc := openIDConfiguration{
-		Issuer:                 s.Issuer(t.ID),
-		JWKSURI:                s.jwksURI(t.ID),
-		SubjectTypesSupported:  []string{"public"},
-		ResponseTypesSupported: []string{},
-		IDTokenSigningAlgs:     slices.Clone(keys.Algorithms),
+		Issuer:                   iss,
+		JWKSURI:                  s.jwksURI(t.ID),
+		TokenEndpoint:            iss + "/token",
+		UserinfoEndpoint:         iss + "/userinfo",
+		IntrospectionEndpoint:    iss + "/introspect",
+		RevocationEndpoint:       iss + "/revoke",
+		SubjectTypesSupported:    []string{"public"},
+		ResponseTypesSupported:   []string{"code"},
+		IDTokenSigningAlgs:       []string{oauth.IDTokenAlg},
+		GrantTypesSupported:      slices.Clone(grantTypes),
+		TokenEndpointAuthMethods: slices.Clone(tokenEndpointAuthMethods),
+		TokenEndpointAuthSigning: slices.Clone(assertionAlgs),
+		CodeChallengeMethods:     []string{"S256"},
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)
