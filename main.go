@@ -45,6 +45,7 @@ commands:
   user create               create a local user (password read from stdin)
   patient import            import FHIR Patient resources into a tenant's roster
   keys rotate               add new signing keys to a tenant, retiring the old
+  bench                     load-test a server started on loopback and report throughput
 
 Run "smartauth COMMAND -h" for a command's flags.
 `
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		err = serve(ctx, args, env, stdout, stderr)
 	case "migrate":
 		err = migrate(ctx, args, env, stdout, stderr)
+	case "bench":
+		err = bench(ctx, args, env, stdout, stderr)
 	case "tenant", "client", "user", "patient", "keys":
 		err = manageCommand(ctx, cmd, args, env, stdin, stdout, stderr)
 	case "help", "-h", "--help":
