@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ import (
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/storage"
 )
+
+// listeningRE finds the address in serve's first line of output.
+var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // benchResult is one scenario at one concurrency.
 type benchResult struct {

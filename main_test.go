@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -333,7 +332,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // startServe runs "smartauth serve" until the returned stop is called.
 func startServe(t *testing.T, env testEnv) (base string, stdout *lockedBuffer, stop func() int) {

@@ -23,7 +23,7 @@ type introspectionResponse struct {
 	IssuedAt  int64    `json:"iat,omitempty"`
 	ExpiresAt int64    `json:"exp,omitempty"`
 	FHIRUser  string   `json:"fhirUser,omitempty"`
-	oauth.Context
+	*oauth.Context
 }
 
 // introspect is the introspection endpoint (RFC 7662). It requires client
@@ -50,6 +50,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if _, err := p.Config.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm); err != nil {
+		setChallenge(w, err)
 		s.writeFositeError(w, err)
 		return nil
 	}
@@ -74,7 +75,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 				IssuedAt:  ar.GetRequestedAt().Unix(),
 				ExpiresAt: sess.GetExpiresAt(fosite.TokenType(use)).Unix(),
 				FHIRUser:  sess.SMART.FHIRUser,
-				Context:   sess.SMART,
+				Context:   &sess.SMART,
 			}
 			if use == fosite.RefreshToken {
 				resp.TokenType = "refresh_token"
@@ -109,9 +110,6 @@ func (s *Server) writeFositeError(w http.ResponseWriter, err error) {
 	desc := e.DescriptionField
 	if e.HintField != "" {
 		desc += " " + e.HintField
-	}
-	if e.CodeField == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="smartauth"`)
 	}
 	writeOAuthError(w, e.CodeField, e.ErrorField, desc)
 }

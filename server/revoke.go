@@ -17,10 +17,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
+	ctx, client := withAuthedClient(r.Context())
 	err = p.NewRevocationRequest(ctx, r)
+	setChallenge(w, err)
 	if err == nil {
-		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "success", ClientID: r.PostForm.Get("client_id")})
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "success", ClientID: client.id})
 	}
 	p.WriteRevocationResponse(ctx, w, err)
 	return nil

@@ -31,6 +31,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
 	mux.Handle("OPTIONS /t/{tenant}/{endpoint}", cors(http.HandlerFunc(preflight)))
 
+	// Browser sign-in (authorize.go, login.go). POST /authorize is SMART's
+	// authorize-post, sent by the app; sign-in and consent forms are ours
+	// and carry CSRF protection.
+	mux.Handle("GET /t/{tenant}/authorize", s.page(s.authorize))
+	mux.Handle("POST /t/{tenant}/authorize", s.page(s.authorize))
+	mux.Handle("POST /t/{tenant}/login", s.page(s.login))
+	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
+
 	// Anything else is a person's wrong turn or a client's wrong URL. Only
 	// GET: a known path asked with the wrong method then gets 405, not 404.
 	mux.Handle("GET /", s.page(s.notFound))

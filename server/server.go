@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/storage"
@@ -41,16 +43,22 @@ type Config struct {
 
 // Server serves every tenant's endpoints.
 type Server struct {
-	base      string
-	secure    bool
-	store     storage.Storage
-	keys      *keys.Manager
-	log       *slog.Logger
-	now       func() time.Time
-	maxBody   int64
-	templates *templates.Set
-	oauth     *oauth.Providers
-	handler   http.Handler
+	base       string
+	secure     bool
+	store      storage.Storage
+	keys       *keys.Manager
+	log        *slog.Logger
+	now        func() time.Time
+	maxBody    int64
+	templates  *templates.Set
+	oauth      *oauth.Providers
+	clientAuth *clientauth.Authenticator
+	handler    http.Handler
+	// masterKey derives the keys that sign login tickets.
+	masterKey []byte
+	// dummyHash is verified against when no user matches an email, so a
+	// failed sign-in takes as long whether or not the email exists.
+	dummyHash func() (string, error)
 }
 
 // New checks cfg, parses the templates and builds the handler.
@@ -80,6 +88,8 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		maxBody:   cfg.MaxBodyBytes,
 		templates: t,
+		masterKey: cfg.MasterKey,
+		dummyHash: sync.OnceValues(newDummyHash),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -87,12 +97,14 @@ func New(cfg Config) (*Server, error) {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
+	s.clientAuth = clientauth.New(cfg.Store, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now})
 	s.oauth = oauth.NewProviders(oauth.Options{
-		Store:     cfg.Store,
-		Keys:      cfg.Keys,
-		MasterKey: cfg.MasterKey,
-		Issuer:    s.Issuer,
-		Now:       s.now,
+		Store:      cfg.Store,
+		Keys:       cfg.Keys,
+		MasterKey:  cfg.MasterKey,
+		Issuer:     s.Issuer,
+		ClientAuth: s.clientAuthStrategy,
+		Now:        s.now,
 	})
 	s.handler = s.middleware(s.routes())
 	return s, nil

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,6 +40,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	sess := oauth.NewSession(t.ID)
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
+		setChallenge(w, err)
 		s.tokenFailed(r, t.ID, ar, err)
 		p.WriteAccessError(ctx, w, ar, err)
 		return nil
@@ -98,6 +100,12 @@ func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID 
 // tokenFailed records a refused token request; code reuse and refresh token
 // reuse get their own event types because they signal a stolen credential.
 func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	level := slog.LevelInfo
+	if rfc.CodeField >= 500 {
+		level = slog.LevelError
+	}
+	s.logger(r).Log(r.Context(), level, "token request refused", "tenant", tenantID, "error", rfc.ErrorField, "reason", rfc.DebugField, "err", err)
 	e := storage.AuditEvent{TenantID: tenantID, Type: "token.issue", Outcome: "failure",
 		Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "error": fosite.ErrorToRFC6749Error(err).ErrorField}}
 	if ar != nil && ar.GetClient() != nil {

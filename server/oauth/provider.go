@@ -31,6 +31,9 @@ const (
 	AuthorizeCodeTTL = 60 * time.Second
 )
 
+// clockSkew tolerates clocks of replicas that disagree a little.
+const clockSkew = 5 * time.Second
+
 // Access tokens are signed with ES256 (small and fast); ID tokens with
 // RS256, which OpenID Connect requires every relying party to support.
 const (
@@ -207,7 +210,7 @@ func (ps *Providers) verifier(tenantID, issuer string) func(ctx context.Context,
 		if err := tok.Claims(candidates[0].Key, &claims); err != nil {
 			return fosite.ErrTokenSignatureMismatch.WithWrap(err)
 		}
-		if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, Time: ps.opts.Now()}, 0); err != nil {
+		if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, Time: ps.opts.Now()}, clockSkew); err != nil {
 			if err == josejwt.ErrExpired {
 				return fosite.ErrTokenExpired.WithWrap(err)
 			}

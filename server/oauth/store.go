@@ -103,6 +103,11 @@ func (s *Store) get(ctx context.Context, kind storage.TokenKind, signature strin
 	if !t.Active {
 		return req, inactiveErr
 	}
+	if kind == storage.KindAuthorizeCode && !s.now().Before(t.CreatedAt.Add(AuthorizeCodeTTL)) {
+		// fosite checks code expiry against time.Now, not the server clock;
+		// a code past its lifetime is unknown, which fosite answers with invalid_grant.
+		return nil, fmt.Errorf("%w: authorization code expired", fosite.ErrNotFound)
+	}
 	return req, nil
 }
 
@@ -277,8 +282,19 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, ses
 }
 
 // DeletePKCERequestSession removes a PKCE record once its code is redeemed.
+// It is idempotent: of two simultaneous redemptions the second finds the
+// record gone, and must fail on the code with invalid_grant, not here with
+// a server error.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
-	return mapErr(s.store.DeleteToken(ctx, s.tenant, storage.KindPKCE, signature))
+	return s.deleteIdempotent(ctx, storage.KindPKCE, signature)
+}
+
+func (s *Store) deleteIdempotent(ctx context.Context, kind storage.TokenKind, signature string) error {
+	err := s.store.DeleteToken(ctx, s.tenant, kind, signature)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return mapErr(err)
 }
 
 // CreateOpenIDConnectSession stores the ID token request behind a code.
@@ -291,7 +307,8 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, signature string, r
 	return s.get(ctx, storage.KindOpenID, signature, req.GetSession(), nil)
 }
 
-// DeleteOpenIDConnectSession removes the ID token request of a redeemed code.
+// DeleteOpenIDConnectSession removes the ID token request of a redeemed
+// code; idempotent for the reason DeletePKCERequestSession is.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, signature string) error {
-	return mapErr(s.store.DeleteToken(ctx, s.tenant, storage.KindOpenID, signature))
+	return s.deleteIdempotent(ctx, storage.KindOpenID, signature)
 }

@@ -68,27 +68,28 @@ func OpenPostgres(t *testing.T) storage.Storage {
 	return s
 }
 
-// Clock is a settable clock for tests that move time.
+// Clock is real time plus an offset that tests move forward. It keeps
+// running because fosite stamps some times with the real clock.
 type Clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	offset time.Duration
 }
 
-// NewClock returns a clock standing at now.
-func NewClock(now time.Time) *Clock { return &Clock{now: now} }
+// NewClock returns a clock showing real time.
+func NewClock() *Clock { return &Clock{} }
 
 // Now reads the clock.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now
+	return time.Now().Add(c.offset)
 }
 
 // Advance moves the clock forward.
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	c.offset += d
 }
 
 // Server is a running smartauth with handles on its parts.
@@ -113,7 +114,7 @@ func Start(t *testing.T, store storage.Storage) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := NewClock(time.Now())
+	clock := NewClock()
 	km := keys.NewManager(store, sealer, clock.Now)
 	buf := &syncBuffer{}
 	ts := httptest.NewUnstartedServer(nil)

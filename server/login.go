@@ -1,0 +1,495 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/password"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// loginTicketTTL is how long a person has between signing in and consenting.
+const loginTicketTTL = 10 * time.Minute
+
+// authzField is the hidden form field carrying the authorization request.
+const authzField = "authz"
+
+// signInFailed is the one message for every failed sign-in, so the page
+// never tells which emails have accounts.
+const signInFailed = "The email or password is not right."
+
+// errTicket is shown when a consent form's sign-in is stale or forged.
+var errTicket = browserError(http.StatusBadRequest,
+	"Your sign-in has expired or does not belong to this request. Go back to the app and sign in again.")
+
+// loginPage is what templates/login.html shows.
+type loginPage struct {
+	Tenant     storage.Tenant
+	ClientName string
+	Action     string
+	CSRF       string
+	Authz      string
+	Email      string
+	Error      string
+}
+
+// consentPage is what templates/consent.html shows.
+type consentPage struct {
+	Tenant     storage.Tenant
+	ClientName string
+	Action     string
+	CSRF       string
+	Authz      string
+	Ticket     string
+	Email      string
+	FHIRBase   string
+	Scopes     []scopeChoice
+	// Profiles are offered as a choice only when there are several; Acting
+	// is the only one otherwise.
+	Profiles []storage.Profile
+	Acting   storage.Profile
+}
+
+// scopeChoice is one requested scope on the consent page.
+type scopeChoice struct {
+	Name        string
+	Description string
+}
+
+// login checks an email and password and, on success, shows the consent
+// page with a signed ticket standing for the sign-in.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	t, p, err := s.authzTenant(r)
+	if err != nil {
+		return err
+	}
+	csrf, err := s.checkCSRF(r)
+	if err != nil {
+		return err
+	}
+	a, err := s.authzFromForm(r, t, p)
+	if err != nil {
+		return s.authzFailed(w, r, t.ID, err)
+	}
+	email := strings.TrimSpace(r.PostForm.Get("email"))
+	u, err := s.authenticate(r.Context(), t.ID, email, r.PostForm.Get("password"))
+	var fail *signInError
+	if errors.As(err, &fail) {
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
+			Subject: u.ID, Details: map[string]string{"email": truncate(email, 320), "reason": fail.reason}})
+		return s.renderLogin(w, r, http.StatusUnauthorized, t, a, email, signInFailed)
+	}
+	if err != nil {
+		return err
+	}
+	authTime := s.now().UTC().Truncate(time.Second)
+	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
+		Subject: u.ID, Details: map[string]string{"email": u.Email, "method": "password"}})
+	ticket, err := s.signTicket(t.ID, loginTicket{UserID: u.ID, AuthTime: authTime.Unix(),
+		Expiry: authTime.Add(loginTicketTTL).Unix(), Request: digest(a.params.Encode()), Browser: digest(csrf)})
+	if err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "consent", s.consentPage(t, a, u, csrf, ticket))
+	return nil
+}
+
+// consent records the person's decision: a denial goes back to the app as
+// access_denied, an approval as an authorization code for what they allowed.
+func (s *Server) consent(w http.ResponseWriter, r *http.Request) error {
+	t, p, err := s.authzTenant(r)
+	if err != nil {
+		return err
+	}
+	csrf, err := s.checkCSRF(r)
+	if err != nil {
+		return err
+	}
+	a, err := s.authzFromForm(r, t, p)
+	if err != nil {
+		return s.authzFailed(w, r, t.ID, err)
+	}
+	tk, err := s.openTicket(t.ID, r.PostForm.Get("ticket"))
+	if err != nil || !tk.matches(s.now(), a.params, csrf) {
+		return errTicket
+	}
+	u, err := s.store.GetUser(r.Context(), t.ID, tk.UserID)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Disabled {
+		return browserError(http.StatusForbidden, "This account can no longer sign in. Contact your organization.")
+	}
+	if err != nil {
+		return fmt.Errorf("load user: %w", err)
+	}
+	switch r.PostForm.Get("decision") {
+	case "deny":
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "consent.deny", Outcome: "success", ClientID: a.client.ID, Subject: u.ID})
+		return s.redirectAuthzError(w, r, t.ID, &authzRedirectError{redirectURI: a.ar.GetRedirectURI().String(),
+			state: a.ar.GetState(), err: fosite.ErrAccessDenied.WithHint("The user denied the request.")})
+	case "allow":
+	default:
+		return browserError(http.StatusBadRequest, "Choose Allow or Deny.")
+	}
+	profile, ok := chooseProfile(u.Profiles, r.PostForm.Get("profile"))
+	if !ok {
+		return browserError(http.StatusBadRequest, "Choose which of your roles to use, then choose Allow.")
+	}
+	return s.grant(w, r, t, p, a, u, profile, time.Unix(tk.AuthTime, 0).UTC())
+}
+
+// grant issues the authorization code for the scopes the person left
+// ticked, acting as the chosen profile, for the FHIR server the app named.
+func (s *Server) grant(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, a *authzRequest,
+	u storage.User, profile storage.Profile, authTime time.Time) error {
+	ctx := r.Context()
+	for _, sc := range offeredScopes(a.ar.GetRequestedScopes(), profile) {
+		if slices.Contains(r.PostForm["scope"], sc) {
+			a.ar.GrantScope(sc)
+		}
+	}
+	a.ar.GrantAudience(a.aud)
+
+	sess := oauth.NewSession(t.ID)
+	sess.Subject = u.ID
+	sess.ClientID = a.client.ID
+	sess.AuthTime = authTime
+	sess.SMART.FHIRUser = fhirUserURL(a.aud, profile)
+	claims := sess.IDTokenClaims()
+	claims.Subject = u.ID
+	claims.AuthTime = authTime
+	// The request is checked afresh on every form post, so it was in effect
+	// made when the person signed in; this satisfies prompt=login and max_age.
+	claims.RequestedAt = authTime
+	if a.ar.GetGrantedScopes().Has("fhirUser") && sess.SMART.FHIRUser != "" {
+		claims.Extra = map[string]any{"fhirUser": sess.SMART.FHIRUser}
+	}
+
+	resp, err := p.NewAuthorizeResponse(ctx, a.ar, sess)
+	if err != nil {
+		return s.authzFailed(w, r, t.ID, &authzRedirectError{redirectURI: a.ar.GetRedirectURI().String(), state: a.ar.GetState(), err: err})
+	}
+	resp.AddParameter("iss", s.Issuer(t.ID))
+	scope := strings.Join(a.ar.GetGrantedScopes(), " ")
+	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "consent.grant", Outcome: "success", ClientID: a.client.ID, Subject: u.ID,
+		Details: map[string]string{"scope": scope, "requested_scope": strings.Join(a.ar.GetRequestedScopes(), " "), "fhir_user": sess.SMART.FHIRUser}})
+	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "authorize.code", Outcome: "success", ClientID: a.client.ID, Subject: u.ID,
+		Details: map[string]string{"scope": scope, "aud": a.aud}})
+	p.WriteAuthorizeResponse(ctx, w, a.ar, resp)
+	return nil
+}
+
+// authzFromForm checks the authorization request a sign-in or consent form
+// carries, exactly as if the browser had sent it to the endpoint again.
+func (s *Server) authzFromForm(r *http.Request, t storage.Tenant, p *oauth.Provider) (*authzRequest, error) {
+	params, err := url.ParseQuery(r.PostForm.Get(authzField))
+	if err != nil || len(params) == 0 {
+		return nil, browserError(http.StatusBadRequest, "The sign-in form was damaged. Go back to the app and sign in again.")
+	}
+	return s.checkAuthorize(r.Context(), t, p, params)
+}
+
+// renderLogin shows the sign-in page for a checked authorization request.
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, t storage.Tenant, a *authzRequest, email, message string) error {
+	csrf, err := s.csrfToken(w, r, t.ID)
+	if err != nil {
+		return err
+	}
+	s.render(w, r, status, "login", loginPage{
+		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/login",
+		CSRF: csrf, Authz: a.params.Encode(), Email: email, Error: message,
+	})
+	return nil
+}
+
+func (s *Server) consentPage(t storage.Tenant, a *authzRequest, u storage.User, csrf, ticket string) consentPage {
+	page := consentPage{
+		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/consent",
+		CSRF: csrf, Authz: a.params.Encode(), Ticket: ticket, Email: u.Email, FHIRBase: a.aud,
+	}
+	switch len(u.Profiles) {
+	case 0:
+	case 1:
+		page.Acting = u.Profiles[0]
+	default:
+		page.Profiles = u.Profiles
+	}
+	// fhirUser is offered when the person has any role to point at.
+	var first storage.Profile
+	if len(u.Profiles) > 0 {
+		first = u.Profiles[0]
+	}
+	for _, sc := range offeredScopes(a.ar.GetRequestedScopes(), first) {
+		page.Scopes = append(page.Scopes, scopeChoice{Name: sc, Description: describeScope(sc)})
+	}
+	return page
+}
+
+func clientName(c storage.Client) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ID
+}
+
+// chooseProfile picks the profile the person acts as: the only one, or the
+// one they chose among several. Having none is allowed; there is then no fhirUser.
+func chooseProfile(profiles []storage.Profile, chosen string) (storage.Profile, bool) {
+	switch len(profiles) {
+	case 0:
+		return storage.Profile{}, true
+	case 1:
+		return profiles[0], chosen == "" || chosen == profiles[0].FHIRUser
+	}
+	for _, p := range profiles {
+		if p.FHIRUser == chosen {
+			return p, true
+		}
+	}
+	return storage.Profile{}, false
+}
+
+// offeredScopes are the requested scopes the person may grant; fhirUser
+// needs a profile to point at. fosite already refused scopes the client is
+// not registered for.
+func offeredScopes(requested []string, profile storage.Profile) []string {
+	var out []string
+	for _, sc := range requested {
+		if sc == "fhirUser" && profile.FHIRUser == "" {
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// fhirUserURL makes a profile's relative reference absolute against the FHIR
+// server the app named, so the app can fetch it as it is.
+func fhirUserURL(base string, p storage.Profile) string {
+	if p.FHIRUser == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + "/" + p.FHIRUser
+}
+
+// signInError is a failed sign-in; the reason goes to the audit trail only.
+type signInError struct{ reason string }
+
+func (e *signInError) Error() string { return "sign-in failed: " + e.reason }
+
+// authenticate checks a local password. Every failure costs one argon2id
+// verification, so timing does not reveal whether the email exists. The
+// user is returned with a *signInError when they exist, for the audit trail.
+func (s *Server) authenticate(ctx context.Context, tenantID, email, pw string) (storage.User, error) {
+	if email == "" || pw == "" {
+		s.burnPasswordCheck(pw)
+		return storage.User{}, &signInError{reason: "missing_credentials"}
+	}
+	u, err := s.store.GetUserByEmail(ctx, tenantID, email)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		s.burnPasswordCheck(pw)
+		return storage.User{}, &signInError{reason: "unknown_email"}
+	case err != nil:
+		return storage.User{}, fmt.Errorf("load user by email: %w", err)
+	case u.PasswordHash == "":
+		s.burnPasswordCheck(pw)
+		return u, &signInError{reason: "no_password"}
+	}
+	err = password.Verify(u.PasswordHash, pw)
+	switch {
+	case errors.Is(err, password.ErrMismatch):
+		return u, &signInError{reason: "wrong_password"}
+	case err != nil:
+		return storage.User{}, fmt.Errorf("verify password of user %s: %w", u.ID, err)
+	case u.Disabled:
+		return u, &signInError{reason: "disabled"}
+	}
+	return u, nil
+}
+
+// burnPasswordCheck spends the time of a real verification.
+func (s *Server) burnPasswordCheck(pw string) {
+	hash, err := s.dummyHash()
+	if err != nil {
+		return
+	}
+	_ = password.Verify(hash, pw)
+}
+
+// newDummyHash hashes a random password nobody knows.
+func newDummyHash() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("dummy password: %w", err)
+	}
+	return password.Hash(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// loginTicket stands for a completed sign-in between the sign-in and
+// consent pages, without server-side state: it is signed, expires, and is
+// bound to one authorization request and to one browser's CSRF cookie.
+type loginTicket struct {
+	UserID   string `json:"sub"`
+	AuthTime int64  `json:"auth_time"`
+	Expiry   int64  `json:"exp"`
+	// Request is the SHA-256 of the canonical authorization parameters.
+	Request []byte `json:"req"`
+	// Browser is the SHA-256 of the CSRF token, so a copied ticket is
+	// useless in another browser.
+	Browser []byte `json:"csrf"`
+}
+
+// matches reports whether the ticket is still valid for this request and browser.
+func (tk loginTicket) matches(now time.Time, params url.Values, csrf string) bool {
+	return now.Unix() < tk.Expiry &&
+		hmac.Equal(tk.Request, digest(params.Encode())) &&
+		hmac.Equal(tk.Browser, digest(csrf))
+}
+
+// ticketKey is the tenant's login ticket key, derived from the master key.
+func (s *Server) ticketKey(tenantID string) ([]byte, error) {
+	return keys.DeriveKey(s.masterKey, "login-ticket/"+tenantID)
+}
+
+// signTicket encodes a ticket as base64url(JSON) "." base64url(HMAC-SHA256).
+func (s *Server) signTicket(tenantID string, tk loginTicket) (string, error) {
+	key, err := s.ticketKey(tenantID)
+	if err != nil {
+		return "", err
+	}
+	body, err := json.Marshal(tk)
+	if err != nil {
+		return "", fmt.Errorf("encode login ticket: %w", err)
+	}
+	payload := base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(ticketMAC(key, payload)), nil
+}
+
+// openTicket verifies a ticket's signature and decodes it; the caller
+// checks expiry and binding with matches.
+func (s *Server) openTicket(tenantID, ticket string) (loginTicket, error) {
+	key, err := s.ticketKey(tenantID)
+	if err != nil {
+		return loginTicket{}, err
+	}
+	payload, sig, ok := strings.Cut(ticket, ".")
+	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	if !ok || err != nil || !hmac.Equal(mac, ticketMAC(key, payload)) {
+		return loginTicket{}, errors.New("login ticket: bad signature")
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return loginTicket{}, fmt.Errorf("login ticket: %w", err)
+	}
+	var tk loginTicket
+	if err := json.Unmarshal(body, &tk); err != nil {
+		return loginTicket{}, fmt.Errorf("login ticket: %w", err)
+	}
+	return tk, nil
+}
+
+func ticketMAC(key []byte, payload string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(payload))
+	return m.Sum(nil)
+}
+
+func digest(s string) []byte {
+	d := sha256.Sum256([]byte(s))
+	return d[:]
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// scopeWords describe the fixed SMART and OpenID scopes in plain words.
+var scopeWords = map[string]string{
+	"openid":           "Confirm who you are",
+	"fhirUser":         "Know which person you are in the health record",
+	"profile":          "See your basic profile",
+	"email":            "See your email address",
+	"offline_access":   "Keep access after you close the app, until you revoke it",
+	"online_access":    "Keep access while you stay signed in",
+	"launch":           "Receive the context the health record system opened it in",
+	"launch/patient":   "Know which patient's record is open",
+	"launch/encounter": "Know which encounter is open",
+}
+
+// describeScope puts a scope in plain words where that is easy, and returns
+// "" otherwise; the page always shows the scope itself as well.
+func describeScope(sc string) string {
+	if d, ok := scopeWords[sc]; ok {
+		return d
+	}
+	who, rest, ok := strings.Cut(sc, "/")
+	if !ok {
+		return ""
+	}
+	whose := map[string]string{"patient": "of the current patient", "user": "you can access", "system": "of everyone"}[who]
+	resource, perms, ok := strings.Cut(rest, ".")
+	if whose == "" || !ok || resource == "" {
+		return ""
+	}
+	perms, query, limited := strings.Cut(perms, "?")
+	verbs := scopeVerbs(perms)
+	if verbs == "" {
+		return ""
+	}
+	what := resource + " records"
+	if resource == "*" {
+		what = "all health records"
+	}
+	d := verbs + " " + what + " " + whose
+	if limited && query != "" {
+		d += " (only some of them)"
+	}
+	return d
+}
+
+// scopeVerbs reads SMART v1 (read, write, *) and v2 (cruds) permissions.
+func scopeVerbs(perms string) string {
+	switch perms {
+	case "read":
+		return "Read"
+	case "write":
+		return "Change"
+	case "*":
+		return "Read and change"
+	}
+	names := map[rune]string{'c': "create", 'r': "read", 'u': "update", 'd': "delete", 's': "search"}
+	var verbs []string
+	for _, c := range perms {
+		v, ok := names[c]
+		if !ok {
+			return ""
+		}
+		verbs = append(verbs, v)
+	}
+	switch len(verbs) {
+	case 0:
+		return ""
+	case 1:
+	default:
+		verbs = append(verbs[:len(verbs)-2], verbs[len(verbs)-2]+" and "+verbs[len(verbs)-1])
+	}
+	out := strings.Join(verbs, ", ")
+	return strings.ToUpper(out[:1]) + out[1:]
+}
