@@ -332,7 +332,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-
 // startServe runs "smartauth serve" until the returned stop is called.
 func startServe(t *testing.T, env testEnv) (base string, stdout *lockedBuffer, stop func() int) {
 	t.Helper()
