@@ -259,8 +259,12 @@ func benchDo(c *http.Client, req *http.Request) (map[string]any, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body) // all of it, so the connection is reused
+	if err != nil {
+		return nil, err
+	}
 	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != 200 {

@@ -53,6 +53,7 @@ type Server struct {
 	templates  *templates.Set
 	oauth      *oauth.Providers
 	clientAuth *clientauth.Authenticator
+	tenants    *tenantCache
 	handler    http.Handler
 	// masterKey derives the keys that sign login tickets.
 	masterKey []byte
@@ -97,9 +98,11 @@ func New(cfg Config) (*Server, error) {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
-	s.clientAuth = clientauth.New(cfg.Store, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now})
+	s.tenants = newTenantCache(cfg.Store, s.now)
+	clients := newClientCache(cfg.Store, s.now)
+	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now})
 	s.oauth = oauth.NewProviders(oauth.Options{
-		Store:      cfg.Store,
+		Store:      clients,
 		Keys:       cfg.Keys,
 		MasterKey:  cfg.MasterKey,
 		Issuer:     s.Issuer,
@@ -126,7 +129,7 @@ func (s *Server) tenant(r *http.Request) (storage.Tenant, error) {
 	if !validTenantID(id) {
 		return storage.Tenant{}, errNotFound("unknown tenant")
 	}
-	t, err := s.store.GetTenant(r.Context(), id)
+	t, err := s.tenants.get(r.Context(), id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Tenant{}, errNotFound("unknown tenant")
 	}

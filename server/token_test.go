@@ -28,7 +28,7 @@ var testActor = manage.Actor{ID: "test"}
 
 // backendClient registers a confidential client for client_credentials and
 // returns its id and secret (empty for asymmetric clients).
-func backendClient(t *testing.T, srv *servertest.Server, tenant string, typ storage.ClientType, jwks []byte) (string, string) {
+func backendClient(t testing.TB, srv *servertest.Server, tenant string, typ storage.ClientType, jwks []byte) (string, string) {
 	t.Helper()
 	c, secret, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{
 		TenantID: tenant, Name: "backend", Type: typ, JWKS: jwks,
@@ -46,7 +46,7 @@ func tokenEndpoint(srv *servertest.Server, tenant string) string {
 }
 
 // postForm posts a form with optional Basic credentials and decodes the JSON answer.
-func postForm(t *testing.T, endpoint string, form url.Values, basicUser, basicPass string) (int, map[string]any) {
+func postForm(t testing.TB, endpoint string, form url.Values, basicUser, basicPass string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", endpoint, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -28,7 +28,7 @@ import (
 // Backend opens a fresh, migrated store for one test.
 type Backend struct {
 	Name string
-	Open func(t *testing.T) storage.Storage
+	Open func(t testing.TB) storage.Storage
 }
 
 // Backends lists SQLite, and PostgreSQL when TEST_DATABASE_URL is set.
@@ -41,7 +41,7 @@ func Backends() []Backend {
 }
 
 // OpenSQLite opens a migrated SQLite store in a temporary folder.
-func OpenSQLite(t *testing.T) storage.Storage {
+func OpenSQLite(t testing.TB) storage.Storage {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "smartauth.db"))
 	if err != nil {
@@ -55,7 +55,7 @@ func OpenSQLite(t *testing.T) storage.Storage {
 }
 
 // OpenPostgres opens a migrated PostgreSQL store in a fresh schema.
-func OpenPostgres(t *testing.T) storage.Storage {
+func OpenPostgres(t testing.TB) storage.Storage {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), pgtest.URL(t))
 	if err != nil {
@@ -107,7 +107,7 @@ type Server struct {
 func (s *Server) Logs() string { return s.logs.String() }
 
 // Start runs the server on loopback over store until the test ends.
-func Start(t *testing.T, store storage.Storage) *Server {
+func Start(t testing.TB, store storage.Storage) *Server {
 	t.Helper()
 	masterKey := bytes.Repeat([]byte{0x42}, keys.MasterKeySize)
 	sealer, err := keys.NewSealer(masterKey)
@@ -140,7 +140,7 @@ func Start(t *testing.T, store storage.Storage) *Server {
 }
 
 // Tenant creates a tenant with its keys, failing the test on error.
-func (s *Server) Tenant(t *testing.T, id string) storage.Tenant {
+func (s *Server) Tenant(t testing.TB, id string) storage.Tenant {
 	t.Helper()
 	tn, err := s.Manage.CreateTenant(context.Background(), manage.TenantInput{
 		ID: id, Name: "Tenant " + id, FHIRBaseURLs: []string{"https://fhir.example.org/" + id},
