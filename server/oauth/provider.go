@@ -6,6 +6,7 @@ package oauth
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -127,6 +128,7 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		AccessTokenIssuer:              issuer,
 		TokenURL:                       issuer + "/token",
 		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       tenantAudiences(t),
 		EnforcePKCE:                    true,
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
@@ -163,6 +165,20 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		compose.OAuth2TokenRevocationFactory,
 	)
 	return &Provider{OAuth2Provider: provider, Config: cfg, Store: st, Tenant: t}, nil
+}
+
+// tenantAudiences allows exactly the tenant's FHIR base URLs as audiences,
+// whatever the client: in SMART the aud a token is for is a FHIR server of
+// the tenant, not a per-client list. fosite applies it again on refresh.
+func tenantAudiences(t storage.Tenant) fosite.AudienceMatchingStrategy {
+	return func(_ []string, needle []string) error {
+		for _, aud := range needle {
+			if !slices.Contains(t.FHIRBaseURLs, aud) {
+				return fosite.ErrInvalidRequest.WithHintf("The audience %q is not a FHIR server of this tenant.", aud)
+			}
+		}
+		return nil
+	}
 }
 
 func (ps *Providers) clientLoader(tenantID string) func(ctx context.Context, id string) (*Client, error) {

@@ -1,0 +1,155 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartauth/smartauth/server/servertest"
+)
+
+// refreshTokens runs the code flow and returns the first token response.
+func refreshTokens(t *testing.T, e *authzEnv) map[string]any {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	status, body := e.redeem(t, e.code(t, verifier), verifier)
+	if status != 200 || body["refresh_token"] == nil {
+		t.Fatalf("code exchange: %d %v (offline_access should give a refresh token)", status, body)
+	}
+	return body
+}
+
+// refresh presents a refresh token as the public client would.
+func (e *authzEnv) refresh(t *testing.T, token string, extra url.Values) (int, map[string]any) {
+	t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {authzClientID}}
+	for k, v := range extra {
+		form[k] = v
+	}
+	resp, err := http.PostForm(e.iss+"/token", form)
+	if err != nil {
+		t.Error(err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func TestRefreshRotation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		introspect := e.introspector(t)
+		first := refreshTokens(t, e)
+		rt1, at1 := first["refresh_token"].(string), first["access_token"].(string)
+
+		status, second := e.refresh(t, rt1, nil)
+		if status != 200 || second["refresh_token"] == nil || second["refresh_token"] == rt1 || second["access_token"] == at1 {
+			t.Fatalf("refresh: %d %v, want a new access and a new refresh token", status, second)
+		}
+		if second["scope"] != first["scope"] {
+			t.Fatalf("refresh changed the scope: %v → %v", first["scope"], second["scope"])
+		}
+		claims := verifyAccessToken(t, srv, authzTenant, second["access_token"].(string))
+		if claims["sub"] != e.userID || claims["client_id"] != authzClientID {
+			t.Fatalf("refreshed token claims %v", claims)
+		}
+		if introspect(rt1)["active"] != false {
+			t.Fatal("the rotated refresh token is still active")
+		}
+		if introspect(second["access_token"].(string))["active"] != true {
+			t.Fatal("the new access token is not active")
+		}
+
+		// Reuse of the rotated token is theft: it fails and revokes the family.
+		rt2, at2 := second["refresh_token"].(string), second["access_token"].(string)
+		if status, body := e.refresh(t, rt1, nil); status != 400 || body["error"] != "invalid_grant" {
+			t.Fatalf("reusing a rotated refresh token: %d %v, want invalid_grant", status, body)
+		}
+		if introspect(at2)["active"] != false || introspect(rt2)["active"] != false {
+			t.Fatal("reuse of a rotated refresh token did not revoke the tokens issued after it")
+		}
+		if status, _ := e.refresh(t, rt2, nil); status == 200 {
+			t.Fatal("the family's newest refresh token still works after reuse was detected")
+		}
+	})
+}
+
+func TestRefreshRefusals(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		rt := refreshTokens(t, e)["refresh_token"].(string)
+		for name, tc := range map[string]struct {
+			token string
+			extra url.Values
+			code  string
+		}{
+			"unknown token":      {"not-a-refresh-token", nil, "invalid_grant"},
+			"another client's":   {rt, url.Values{"client_id": {"someone-else"}}, "invalid_client"},
+			"scope beyond grant": {rt, url.Values{"scope": {"patient/*.rs user/*.cruds"}}, ""},
+		} {
+			status, body := e.refresh(t, tc.token, tc.extra)
+			if status == 200 {
+				t.Errorf("%s: refresh succeeded: %v", name, body)
+			} else if tc.code != "" && body["error"] != tc.code {
+				t.Errorf("%s: %d %v, want %s", name, status, body, tc.code)
+			}
+		}
+	})
+}
+
+func TestRefreshNarrowsScope(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		rt := refreshTokens(t, e)["refresh_token"].(string)
+		status, body := e.refresh(t, rt, url.Values{"scope": {"patient/*.rs offline_access"}})
+		if status != 200 || body["scope"] != "patient/*.rs offline_access" {
+			t.Fatalf("narrowing refresh: %d %v", status, body)
+		}
+		if claims := verifyAccessToken(t, srv, authzTenant, body["access_token"].(string)); claims["scope"] != "patient/*.rs offline_access" {
+			t.Fatalf("narrowed token carries scope %v", claims["scope"])
+		}
+		// The narrowed grant is what the next refresh starts from.
+		status, body = e.refresh(t, body["refresh_token"].(string), url.Values{"scope": {"openid"}})
+		if status != 400 || body["error"] != "invalid_scope" {
+			t.Fatalf("widening back after narrowing: %d %v, want invalid_scope", status, body)
+		}
+	})
+}
+
+func TestConcurrentRefresh(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		rt := refreshTokens(t, e)["refresh_token"].(string)
+		const n = 4
+		statuses := make([]int, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				statuses[i], _ = e.refresh(t, rt, nil)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ok := 0
+		for _, s := range statuses {
+			if s == 200 {
+				ok++
+			} else if s >= 500 {
+				t.Errorf("a losing concurrent refresh got %d", s)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d of %d concurrent refreshes succeeded (%v), want exactly 1", ok, n, statuses)
+		}
+	})
+}
