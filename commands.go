@@ -73,8 +73,14 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		fs.StringVar(&in.Name, "name", "", "display name")
 		fs.Var(&bases, "fhir-base-url", "FHIR base URL the tenant's tokens are for (repeatable; required)")
 		fs.BoolVar(&in.Policy.MFARequired, "mfa-required", false, "require a second factor at every local sign-in")
+		accessTTL := fs.Duration("access-token-ttl", 0, "access token lifetime (default 1h)")
+		refreshTTL := fs.Duration("refresh-token-ttl", 0, "refresh token lifetime (default 2160h, 90 days)")
+		idTTL := fs.Duration("id-token-ttl", 0, "ID token lifetime (default 1h)")
 		act = func(d *deps) (any, error) {
 			in.FHIRBaseURLs = bases
+			in.Policy.AccessTokenTTL = storage.Duration(*accessTTL)
+			in.Policy.RefreshTokenTTL = storage.Duration(*refreshTTL)
+			in.Policy.IDTokenTTL = storage.Duration(*idTTL)
 			t, err := d.manage.CreateTenant(ctx, in, cliActor)
 			if err != nil {
 				return nil, err
@@ -106,6 +112,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		fs.StringVar(&jwksFile, "jwks-file", "", "file holding the client's public JWKS inline (confidential-asymmetric)")
 		fs.StringVar(&in.LaunchURI, "launch-uri", "", "the app's EHR launch URL")
 		fs.BoolVar(&in.CanCreateLaunch, "can-create-launch", false, "allow this client to create EHR launch contexts")
+		fs.DurationVar(&in.AccessTokenTTL, "access-token-ttl", 0, "access token lifetime for this client (default: the tenant's)")
 		act = func(d *deps) (any, error) {
 			in.TenantID, in.Type, in.RedirectURIs, in.GrantTypes = *t, storage.ClientType(typ), redirects, grants
 			for _, s := range scopes {
@@ -289,6 +296,7 @@ type clientJSON struct {
 	JWKS            any      `json:"jwks,omitempty"`
 	LaunchURI       string   `json:"launch_uri,omitempty"`
 	CanCreateLaunch bool     `json:"can_create_launch"`
+	AccessTokenTTL  string   `json:"access_token_ttl,omitempty"`
 }
 
 type userJSON struct {
@@ -324,6 +332,9 @@ func clientView(c storage.Client) clientJSON {
 	}
 	if len(c.JWKS) > 0 {
 		v.JWKS = json.RawMessage(c.JWKS)
+	}
+	if c.AccessTokenTTL > 0 {
+		v.AccessTokenTTL = c.AccessTokenTTL.String()
 	}
 	if v.RedirectURIs == nil {
 		v.RedirectURIs = []string{}

@@ -144,6 +144,12 @@ func TestTenantCommands(t *testing.T) {
 	env.fails(t, 1, "already exists", "", "tenant", "create", "--id", "clinic-a", "--fhir-base-url", "https://x.example")
 	env.fails(t, 1, "must be 1-63 lowercase", "", "tenant", "create", "--id", "Bad_ID", "--fhir-base-url", "https://x.example")
 	env.fails(t, 1, "at least one FHIR base URL", "", "tenant", "create", "--id", "nofhir")
+	env.fails(t, 1, "access token lifetime 5s must be between", "", "tenant", "create", "--id", "shortttl", "--fhir-base-url", "https://x.example", "--access-token-ttl", "5s")
+	var ttl tenantJSON
+	env.ok(t, &ttl, "", "tenant", "create", "--id", "ttl", "--fhir-base-url", "https://x.example", "--access-token-ttl", "10m", "--refresh-token-ttl", "720h")
+	if time.Duration(ttl.Policy.AccessTokenTTL) != 10*time.Minute || time.Duration(ttl.Policy.RefreshTokenTTL) != 720*time.Hour {
+		t.Fatalf("lifetimes not kept: %+v", ttl.Policy)
+	}
 	env.fails(t, 1, "must be an absolute http(s) URL", "", "tenant", "create", "--id", "badfhir", "--fhir-base-url", "ftp://x")
 }
 

@@ -68,6 +68,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) erro
 	doc := smartConfiguration{
 		Issuer:                    iss,
 		JWKSURI:                   s.jwksURI(t.ID),
+		AuthorizationEndpoint:     iss + "/authorize",
 		TokenEndpoint:             iss + "/token",
 		IntrospectionEndpoint:     iss + "/introspect",
 		RevocationEndpoint:        iss + "/revoke",
@@ -75,7 +76,11 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) erro
 		TokenEndpointAuthMethods:  slices.Clone(tokenEndpointAuthMethods),
 		TokenEndpointAuthSigningA: slices.Clone(assertionAlgs),
 		CodeChallengeMethods:      []string{"S256"},
-		Capabilities:              []string{"client-public", "client-confidential-symmetric", "client-confidential-asymmetric"},
+		ResponseTypesSupported:    []string{"code"},
+		// Only what works end to end today; the SMART launch capabilities
+		// arrive with EHR and standalone launch.
+		Capabilities: []string{"authorize-post", "client-public", "client-confidential-symmetric",
+			"client-confidential-asymmetric", "sso-openid-connect", "permission-offline"},
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)
@@ -91,6 +96,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 	doc := openIDConfiguration{
 		Issuer:                   iss,
 		JWKSURI:                  s.jwksURI(t.ID),
+		AuthorizationEndpoint:    iss + "/authorize",
 		TokenEndpoint:            iss + "/token",
 		UserinfoEndpoint:         iss + "/userinfo",
 		IntrospectionEndpoint:    iss + "/introspect",
@@ -102,6 +108,8 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 		TokenEndpointAuthMethods: slices.Clone(tokenEndpointAuthMethods),
 		TokenEndpointAuthSigning: slices.Clone(assertionAlgs),
 		CodeChallengeMethods:     []string{"S256"},
+		IssParameterSupported:    true,
+		ClaimsSupported:          []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser"},
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)

@@ -296,3 +296,32 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		}
 	})
 }
+
+func TestTokenLifetimes(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	if _, err := srv.Manage.CreateTenant(context.Background(), manage.TenantInput{ID: "short", FHIRBaseURLs: []string{"https://fhir.example.org/short"},
+		Policy: storage.TenantPolicy{AccessTokenTTL: storage.Duration(10 * time.Minute)}}, testActor); err != nil {
+		t.Fatal(err)
+	}
+	tenantWide, secret := backendClient(t, srv, "short", storage.ClientConfidentialSymmetric, nil)
+	own, ownSecret, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: "short", Name: "own ttl",
+		Type: storage.ClientConfidentialSymmetric, Scopes: []string{"system/*.rs"}, GrantTypes: []string{"client_credentials"},
+		AccessTokenTTL: 2 * time.Minute}, testActor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}
+	for _, tc := range []struct {
+		id, secret string
+		want       float64
+	}{{tenantWide, secret, 600}, {own.ID, ownSecret, 120}} {
+		_, body := postForm(t, tokenEndpoint(srv, "short"), form, tc.id, tc.secret)
+		claims := verifyAccessToken(t, srv, "short", body["access_token"].(string))
+		if got := body["expires_in"].(float64); got < tc.want-2 || got > tc.want {
+			t.Errorf("client %s: expires_in %v, want %v", tc.id, got, tc.want)
+		}
+		if life := claims["exp"].(float64) - claims["iat"].(float64); life < tc.want-2 || life > tc.want+1 {
+			t.Errorf("client %s: token lives %v s, want %v", tc.id, life, tc.want)
+		}
+	}
+}

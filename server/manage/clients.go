@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -42,6 +43,8 @@ type ClientInput struct {
 	JWKS            []byte
 	LaunchURI       string
 	CanCreateLaunch bool
+	// AccessTokenTTL overrides the tenant's access token lifetime when non-zero.
+	AccessTokenTTL time.Duration
 }
 
 // CreateClient validates and registers a client. For a confidential
@@ -109,6 +112,10 @@ func validateClient(in ClientInput) (storage.Client, error) {
 		JWKSURL:         strings.TrimSpace(in.JWKSURL),
 		LaunchURI:       strings.TrimSpace(in.LaunchURI),
 		CanCreateLaunch: in.CanCreateLaunch,
+		AccessTokenTTL:  in.AccessTokenTTL,
+	}
+	if err := checkLifetime("access token", in.AccessTokenTTL); err != nil {
+		return c, err
 	}
 	if c.ID != "" && !clientIDPattern.MatchString(c.ID) {
 		return c, invalid("client id %q may hold only letters, digits and . _ ~ - (at most 128)", c.ID)

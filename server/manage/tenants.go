@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/smartauth/smartauth/storage"
 )
@@ -36,6 +37,9 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	}
 	bases, err := NormalizeFHIRBaseURLs(in.FHIRBaseURLs)
 	if err != nil {
+		return storage.Tenant{}, err
+	}
+	if err := checkLifetimes(in.Policy); err != nil {
 		return storage.Tenant{}, err
 	}
 	t := storage.Tenant{ID: in.ID, Name: name, FHIRBaseURLs: bases, Policy: in.Policy, CreatedAt: s.timestamp()}
@@ -72,4 +76,29 @@ func NormalizeFHIRBaseURLs(in []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Bounds on token lifetimes an operator may set: long enough to be usable,
+// short enough that a leaked token does not live for ever.
+var lifetimeBounds = map[string][2]time.Duration{
+	"access token":  {time.Minute, 24 * time.Hour},
+	"refresh token": {time.Hour, 366 * 24 * time.Hour},
+	"ID token":      {time.Minute, 24 * time.Hour},
+}
+
+func checkLifetime(what string, d time.Duration) error {
+	b := lifetimeBounds[what]
+	if d != 0 && (d < b[0] || d > b[1]) {
+		return invalid("%s lifetime %v must be between %v and %v", what, d, b[0], b[1])
+	}
+	return nil
+}
+
+func checkLifetimes(p storage.TenantPolicy) error {
+	for what, d := range map[string]storage.Duration{"access token": p.AccessTokenTTL, "refresh token": p.RefreshTokenTTL, "ID token": p.IDTokenTTL} {
+		if err := checkLifetime(what, time.Duration(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
