@@ -12,8 +12,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/storage"
@@ -45,6 +48,9 @@ type benchResult struct {
 	PerSecond   float64 `json:"per_second"`
 	P50ms       float64 `json:"p50_ms"`
 	P99ms       float64 `json:"p99_ms"`
+	// PeakRSSMiB is the server's peak resident memory so far; it only grows,
+	// so scenarios run in order of expected memory use.
+	PeakRSSMiB float64 `json:"server_peak_rss_mib"`
 }
 
 // benchScenario makes one request; it returns an error for anything but success.
@@ -107,7 +113,9 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			results = append(results, runScenario(ctx, sc, n, *duration))
+			res := runScenario(ctx, sc, n, *duration)
+			res.PeakRSSMiB = peakRSS(child.Process.Pid)
+			results = append(results, res)
 		}
 	}
 	peak := peakRSS(child.Process.Pid)
@@ -116,9 +124,9 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 	}
 	fmt.Fprintf(stdout, "smartauth bench: %s database, %s per run\n\n", storeKind(c), *duration)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconcurrency\trequests/s\tp50 ms\tp99 ms\terrors\t")
+	fmt.Fprintln(tw, "scenario\tconcurrency\trequests/s\tp50 ms\tp99 ms\terrors\tpeak RSS MiB\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t\n", r.Scenario, r.Concurrency, r.PerSecond, r.P50ms, r.P99ms, r.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t%.1f\t\n", r.Scenario, r.Concurrency, r.PerSecond, r.P50ms, r.P99ms, r.Errors, r.PeakRSSMiB)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nserver peak resident memory: %.1f MiB\n", peak)
@@ -134,20 +142,26 @@ func storeKind(c config) string {
 
 // fixture is what the scenarios need: a fresh tenant and its clients.
 type fixture struct {
-	tenant       string
-	symID        string
-	secret       string
-	asymID       string
-	asymKey      *ecdsa.PrivateKey
-	introspected string
+	tenant   string
+	symID    string
+	secret   string
+	asymID   string
+	asymKey  *ecdsa.PrivateKey
+	appID    string
+	email    string
+	password string
+	fhirBase string
 }
+
+const benchRedirect = "http://127.0.0.1:9/callback"
 
 func benchFixture(ctx context.Context, d *deps) (*fixture, error) {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
-	f := &fixture{tenant: "bench-" + hex.EncodeToString(suffix)}
+	f := &fixture{tenant: "bench-" + hex.EncodeToString(suffix), fhirBase: "https://fhir.bench.invalid/r4",
+		email: "bench@bench.invalid", password: rand.Text()}
 	who := manage.Actor{ID: "bench"}
-	if _, err := d.manage.CreateTenant(ctx, manage.TenantInput{ID: f.tenant, Name: "Benchmark", FHIRBaseURLs: []string{"https://fhir.bench.invalid/r4"}}, who); err != nil {
+	if _, err := d.manage.CreateTenant(ctx, manage.TenantInput{ID: f.tenant, Name: "Benchmark", FHIRBaseURLs: []string{f.fhirBase}}, who); err != nil {
 		return nil, err
 	}
 	sym, secret, err := d.manage.CreateClient(ctx, manage.ClientInput{TenantID: f.tenant, Name: "bench symmetric",
@@ -166,6 +180,16 @@ func benchFixture(ctx context.Context, d *deps) (*fixture, error) {
 		return nil, err
 	}
 	f.asymID = asym.ID
+	app, _, err := d.manage.CreateClient(ctx, manage.ClientInput{TenantID: f.tenant, Name: "bench app", Type: storage.ClientPublic,
+		RedirectURIs: []string{benchRedirect}, Scopes: []string{"offline_access", "patient/*.rs"}}, who)
+	if err != nil {
+		return nil, err
+	}
+	f.appID = app.ID
+	if _, err := d.manage.CreateUser(ctx, manage.UserInput{TenantID: f.tenant, Email: f.email, Password: f.password,
+		Profiles: []storage.Profile{{FHIRUser: "Practitioner/bench"}}}, who); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -250,7 +274,104 @@ func benchScenarios(iss string, f *fixture) []benchScenario {
 			}
 			return err
 		}},
+		// Last: starting chains signs people in, and argon2id needs memory.
+		{"refresh_token rotation", refreshScenario(iss, f)},
 	}
+}
+
+// refreshScenario keeps a pool of refresh token chains: a request takes a
+// chain's current token, rotates it, and puts the new one back. Chains are
+// started through the real sign-in and consent pages.
+func refreshScenario(iss string, f *fixture) func(c *http.Client) error {
+	pool := make(chan string, 1024)
+	return func(c *http.Client) error {
+		var rt string
+		select {
+		case rt = <-pool:
+		default:
+			var err error
+			if rt, err = signInForRefreshToken(c, iss, f); err != nil {
+				return err
+			}
+		}
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {f.appID}}
+		req, _ := http.NewRequest("POST", iss+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		out, err := benchDo(c, req)
+		if err != nil {
+			return err
+		}
+		next, _ := out["refresh_token"].(string)
+		if next == "" {
+			return errors.New("refresh gave no new refresh token")
+		}
+		select {
+		case pool <- next:
+		default:
+		}
+		return nil
+	}
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
+
+// signInForRefreshToken runs the authorization code flow as a browser would.
+func signInForRefreshToken(shared *http.Client, iss string, f *fixture) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Transport: shared.Transport, Jar: jar, Timeout: shared.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"response_type": {"code"}, "client_id": {f.appID}, "redirect_uri": {benchRedirect},
+		"scope": {"offline_access patient/*.rs"}, "state": {rand.Text()}, "aud": {f.fhirBase},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
+	page := func(resp *http.Response, err error) (url.Values, *http.Response, error) {
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, nil, err
+		}
+		fields := url.Values{}
+		for _, m := range hiddenInput.FindAllStringSubmatch(string(b), -1) {
+			fields.Set(m[1], html.UnescapeString(m[2]))
+		}
+		return fields, resp, nil
+	}
+	login, _, err := page(browser.Get(iss + "/authorize?" + q.Encode()))
+	if err != nil {
+		return "", err
+	}
+	login.Set("email", f.email)
+	login.Set("password", f.password)
+	consent, _, err := page(browser.PostForm(iss+"/login", login))
+	if err != nil {
+		return "", err
+	}
+	consent.Set("decision", "allow")
+	consent["scope"] = []string{"offline_access", "patient/*.rs"}
+	_, resp, err := page(browser.PostForm(iss+"/consent", consent))
+	if err != nil {
+		return "", err
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("code") == "" {
+		return "", fmt.Errorf("sign-in gave no code (status %d)", resp.StatusCode)
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {benchRedirect},
+		"client_id": {f.appID}, "code_verifier": {verifier}}
+	req, _ := http.NewRequest("POST", iss+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	out, err := benchDo(shared, req)
+	if err != nil {
+		return "", err
+	}
+	rt, _ := out["refresh_token"].(string)
+	if rt == "" {
+		return "", errors.New("code exchange gave no refresh token")
+	}
+	return rt, nil
 }
 
 func benchDo(c *http.Client, req *http.Request) (map[string]any, error) {
