@@ -74,7 +74,7 @@ func (c *jwksCache) keys(ctx context.Context, url string, refresh bool) ([]jose.
 		c.mu.Unlock()
 		// The fetch is shared with every concurrent caller, so one caller
 		// giving up must not cancel it for the others.
-		fctx, cancel := context.WithCancel(ctx)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		keys, err := c.fetch(fctx, url)
 		at := c.now()

@@ -25,8 +25,8 @@ type jwksServer struct {
 	mu     sync.Mutex
 	status int
 	body   []byte
-	// hold, when set, blocks every request until it is closed or the
-	// request is abandoned.
+	// hold, when set, blocks every request until it is closed, the
+	// request is abandoned or 5 s have passed.
 	hold chan struct{}
 }
 
@@ -43,6 +43,8 @@ func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 			case <-hold:
 			case <-r.Context().Done():
 				return
+			case <-time.After(5 * time.Second):
+				// Bounded, so a broken client timeout fails the test instead of hanging it.
 			}
 		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
