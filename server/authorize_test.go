@@ -824,3 +824,20 @@ func TestCodeConcurrentRedemption(t *testing.T) {
 		}
 	})
 }
+
+func TestAuthorizeResponseModeQuery(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	verifier := oauth2.GenerateVerifier()
+	consent := e.signIn(t, e.authURL(verifier, oauth2.SetAuthURLParam("response_mode", "query")))
+	q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+	if q.Get("code") == "" || q.Get("iss") != e.iss {
+		t.Fatalf("response_mode=query: %v", q)
+	}
+	for _, mode := range []string{"fragment", "form_post"} {
+		p := e.get(t, e.browser, e.authURL(verifier, oauth2.SetAuthURLParam("response_mode", mode)))
+		if p.status == http.StatusOK {
+			t.Errorf("response_mode=%s was accepted; only query is supported", mode)
+		}
+	}
+}

@@ -295,21 +295,21 @@ func (e *signInError) Error() string { return "sign-in failed: " + e.reason }
 // user is returned with a *signInError when they exist, for the audit trail.
 func (s *Server) authenticate(ctx context.Context, tenantID, email, pw string) (storage.User, error) {
 	if email == "" || pw == "" {
-		s.burnPasswordCheck(pw)
+		s.burnPasswordCheck(ctx, pw)
 		return storage.User{}, &signInError{reason: "missing_credentials"}
 	}
 	u, err := s.store.GetUserByEmail(ctx, tenantID, email)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		s.burnPasswordCheck(pw)
+		s.burnPasswordCheck(ctx, pw)
 		return storage.User{}, &signInError{reason: "unknown_email"}
 	case err != nil:
 		return storage.User{}, fmt.Errorf("load user by email: %w", err)
 	case u.PasswordHash == "":
-		s.burnPasswordCheck(pw)
+		s.burnPasswordCheck(ctx, pw)
 		return u, &signInError{reason: "no_password"}
 	}
-	err = password.Verify(u.PasswordHash, pw)
+	err = s.passwords.Verify(ctx, u.PasswordHash, pw)
 	switch {
 	case errors.Is(err, password.ErrMismatch):
 		return u, &signInError{reason: "wrong_password"}
@@ -322,12 +322,12 @@ func (s *Server) authenticate(ctx context.Context, tenantID, email, pw string) (
 }
 
 // burnPasswordCheck spends the time of a real verification.
-func (s *Server) burnPasswordCheck(pw string) {
+func (s *Server) burnPasswordCheck(ctx context.Context, pw string) {
 	hash, err := s.dummyHash()
 	if err != nil {
 		return
 	}
-	_ = password.Verify(hash, pw)
+	_ = s.passwords.Verify(ctx, hash, pw)
 }
 
 // newDummyHash hashes a random password nobody knows.

@@ -10,13 +10,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/smartauth/smartauth/server/audit"
 	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/password"
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/templates"
 )
@@ -54,12 +57,15 @@ type Server struct {
 	oauth      *oauth.Providers
 	clientAuth *clientauth.Authenticator
 	tenants    *tenantCache
+	audits     *audit.Writer
 	handler    http.Handler
 	// masterKey derives the keys that sign login tickets.
 	masterKey []byte
 	// dummyHash is verified against when no user matches an email, so a
 	// failed sign-in takes as long whether or not the email exists.
 	dummyHash func() (string, error)
+	// passwords bounds concurrent argon2id verifications to the CPUs.
+	passwords *password.Limiter
 }
 
 // New checks cfg, parses the templates and builds the handler.
@@ -91,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		templates: t,
 		masterKey: cfg.MasterKey,
 		dummyHash: sync.OnceValues(newDummyHash),
+		passwords: password.NewLimiter(runtime.GOMAXPROCS(0)),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -99,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		s.maxBody = DefaultMaxBodyBytes
 	}
 	s.tenants = newTenantCache(cfg.Store, s.now)
+	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
 	clients := newClientCache(cfg.Store, s.now)
 	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now})
 	s.oauth = oauth.NewProviders(oauth.Options{
@@ -111,6 +119,12 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.handler = s.middleware(s.routes())
 	return s, nil
+}
+
+// Close waits until the audit events already handed over are stored; call it
+// once the HTTP server has stopped and its handlers have returned.
+func (s *Server) Close() {
+	s.audits.Close()
 }
 
 // ServeHTTP serves one request.

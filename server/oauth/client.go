@@ -16,7 +16,14 @@ type Client struct {
 var (
 	_ fosite.Client                         = (*Client)(nil)
 	_ fosite.ClientWithCustomTokenLifespans = (*Client)(nil)
+	_ fosite.ResponseModeClient             = (*Client)(nil)
 )
+
+// GetResponseModes allows only the query response mode, so an app that
+// names it explicitly is served rather than refused.
+func (c *Client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
 
 // GetID returns the client id.
 func (c *Client) GetID() string { return c.ID }

@@ -1,6 +1,7 @@
 package password
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -62,5 +63,31 @@ func TestCheck(t *testing.T) {
 		if err := Check(tc.pw); (err == nil) != tc.ok {
 			t.Errorf("Check(len %d): got %v, want ok=%v", len(tc.pw), err, tc.ok)
 		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	h, err := Hash("correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLimiter(1)
+	ctx := context.Background()
+	if err := l.Verify(ctx, h, "correct horse battery"); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if err := l.Verify(ctx, h, "wrong password!"); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	// With the only slot taken, a caller whose context ends gives up.
+	l.slots <- struct{}{}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.Verify(cctx, h, "correct horse battery"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("verification ran without a free slot: %v", err)
+	}
+	<-l.slots
+	if err := l.Verify(ctx, h, "correct horse battery"); err != nil {
+		t.Fatalf("after the slot was freed: %v", err)
 	}
 }
