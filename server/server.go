@@ -56,7 +56,7 @@ type Server struct {
 	templates  *templates.Set
 	oauth      *oauth.Providers
 	clientAuth *clientauth.Authenticator
-	tenants    *tenantCache
+	tenants    *ttlCache[string, storage.Tenant]
 	audits     *audit.Writer
 	handler    http.Handler
 	// masterKey derives the keys that sign login tickets.
