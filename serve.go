@@ -51,6 +51,10 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	if err != nil {
 		return err
 	}
+	// Deferred after the store's Close, so it runs first: once the HTTP
+	// server has shut down, the audit events of the requests it let finish
+	// are stored before the store closes.
+	defer srv.Close()
 	httpSrv := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,

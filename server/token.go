@@ -86,13 +86,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 			resp.SetExtra(k, v)
 		}
 	}
-	p.WriteAccessResponse(ctx, w, ar, resp)
 	event := "token.issue"
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		event = "token.refresh"
 	}
+	// Recorded before the answer is written: a response larger than the
+	// server's buffer would start going out before the handler returned.
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
 		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
+	p.WriteAccessResponse(ctx, w, ar, resp)
 	return nil
 }
 
@@ -150,13 +152,17 @@ func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessR
 	s.audit(r, e)
 }
 
-// audit appends an event with the request's source address; a failure to
-// record is logged loudly but does not undo what already happened.
+// audit appends an event with the request's source address and returns once
+// it is stored, so a caller that answers afterwards never answers first. The
+// writer groups concurrent events of a tenant into one transaction. A failure
+// to record is logged loudly but does not undo what already happened.
 func (s *Server) audit(r *http.Request, e storage.AuditEvent) {
 	e.Time = s.now().UTC()
 	e.SourceIP = clientIP(r)
+	// A client hanging up must not cut the wait short: the event is written
+	// anyway, and the handler should not run on before it is.
 	ctx := context.WithoutCancel(r.Context())
-	if _, err := s.store.AppendAudit(ctx, e); err != nil {
+	if err := s.audits.Append(ctx, e); err != nil {
 		s.logger(r).Error("audit event not recorded", "type", e.Type, "tenant", e.TenantID, "err", err)
 	}
 }

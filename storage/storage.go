@@ -16,9 +16,9 @@
 //     others get ErrConsumed.
 //   - Uniqueness: RecordAssertionJTI is backed by a unique key on
 //     (tenant, client, jti), so a replay is refused even across replicas.
-//   - Audit: AppendAudit serialises writers per tenant, so the per-tenant
-//     hash chain has no gaps or forks under concurrent writers on several
-//     replicas.
+//   - Audit: AppendAudit and AppendAudits serialise writers per tenant, so
+//     the per-tenant hash chain has no gaps or forks under concurrent writers
+//     on several replicas.
 //   - Time: instants are kept to the microsecond, in UTC.
 //
 // The package imports nothing of smartauth's and knows nothing of HTTP or
@@ -137,6 +137,10 @@ type Storage interface {
 	// AppendAudit assigns the next sequence number and chain hash of the
 	// tenant and stores the event; it returns the stored event.
 	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	// AppendAudits stores several events of one tenant in one transaction,
+	// all or none, with consecutive sequence numbers and chained hashes in
+	// the order given; it returns the stored events.
+	AppendAudits(ctx context.Context, tenantID string, events []AuditEvent) ([]AuditEvent, error)
 	// ListAudit returns a tenant's events matching f in sequence order.
 	ListAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditEvent, error)
 
@@ -349,7 +353,7 @@ type LaunchContext struct {
 // AuditEvent is one row of a tenant's append-only, hash-chained audit trail.
 type AuditEvent struct {
 	TenantID string
-	// Seq is assigned by AppendAudit: 1, 2, 3… per tenant.
+	// Seq is assigned on append: 1, 2, 3… per tenant.
 	Seq      int64
 	Time     time.Time
 	Type     string
@@ -359,7 +363,7 @@ type AuditEvent struct {
 	Subject  string
 	SourceIP string
 	Details  map[string]string
-	// PrevHash and Hash are assigned by AppendAudit; see ChainHash.
+	// PrevHash and Hash are assigned on append; see ChainHash.
 	PrevHash []byte
 	Hash     []byte
 }

@@ -130,6 +130,9 @@ func Start(t testing.TB, store storage.Storage) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last-registered first: the HTTP server stops, then the
+	// audit writer flushes, then the store (opened before Start) closes.
+	t.Cleanup(srv.Close)
 	ts.Config.Handler = srv
 	ts.Start()
 	t.Cleanup(ts.Close)

@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,8 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"AssertionJTIs", testAssertionJTIs},
 		{"Audit", testAudit},
 		{"AuditHostileStrings", testAuditHostileStrings},
+		{"AuditBatch", testAuditBatch},
+		{"AuditBatchAllOrNone", testAuditBatchAllOrNone},
 		{"SweepExpired", testSweepExpired},
 	}
 	for _, tc := range tests {
@@ -753,6 +757,125 @@ func testAuditHostileStrings(t *testing.T, s storage.Storage) {
 		if strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
 			t.Fatalf("stored string %q keeps a NUL byte or invalid UTF-8", v)
 		}
+	}
+}
+
+func testAuditBatch(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	first, err := s.AppendAudit(ctx, auditFixture("acme", t0(), "login", "app", "u1"))
+	must(t, "append single event", err)
+
+	batch := []storage.AuditEvent{
+		auditFixture("acme", t0().Add(time.Second), "token", "app", "u1"),
+		auditFixture("", t0().Add(2*time.Second), "token", "app", "u2"),
+		{Type: "untimed"},
+		auditFixture("acme", t0().Add(time.Hour), "hostile\x00\xff", "app", "u3"),
+	}
+	batch[0].Details = nil
+	// Whatever the caller puts in the assigned fields is ignored.
+	batch[1].Seq, batch[1].PrevHash, batch[1].Hash = 99, []byte("forged"), []byte("forged")
+	input := append([]storage.AuditEvent(nil), batch...)
+	got, err := s.AppendAudits(ctx, "acme", batch)
+	must(t, "append batch", err)
+	if !reflect.DeepEqual(batch, input) {
+		t.Fatalf("append batch changed the caller's events:\n got: %+v\nwant: %+v", batch, input)
+	}
+	if len(got) != len(batch) {
+		t.Fatalf("append batch: got %d events back, want %d", len(got), len(batch))
+	}
+	prev := first.Hash
+	for i, in := range batch {
+		want := in
+		want.TenantID = "acme"
+		want.Seq = int64(i + 2)
+		want.PrevHash = prev
+		switch i {
+		case 2:
+			// A zero time is stamped by the store, as for a single event.
+			if got[i].Time.IsZero() {
+				t.Fatalf("batch event %d: time not stamped", i+1)
+			}
+			want.Time = got[i].Time
+		case 3:
+			want.Type = "hostile\uFFFD\uFFFD"
+		}
+		want.Hash = storage.ChainHash(prev, want)
+		mustEqual(t, label("batch event %d", i+1), got[i], want)
+		prev = got[i].Hash
+	}
+
+	last, err := s.AppendAudit(ctx, auditFixture("acme", t0(), "logout", "app", "u1"))
+	must(t, "append single event after batch", err)
+	if last.Seq != 6 || string(last.PrevHash) != string(prev) {
+		t.Fatalf("single event after batch: got seq %d, want 6 chained to the batch's last event", last.Seq)
+	}
+	all, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit", err)
+	mustEqual(t, "audit trail", all, append(append([]storage.AuditEvent{first}, got...), last))
+	if err := storage.VerifyChain(all); err != nil {
+		t.Fatalf("verify chain: %v", err)
+	}
+
+	for _, empty := range [][]storage.AuditEvent{nil, {}} {
+		got, err := s.AppendAudits(ctx, "acme", empty)
+		must(t, "append empty batch", err)
+		mustEqual(t, "events of empty batch", len(got), 0)
+	}
+	// An empty batch checks nothing, not even the tenant.
+	_, err = s.AppendAudits(ctx, "ghost", nil)
+	must(t, "append empty batch to unknown tenant", err)
+	all, err = s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit after empty batches", err)
+	mustEqual(t, "trail length after empty batches", len(all), 6)
+}
+
+func testAuditBatchAllOrNone(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "other")
+	before, err := s.AppendAudit(ctx, auditFixture("acme", t0(), "login", "app", "u1"))
+	must(t, "append first event", err)
+
+	good := auditFixture("acme", t0(), "token", "app", "u1")
+	foreign := auditFixture("other", t0(), "token", "app", "u1")
+	cases := []struct {
+		name   string
+		tenant string
+		batch  []storage.AuditEvent
+		want   error
+	}{
+		{"other tenant's event last", "acme", []storage.AuditEvent{good, good, foreign}, nil},
+		{"other tenant's event first", "acme", []storage.AuditEvent{foreign, good}, nil},
+		{"only other tenant's events", "acme", []storage.AuditEvent{foreign}, nil},
+		{"unknown tenant", "ghost", []storage.AuditEvent{auditFixture("", t0(), "token", "app", "u1")}, storage.ErrNotFound},
+		{"empty tenant", "", []storage.AuditEvent{auditFixture("", t0(), "token", "app", "u1")}, storage.ErrNotFound},
+	}
+	for _, tc := range cases {
+		got, err := s.AppendAudits(ctx, tc.tenant, tc.batch)
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Fatalf("append batch with %s: got %d events and error %v, want error %v", tc.name, len(got), err, tc.want)
+		}
+		for _, id := range []string{"acme", "other", "ghost", ""} {
+			trail, err := s.ListAudit(ctx, id, storage.AuditFilter{})
+			must(t, "list audit of "+id+" after refused batch with "+tc.name, err)
+			want := []int64(nil)
+			if id == "acme" {
+				want = []int64{1}
+			}
+			mustEqual(t, "audit of "+id+" after refused batch with "+tc.name, seqs(trail), want)
+		}
+	}
+
+	// A refused batch leaves no gap: the next one follows on.
+	got, err := s.AppendAudits(ctx, "acme", []storage.AuditEvent{good, good})
+	must(t, "append batch after refused ones", err)
+	mustEqual(t, "seqs after refused batches", seqs(got), []int64{2, 3})
+	all, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	must(t, "list audit", err)
+	mustEqual(t, "audit trail", all, append([]storage.AuditEvent{before}, got...))
+	if err := storage.VerifyChain(all); err != nil {
+		t.Fatalf("verify chain: %v", err)
 	}
 }
 

@@ -29,6 +29,7 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 		{"ConsumeLaunch", testRaceConsumeLaunch},
 		{"RecordAssertionJTI", testRaceAssertionJTI},
 		{"AppendAudit", testRaceAppendAudit},
+		{"AppendAudits", testRaceAppendAudits},
 		{"MixedWriters", testMixedWriters},
 	}
 	for _, tc := range tests {
@@ -164,6 +165,87 @@ func testRaceAppendAudit(t *testing.T, s storage.Storage) {
 			}
 			for _, e := range events {
 				mustEqual(t, fmt.Sprintf("%s event %d as returned to writer %d", tc.tenant, e.Seq, i), trail[e.Seq-1], e)
+			}
+		}
+	}
+}
+
+// testRaceAppendAudits races writers of batches of several sizes against
+// writers of single events: each batch must land as one consecutive run of
+// the trail, and the trail must stay gap-free and verifiable.
+func testRaceAppendAudits(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "beta")
+	const perWriter = 4
+	tenantOf := func(i int) string {
+		if i%4 == 3 {
+			return "beta"
+		}
+		return "acme"
+	}
+	returned := make([][]storage.AuditEvent, racers)
+	errs := race(racers, func(i int) error {
+		for j := range perWriter {
+			e := auditFixture(tenantOf(i), t0(), fmt.Sprintf("writer-%d", i), "app", fmt.Sprintf("event-%d", j))
+			if i%2 == 0 {
+				got, err := s.AppendAudit(ctx, e)
+				if err != nil {
+					return fmt.Errorf("append event %d: %w", j, err)
+				}
+				returned[i] = append(returned[i], got)
+				continue
+			}
+			// Batches of 1 to 4 events, some naming their tenant and some not.
+			batch := make([]storage.AuditEvent, 1+(i+j)%4)
+			for k := range batch {
+				batch[k] = e
+				batch[k].Details = map[string]string{"k": fmt.Sprint(k)}
+				if k%2 == 1 {
+					batch[k].TenantID = ""
+				}
+			}
+			got, err := s.AppendAudits(ctx, tenantOf(i), batch)
+			if err != nil {
+				return fmt.Errorf("append batch %d: %w", j, err)
+			}
+			if len(got) != len(batch) {
+				return fmt.Errorf("append batch %d: got %d events back, want %d", j, len(got), len(batch))
+			}
+			for k := range got {
+				if got[k].Seq != got[0].Seq+int64(k) {
+					return fmt.Errorf("append batch %d: got seqs %v, want consecutive", j, seqs(got))
+				}
+			}
+			returned[i] = append(returned[i], got...)
+		}
+		return nil
+	})
+	for i, err := range errs {
+		must(t, fmt.Sprintf("writer %d", i), err)
+	}
+
+	for _, tenant := range []string{"acme", "beta"} {
+		want := 0
+		for i := range returned {
+			if tenantOf(i) == tenant {
+				want += len(returned[i])
+			}
+		}
+		trail, err := s.ListAudit(ctx, tenant, storage.AuditFilter{})
+		must(t, "list audit of "+tenant, err)
+		if len(trail) != want {
+			t.Fatalf("audit of %s: got %d events, want %d", tenant, len(trail), want)
+		}
+		if err := storage.VerifyChain(trail); err != nil {
+			t.Fatalf("audit chain of %s: %v", tenant, err)
+		}
+		for i, events := range returned {
+			if tenantOf(i) != tenant {
+				continue
+			}
+			for _, e := range events {
+				mustEqual(t, fmt.Sprintf("%s event %d as returned to writer %d", tenant, e.Seq, i), trail[e.Seq-1], e)
 			}
 		}
 	}

@@ -36,6 +36,12 @@
 //     invalid UTF-8, which some databases cannot store, become U+FFFD, and the
 //     event is chained and returned as stored. ListAudit's Since is inclusive
 //     and Until exclusive.
+//   - AppendAudits treats each event as AppendAudit does and gives a batch
+//     consecutive sequence numbers in the order given, never interleaved with
+//     another writer's events. It refuses, before writing anything, a batch
+//     holding an event whose TenantID is other than the tenant argument; an
+//     empty TenantID means the tenant argument. An empty batch writes nothing
+//     and returns no events and no error.
 package conformance
 
 import (

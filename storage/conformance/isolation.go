@@ -135,6 +135,43 @@ func RunTenantIsolation(t *testing.T, newStore NewStore) {
 		must(t, "consume beta's launch", err)
 		mustErr(t, "replay beta's jti", s.RecordAssertionJTI(ctx, "beta", "app", "j1", t0().Add(time.Hour)), storage.ErrAlreadyExists)
 	})
+
+	t.Run("AuditBatchesStayInTenant", func(t *testing.T) {
+		ctx := t.Context()
+		// A batch for alpha that names beta in one event is refused whole.
+		mixed := []storage.AuditEvent{
+			auditFixture("alpha", t0(), "batch", "app", "u1"),
+			auditFixture("beta", t0(), "batch", "app", "u1"),
+		}
+		_, err := s.AppendAudits(ctx, "alpha", mixed)
+		if err == nil {
+			t.Fatal("append batch for alpha holding an event of beta: got no error")
+		}
+		// Events without a tenant go to the tenant argument and nowhere else.
+		untagged := []storage.AuditEvent{auditFixture("", t0(), "batch", "app", "u1"), auditFixture("", t0(), "batch", "app", "u2")}
+		got, err := s.AppendAudits(ctx, "alpha", untagged)
+		must(t, "append untagged batch to alpha", err)
+		for _, e := range got {
+			if e.TenantID != "alpha" {
+				t.Fatalf("untagged event appended to alpha: got tenant %q", e.TenantID)
+			}
+		}
+		mustEqual(t, "seqs of alpha's batch", seqs(got), []int64{int64(len(alpha.audit) + 1), int64(len(alpha.audit) + 2)})
+		alpha.audit = append(alpha.audit, got...)
+		// The earlier subtests consumed beta's single-use records, so only
+		// the trails are compared here.
+		for _, d := range []*tenantData{alpha, beta} {
+			events, err := s.ListAudit(ctx, d.tenant.ID, storage.AuditFilter{})
+			must(t, "list audit of "+d.tenant.ID, err)
+			mustEqual(t, "audit of "+d.tenant.ID, events, d.audit)
+			if err := storage.VerifyChain(events); err != nil {
+				t.Fatalf("verify audit chain of %s: %v", d.tenant.ID, err)
+			}
+		}
+		events, err := s.ListAudit(ctx, "empty", storage.AuditFilter{})
+		must(t, "list audit of empty", err)
+		mustEqual(t, "audit of empty", len(events), 0)
+	})
 }
 
 // testEmptyTenant runs every keyed operation on the shared ids under a tenant

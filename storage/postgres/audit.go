@@ -75,38 +75,81 @@ func scanAudit(row pgx.Row) (storage.AuditEvent, error) {
 // and stores the event; it returns the stored event. The caller's Seq,
 // PrevHash and Hash are ignored, and a zero Time means now.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) (storage.AuditEvent, error) {
-	e = prepareAudit(e)
-	details := "{}"
-	if e.Details != nil {
-		var err error
-		if details, err = toJSON(e.Details); err != nil {
-			return storage.AuditEvent{}, wrap("append audit", err)
+	stored, err := s.AppendAudits(ctx, e.TenantID, []storage.AuditEvent{e})
+	if err != nil {
+		return storage.AuditEvent{}, err
+	}
+	return stored[0], nil
+}
+
+// AppendAudits stores events of one tenant in one transaction, all or none,
+// chained in the order given, and returns them as stored. An event's empty
+// TenantID means tenantID; an event naming another tenant refuses the batch.
+// As in AppendAudit, Seq, PrevHash and Hash are assigned here.
+func (s *Store) AppendAudits(ctx context.Context, tenantID string, events []storage.AuditEvent) ([]storage.AuditEvent, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	out := make([]storage.AuditEvent, len(events))
+	details := make([]string, len(events))
+	for i, e := range events {
+		if e.TenantID != "" && e.TenantID != tenantID {
+			return nil, wrap("append audit", fmt.Errorf("event %d of %d belongs to tenant %q, not %q", i+1, len(events), e.TenantID, tenantID))
+		}
+		e.TenantID = tenantID
+		out[i] = prepareAudit(e)
+		details[i] = "{}"
+		if out[i].Details != nil {
+			var err error
+			if details[i], err = toJSON(out[i].Details); err != nil {
+				return nil, wrap("append audit", err)
+			}
 		}
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Writers of one tenant, on any replica, queue here until the previous
 		// one commits, so each reads the true tail of the chain. The primary
 		// key on (tenant_id, seq) would refuse a fork should this ever fail.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, auditLockClass, e.TenantID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, auditLockClass, tenantID); err != nil {
 			return err
 		}
 		var last int64
 		var prev []byte
-		err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, e.TenantID).
+		err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, tenantID).
 			Scan(&last, &prev)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		e.Seq, e.PrevHash = last+1, prev
-		e.Hash = storage.ChainHash(prev, e)
-		_, err = tx.Exec(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			e.TenantID, e.Seq, e.Time, e.Type, e.Outcome, e.ActorID, e.ClientID, e.Subject, e.SourceIP, details, e.PrevHash, e.Hash)
+		// The rows go as one array per column, so a batch of any size is one
+		// statement with a fixed number of parameters.
+		var (
+			seqs                                            []int64
+			times                                           []time.Time
+			types, outcomes, actors, clients, subjects, ips []string
+			prevHashes, hashes                              [][]byte
+		)
+		for i := range out {
+			e := &out[i]
+			e.Seq, e.PrevHash = last+int64(i)+1, prev
+			e.Hash = storage.ChainHash(prev, *e)
+			prev = e.Hash
+			seqs, times = append(seqs, e.Seq), append(times, e.Time)
+			types, outcomes, actors = append(types, e.Type), append(outcomes, e.Outcome), append(actors, e.ActorID)
+			clients, subjects, ips = append(clients, e.ClientID), append(subjects, e.Subject), append(ips, e.SourceIP)
+			prevHashes, hashes = append(prevHashes, e.PrevHash), append(hashes, e.Hash)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO audit_events (`+auditColumns+`)
+			SELECT $1, seq, time, type, outcome, actor_id, client_id, subject, source_ip, details::jsonb, prev_hash, hash
+			FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+				$10::text[], $11::bytea[], $12::bytea[])
+				AS e (seq, time, type, outcome, actor_id, client_id, subject, source_ip, details, prev_hash, hash)`,
+			tenantID, seqs, times, types, outcomes, actors, clients, subjects, ips, details, prevHashes, hashes)
 		return err
 	})
 	if err != nil {
-		return storage.AuditEvent{}, wrap("append audit", err)
+		return nil, wrap("append audit", err)
 	}
-	return e, nil
+	return out, nil
 }
 
 // ListAudit returns a tenant's events matching f in sequence order. Since is

@@ -70,35 +70,71 @@ func scanAudit(sc scanner) (storage.AuditEvent, error) {
 // and stores the event; it returns the stored event. The caller's Seq,
 // PrevHash and Hash are ignored, and a zero Time means now.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) (storage.AuditEvent, error) {
-	e = prepareAudit(e)
-	details, err := toJSON(e.Details)
+	stored, err := s.AppendAudits(ctx, e.TenantID, []storage.AuditEvent{e})
 	if err != nil {
-		return storage.AuditEvent{}, wrap("append audit", err)
+		return storage.AuditEvent{}, err
 	}
-	if e.Details == nil {
-		details = "{}"
+	return stored[0], nil
+}
+
+// AppendAudits stores events of one tenant in one transaction, all or none,
+// chained in the order given, and returns them as stored. An event's empty
+// TenantID means tenantID; an event naming another tenant refuses the batch.
+// As in AppendAudit, Seq, PrevHash and Hash are assigned here.
+func (s *Store) AppendAudits(ctx context.Context, tenantID string, events []storage.AuditEvent) ([]storage.AuditEvent, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	out := make([]storage.AuditEvent, len(events))
+	details := make([]string, len(events))
+	for i, e := range events {
+		if e.TenantID != "" && e.TenantID != tenantID {
+			return nil, wrap("append audit", fmt.Errorf("event %d of %d belongs to tenant %q, not %q", i+1, len(events), e.TenantID, tenantID))
+		}
+		e.TenantID = tenantID
+		out[i] = prepareAudit(e)
+		details[i] = "{}"
+		if out[i].Details != nil {
+			var err error
+			if details[i], err = toJSON(out[i].Details); err != nil {
+				return nil, wrap("append audit", err)
+			}
+		}
 	}
 	// The write transaction is the serialisation: it holds SQLite's single
 	// write lock from BEGIN IMMEDIATE, so no other writer reads the same tail.
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var last int64
 		var prev []byte
-		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`, e.TenantID).
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`, tenantID).
 			Scan(&last, &prev)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		e.Seq, e.PrevHash = last+1, prev
-		e.Hash = storage.ChainHash(prev, e)
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.TenantID, e.Seq, e.Time.UnixMicro(), e.Type, e.Outcome, e.ActorID, e.ClientID, e.Subject, e.SourceIP,
-			details, e.PrevHash, e.Hash)
-		return err
+		// One prepared statement run per row: SQLite is in-process, so rows
+		// cost no round trips, and no batch can exceed the parameter limit.
+		insert, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
+		for i := range out {
+			e := &out[i]
+			e.Seq, e.PrevHash = last+int64(i)+1, prev
+			e.Hash = storage.ChainHash(prev, *e)
+			prev = e.Hash
+			_, err = insert.ExecContext(ctx, e.TenantID, e.Seq, e.Time.UnixMicro(), e.Type, e.Outcome, e.ActorID, e.ClientID,
+				e.Subject, e.SourceIP, details[i], e.PrevHash, e.Hash)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return storage.AuditEvent{}, wrap("append audit", err)
+		return nil, wrap("append audit", err)
 	}
-	return e, nil
+	return out, nil
 }
 
 // ListAudit returns a tenant's events matching f in sequence order. Since is
