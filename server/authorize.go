@@ -51,7 +51,7 @@ func browserError(status int, desc string) error {
 // authorize is the authorization endpoint (RFC 6749 §3.1), by GET or by
 // SMART's authorize-post: it checks the request and shows the sign-in page.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
-	t, p, err := s.authzTenant(r)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}
@@ -63,19 +63,6 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 		return s.authzFailed(w, r, t.ID, err)
 	}
 	return s.renderLogin(w, r, http.StatusOK, t, a, a.params.Get("login_hint"), "")
-}
-
-// authzTenant loads the tenant of the request and its OAuth provider.
-func (s *Server) authzTenant(r *http.Request) (storage.Tenant, *oauth.Provider, error) {
-	t, err := s.tenant(r)
-	if err != nil {
-		return storage.Tenant{}, nil, err
-	}
-	p, err := s.oauth.For(t)
-	if err != nil {
-		return storage.Tenant{}, nil, fmt.Errorf("oauth provider of tenant %q: %w", t.ID, err)
-	}
-	return t, p, nil
 }
 
 // checkAuthorize validates authorization request parameters, from the

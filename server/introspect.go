@@ -30,11 +30,7 @@ type introspectionResponse struct {
 // authentication — any method the client is registered for — and answers
 // active:false for every token it cannot vouch for.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.tenant(r)
-	if err != nil {
-		return err
-	}
-	p, err := s.oauth.For(t)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}

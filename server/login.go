@@ -74,7 +74,7 @@ type scopeChoice struct {
 // login checks an email and password and, on success, shows the consent
 // page with a signed ticket standing for the sign-in.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	t, p, err := s.authzTenant(r)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 // consent records the person's decision: a denial goes back to the app as
 // access_denied, an approval as an authorization code for what they allowed.
 func (s *Server) consent(w http.ResponseWriter, r *http.Request) error {
-	t, p, err := s.authzTenant(r)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,7 @@ import (
 // revoke is the revocation endpoint (RFC 7009). Revoking either token of a
 // grant revokes the whole grant family; an unknown token is not an error.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.tenant(r)
-	if err != nil {
-		return err
-	}
-	p, err := s.oauth.For(t)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}

@@ -153,6 +153,19 @@ func (s *Server) tenant(r *http.Request) (storage.Tenant, error) {
 	return t, nil
 }
 
+// tenantProvider loads the tenant of the request and its OAuth provider.
+func (s *Server) tenantProvider(r *http.Request) (storage.Tenant, *oauth.Provider, error) {
+	t, err := s.tenant(r)
+	if err != nil {
+		return storage.Tenant{}, nil, err
+	}
+	p, err := s.oauth.For(t)
+	if err != nil {
+		return storage.Tenant{}, nil, fmt.Errorf("oauth provider of tenant %q: %w", t.ID, err)
+	}
+	return t, p, nil
+}
+
 // validTenantID rejects ids that cannot exist before asking the database.
 func validTenantID(id string) bool {
 	if id == "" || len(id) > 63 {

@@ -20,11 +20,7 @@ var grantTypes = []string{"authorization_code", "refresh_token", "client_credent
 
 // token is the token endpoint (RFC 6749 §3.2) of a tenant.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.tenant(r)
-	if err != nil {
-		return err
-	}
-	p, err := s.oauth.For(t)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}

@@ -12,11 +12,7 @@ import (
 // userinfo is the OpenID Connect UserInfo endpoint: it tells an app holding
 // an access token with the openid scope who the user is.
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.tenant(r)
-	if err != nil {
-		return err
-	}
-	p, err := s.oauth.For(t)
+	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return err
 	}
