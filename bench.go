@@ -398,10 +398,20 @@ func benchDo(c *http.Client, req *http.Request) (map[string]any, error) {
 func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) benchResult {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
 	defer client.CloseIdleConnections()
-	warm := time.Now().Add(d / 5)
-	for time.Now().Before(warm) && ctx.Err() == nil {
-		_ = sc.do(client)
+	// Warm up with every client, so connections, caches and (for refresh)
+	// each client's token chain exist before anything is measured.
+	warm := time.Now().Add(min(max(d/5, 2*time.Second), d))
+	var wwg sync.WaitGroup
+	for range n {
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			for time.Now().Before(warm) && ctx.Err() == nil {
+				_ = sc.do(client)
+			}
+		}()
 	}
+	wwg.Wait()
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
