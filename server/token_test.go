@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -261,10 +262,11 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		for name, tc := range map[string]struct {
 			endpoint, user, pass, token string
 		}{
-			"unknown token":         {introspect, id, secret, "not-a-token"},
-			"forged token":          {introspect, id, secret, access[:len(access)-4] + "AAAA"},
-			"foreign tenant":        {srv.Issuer("other") + "/introspect", otherID, otherSecret, access},
-			"empty but well-formed": {introspect, id, secret, "a.b.c"},
+			"unknown token":                   {introspect, id, secret, "not-a-token"},
+			"forged token":                    {introspect, id, secret, access[:len(access)-4] + "AAAA"},
+			"foreign tenant":                  {srv.Issuer("other") + "/introspect", otherID, otherSecret, access},
+			"empty but well-formed":           {introspect, id, secret, "a.b.c"},
+			"payload altered, signature kept": {introspect, id, secret, alterPayload(t, access)},
 		} {
 			if status, body := postForm(t, tc.endpoint, url.Values{"token": {tc.token}}, tc.user, tc.pass); status != 200 || body["active"] != false {
 				t.Errorf("%s: %d %v, want active false", name, status, body)
@@ -324,4 +326,22 @@ func TestTokenLifetimes(t *testing.T) {
 			t.Errorf("client %s: token lives %v s, want %v", tc.id, life, tc.want)
 		}
 	}
+}
+
+// alterPayload rewrites a JWT's claims (a wider scope) but keeps its header
+// and signature segment, which is what the grant record is found by.
+func alterPayload(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["scope"] = "system/*.cruds"
+	forged, _ := json.Marshal(claims)
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2]
 }

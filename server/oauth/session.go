@@ -29,6 +29,9 @@ type Session struct {
 	ClientID  string                         `json:"client_id"`
 	ExpiresAt map[fosite.TokenType]time.Time `json:"exp"`
 	AuthTime  time.Time                      `json:"auth_time,omitempty"`
+	// AccessDigest is the SHA-256 of the access token issued with this
+	// session: introspection compares it instead of verifying a signature.
+	AccessDigest []byte `json:"at_digest,omitempty"`
 	// Backend marks a client_credentials grant: the subject is the client, not a person.
 	Backend bool `json:"backend,omitempty"`
 	// SessionID ties online_access refresh tokens to the browser session.
