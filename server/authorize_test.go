@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html"
@@ -362,6 +364,11 @@ func TestAuthorizeCodeFlow(t *testing.T) {
 		}
 		if id["auth_time"] == nil {
 			t.Error("id_token has no auth_time")
+		}
+		// at_hash binds the ID token to the access token (OpenID Connect Core §3.1.3.6).
+		sum := sha256.Sum256([]byte(tok.AccessToken))
+		if want := base64.RawURLEncoding.EncodeToString(sum[:16]); id["at_hash"] != want {
+			t.Errorf("id_token at_hash %v, want %s", id["at_hash"], want)
 		}
 
 		events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{})
