@@ -766,6 +766,10 @@ func TestCodeReuseRevokesTokens(t *testing.T) {
 		if got := introspect(refresh); got["active"] != false {
 			t.Errorf("after code reuse the refresh token introspects as %v, want active:false", got)
 		}
+		reuse, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "token.code_reuse"})
+		if err != nil || len(reuse) != 1 || reuse[0].ClientID != authzClientID || reuse[0].Outcome != "failure" {
+			t.Errorf("code reuse audit events: %+v %v", reuse, err)
+		}
 	})
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/server/servertest"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // refreshTokens runs the code flow and returns the first token response.
@@ -76,6 +78,13 @@ func TestRefreshRotation(t *testing.T) {
 		}
 		if status, _ := e.refresh(t, rt2, nil); status == 200 {
 			t.Fatal("the family's newest refresh token still works after reuse was detected")
+		}
+		reuse, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "token.refresh_reuse"})
+		if err != nil || len(reuse) == 0 || reuse[0].ClientID != authzClientID {
+			t.Errorf("refresh reuse audit events: %+v %v", reuse, err)
+		}
+		if refreshed, _ := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "token.refresh"}); len(refreshed) != 1 {
+			t.Errorf("%d token.refresh audit events, want 1", len(refreshed))
 		}
 	})
 }

@@ -24,7 +24,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
+	ctx, reuse := oauth.WatchReuse(r.Context())
 	if err := r.ParseForm(); err != nil {
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
 		return nil
@@ -37,13 +37,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		setChallenge(w, err)
-		s.tokenFailed(r, t.ID, ar, err)
+		s.tokenFailed(r, t.ID, ar, err, reuse)
 		p.WriteAccessError(ctx, w, ar, err)
 		return nil
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		if err := narrowRefreshScope(ar, r.PostForm.Get("scope")); err != nil {
-			s.tokenFailed(r, t.ID, ar, err)
+			s.tokenFailed(r, t.ID, ar, err, reuse)
 			p.WriteAccessError(ctx, w, ar, err)
 			return nil
 		}
@@ -73,7 +73,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
 	}
 	if err != nil {
-		s.tokenFailed(r, t.ID, ar, err)
+		s.tokenFailed(r, t.ID, ar, err, reuse)
 		p.WriteAccessError(ctx, w, ar, err)
 		return nil
 	}
@@ -125,7 +125,7 @@ func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID 
 
 // tokenFailed records a refused token request; code reuse and refresh token
 // reuse get their own event types because they signal a stolen credential.
-func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error) {
+func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error, reuse *oauth.Reuse) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	level := slog.LevelInfo
 	if rfc.CodeField >= 500 {
@@ -138,9 +138,9 @@ func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessR
 		e.ClientID = ar.GetClient().GetID()
 	}
 	switch {
-	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+	case reuse.Kind == storage.KindAuthorizeCode || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		e.Type = "token.code_reuse"
-	case errors.Is(err, fosite.ErrInactiveToken):
+	case reuse.Kind == storage.KindRefreshToken || errors.Is(err, fosite.ErrInactiveToken):
 		e.Type = "token.refresh_reuse"
 	case errors.Is(err, fosite.ErrInvalidClient):
 		return // recorded by client authentication, which knows more

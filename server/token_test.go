@@ -229,6 +229,13 @@ func TestTokenEndpointRefusals(t *testing.T) {
 				}
 			})
 		}
+		failed, err := srv.Store.ListAudit(context.Background(), "clinic", storage.AuditFilter{Type: "client.authenticate"})
+		if err != nil || len(failed) < 3 {
+			t.Fatalf("failed client authentication audit events: %d %v", len(failed), err)
+		}
+		if failed[0].ClientID != symID || failed[0].Outcome != "failure" || failed[0].SourceIP == "" || failed[0].Details["method"] != "client_secret_basic" {
+			t.Fatalf("first failure event: %+v", failed[0])
+		}
 	})
 }
 

@@ -35,6 +35,22 @@ var (
 	_ openid.OpenIDConnectRequestStorage = (*Store)(nil)
 )
 
+// Reuse notes that a request presented an authorization code already
+// redeemed or a refresh token already rotated: a sign of a stolen credential.
+// fosite refuses such requests without saying why, so the adapter tells.
+type Reuse struct {
+	// Kind is the kind of the reused record; empty when there was no reuse.
+	Kind storage.TokenKind
+}
+
+type reuseKey struct{}
+
+// WatchReuse returns a context under which the adapter reports reuse in the returned Reuse.
+func WatchReuse(ctx context.Context) (context.Context, *Reuse) {
+	r := &Reuse{}
+	return context.WithValue(ctx, reuseKey{}, r), r
+}
+
 // storedRequest is a fosite request as kept in storage.Token.Data; the
 // client is kept by id and reloaded, so a changed registration applies.
 type storedRequest struct {
@@ -101,6 +117,9 @@ func (s *Store) get(ctx context.Context, kind storage.TokenKind, signature strin
 		return nil, err
 	}
 	if !t.Active {
+		if r, ok := ctx.Value(reuseKey{}).(*Reuse); ok && (kind == storage.KindAuthorizeCode || kind == storage.KindRefreshToken) {
+			r.Kind = kind
+		}
 		return req, inactiveErr
 	}
 	if kind == storage.KindAuthorizeCode && !s.now().Before(t.CreatedAt.Add(AuthorizeCodeTTL)) {
