@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/oauth"
 )
 
@@ -56,7 +57,7 @@ func (s *Server) jwksURI(tenantID string) string {
 // introspection and revocation endpoints (server/clientauth).
 var (
 	tokenEndpointAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
-	assertionAlgs            = []string{"RS256", "RS384", "ES256", "ES384"}
+	assertionAlgs            = clientauth.Algorithms()
 )
 
 func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) error {

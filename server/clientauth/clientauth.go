@@ -320,6 +320,15 @@ func serverError(clientID, method string, cause error) *Error {
 
 // allowedAlgs returns the signature algorithms a client assertion may use;
 // HMAC and "none" are absent, so go-jose refuses them while parsing.
+// Algorithms names the client assertion signing algorithms accepted, for discovery.
+func Algorithms() []string {
+	var out []string
+	for _, a := range allowedAlgs() {
+		out = append(out, string(a))
+	}
+	return out
+}
+
 func allowedAlgs() []jose.SignatureAlgorithm {
 	return []jose.SignatureAlgorithm{
 		jose.RS256, jose.RS384, jose.RS512,
