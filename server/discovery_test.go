@@ -64,6 +64,28 @@ func TestDiscoveryDocuments(t *testing.T) {
 			}
 		}
 
+		list := func(doc map[string]any, field string) []string {
+			var out []string
+			for _, v := range doc[field].([]any) {
+				out = append(out, v.(string))
+			}
+			return out
+		}
+		if got := list(smart, "code_challenge_methods_supported"); !slices.Equal(got, []string{"S256"}) {
+			t.Errorf("code_challenge_methods_supported %v, want only S256", got)
+		}
+		for field, want := range map[string][]string{
+			"token_endpoint_auth_signing_alg_values_supported": {"RS384", "ES384"},
+			"token_endpoint_auth_methods_supported":            {"client_secret_basic", "client_secret_post", "private_key_jwt"},
+			"grant_types_supported":                            {"authorization_code", "refresh_token", "client_credentials"},
+		} {
+			for _, w := range want {
+				if !slices.Contains(list(smart, field), w) {
+					t.Errorf("%s lacks %s", field, w)
+				}
+			}
+		}
+
 		var oidc map[string]any
 		resp = getJSON(t, iss+"/.well-known/openid-configuration", &oidc)
 		if resp.StatusCode != 200 || oidc["issuer"] != iss || oidc["jwks_uri"] != smart["jwks_uri"] {
