@@ -352,3 +352,27 @@ func alterPayload(t *testing.T, token string) string {
 	forged, _ := json.Marshal(claims)
 	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2]
 }
+
+// TestScopeGrammarAtTokenEndpoint: a registration for a wildcard covers a
+// narrower or granular request, and never a wider one.
+func TestScopeGrammarAtTokenEndpoint(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	srv.Tenant(t, "clinic")
+	id, secret := backendClient(t, srv, "clinic", storage.ClientConfidentialSymmetric, nil)
+	for scope, ok := range map[string]bool{
+		"system/Observation.rs": true,
+		"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory": true,
+		"system/Observation.read": true,
+		"system/Observation.rw":   false,
+		"system/*.cruds":          false,
+		"patient/Observation.rs":  false,
+	} {
+		status, body := postForm(t, tokenEndpoint(srv, "clinic"), url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}, id, secret)
+		if (status == 200) != ok {
+			t.Errorf("scope %q: %d %v, want granted=%v", scope, status, body["error"], ok)
+		}
+		if ok && body["scope"] != scope {
+			t.Errorf("scope %q granted as %v", scope, body["scope"])
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -122,14 +123,15 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 	}
 	issuer := ps.opts.Issuer(t.ID)
 	cfg := &fosite.Config{
-		AccessTokenLifespan:            orDefault(t.Policy.AccessTokenTTL, DefaultAccessTokenTTL),
-		RefreshTokenLifespan:           orDefault(t.Policy.RefreshTokenTTL, DefaultRefreshTokenTTL),
-		IDTokenLifespan:                orDefault(t.Policy.IDTokenTTL, DefaultIDTokenTTL),
-		AuthorizeCodeLifespan:          AuthorizeCodeTTL,
-		IDTokenIssuer:                  issuer,
-		AccessTokenIssuer:              issuer,
-		TokenURL:                       issuer + "/token",
-		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AccessTokenLifespan:   orDefault(t.Policy.AccessTokenTTL, DefaultAccessTokenTTL),
+		RefreshTokenLifespan:  orDefault(t.Policy.RefreshTokenTTL, DefaultRefreshTokenTTL),
+		IDTokenLifespan:       orDefault(t.Policy.IDTokenTTL, DefaultIDTokenTTL),
+		AuthorizeCodeLifespan: AuthorizeCodeTTL,
+		IDTokenIssuer:         issuer,
+		AccessTokenIssuer:     issuer,
+		TokenURL:              issuer + "/token",
+		// SMART scopes hold dots and URLs; fosite's default matcher splits on dots.
+		ScopeStrategy:                  smart.Strategy,
 		AudienceMatchingStrategy:       tenantAudiences(t),
 		EnforcePKCE:                    true,
 		EnforcePKCEForPublicClients:    true,
