@@ -88,6 +88,10 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		}
 		c.demo = *demo
 		c.addr = *addr
+		if c.demo && !demoSafe(c.addr, *base) && !demoExplicit(fs, env) {
+			// Public demo passwords must not reach a network by accident.
+			c.demo = false
+		}
 		_, port, err := net.SplitHostPort(c.addr)
 		if err != nil {
 			return c, fmt.Errorf("SMARTAUTH_ADDR %q must be host:port", c.addr)
@@ -110,6 +114,23 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		c.baseURL = u
 		return c, nil
 	}
+}
+
+// demoSafe reports whether the server is reachable only from this machine.
+func demoSafe(addr, base string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || base != "" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// demoExplicit reports whether the operator asked for the demo by name.
+func demoExplicit(fs *flag.FlagSet, env func(string) string) bool {
+	set := env("SMARTAUTH_DEMO") != ""
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "demo" })
+	return set
 }
 
 // defaultBaseURL is http://{addr}, naming localhost for a wildcard host.

@@ -649,6 +649,12 @@ func TestConsentWithheldScopes(t *testing.T) {
 		if _, ok := id["fhirUser"]; ok {
 			t.Error("fhirUser was withheld but the id_token carries it")
 		}
+		if _, ok := at["fhirUser"]; ok {
+			t.Error("fhirUser was withheld but the access token carries it")
+		}
+		if got := e.introspector(t)(tok.AccessToken); got["fhirUser"] != nil {
+			t.Errorf("fhirUser was withheld but introspection reports %v", got["fhirUser"])
+		}
 	})
 }
 

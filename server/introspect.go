@@ -45,9 +45,16 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Introspection requires client authentication.")
 		return nil
 	}
-	if _, err := p.Config.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm); err != nil {
+	client, err := p.Config.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm)
+	if err != nil {
 		setChallenge(w, err)
 		s.writeFositeError(w, err)
+		return nil
+	}
+	if client.IsPublic() {
+		// A public client proves nothing by naming itself; letting it read
+		// any token's context would open introspection to the world.
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Introspection requires a confidential client.")
 		return nil
 	}
 	token := r.PostForm.Get("token")

@@ -167,7 +167,10 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t storage.Tenant,
 	sess.Subject = u.ID
 	sess.ClientID = a.client.ID
 	sess.AuthTime = authTime
-	sess.SMART.FHIRUser = fhirUserURL(a.aud, profile)
+	// fhirUser reaches the tokens only when the person granted that scope.
+	if a.ar.GetGrantedScopes().Has("fhirUser") {
+		sess.SMART.FHIRUser = fhirUserURL(a.aud, profile)
+	}
 	claims := sess.IDTokenClaims()
 	claims.Subject = u.ID
 	claims.AuthTime = authTime

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -89,6 +90,43 @@ func TestRefreshRotation(t *testing.T) {
 	})
 }
 
+func TestUserinfoRefusesRefreshToken(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	first := refreshTokens(t, e)
+	if st := authzUserinfo(t, e, first["access_token"].(string)); st != http.StatusOK {
+		t.Fatalf("userinfo with the access token: %d", st)
+	}
+	if st := authzUserinfo(t, e, first["refresh_token"].(string)); st != http.StatusUnauthorized {
+		t.Fatalf("userinfo with a refresh token: %d, want 401", st)
+	}
+}
+
+func TestOnlineAccessGivesNoRefreshTokenYet(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	if _, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: "online-app", Name: "Online",
+		Type: storage.ClientPublic, RedirectURIs: []string{authzCallback}, Scopes: []string{"openid", "online_access"}}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	online := *e
+	conf := *e.conf
+	conf.ClientID, conf.Scopes = "online-app", []string{"openid", "online_access"}
+	online.conf = &conf
+	verifier := oauth2.GenerateVerifier()
+	consent := online.signIn(t, online.authURL(verifier))
+	q := authzCallbackParams(t, online.decide(t, consent, "allow", consent.offered(), nil))
+	tok, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// online_access must end with the sign-in session; without sessions
+	// yet, it must not turn into a long-lived refresh token.
+	if tok.RefreshToken != "" {
+		t.Fatal("online_access gave a refresh token that no session bounds")
+	}
+}
+
 func TestRefreshRefusals(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		e := authzSetup(t, srv)
@@ -137,6 +175,7 @@ func TestConcurrentRefresh(t *testing.T) {
 		rt := refreshTokens(t, e)["refresh_token"].(string)
 		const n = 4
 		statuses := make([]int, n)
+		bodies := make([]map[string]any, n)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range n {
@@ -144,21 +183,27 @@ func TestConcurrentRefresh(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				statuses[i], _ = e.refresh(t, rt, nil)
+				statuses[i], bodies[i] = e.refresh(t, rt, nil)
 			}()
 		}
 		close(start)
 		wg.Wait()
-		ok := 0
-		for _, s := range statuses {
+		ok, winner := 0, 0
+		for i, s := range statuses {
 			if s == 200 {
 				ok++
+				winner = i
 			} else if s >= 500 {
 				t.Errorf("a losing concurrent refresh got %d", s)
 			}
 		}
 		if ok != 1 {
 			t.Fatalf("%d of %d concurrent refreshes succeeded (%v), want exactly 1", ok, n, statuses)
+		}
+		// Presenting one refresh token several times is reuse however it is
+		// timed: the family, the winner's new tokens included, is revoked.
+		if status, _ := e.refresh(t, bodies[winner]["refresh_token"].(string), nil); status == 200 {
+			t.Fatal("the winner's new refresh token still works after the token was presented concurrently")
 		}
 	})
 }

@@ -72,6 +72,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		}
 		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
 	}
+	if errors.Is(err, fosite.ErrSerializationFailure) && ar.GetGrantTypes().ExactOne("refresh_token") {
+		// Two presentations of one refresh token at once: one may be a thief,
+		// so the family is revoked as for any reuse.
+		reuse.Kind = storage.KindRefreshToken
+		if rerr := s.revokeFamily(ctx, p, ar.GetID()); rerr != nil {
+			s.logger(r).Error("revoke grant after concurrent refresh", "err", rerr)
+		}
+		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was used twice at once; the grant is revoked.")
+	}
 	if err != nil {
 		s.tokenFailed(r, t.ID, ar, err, reuse)
 		p.WriteAccessError(ctx, w, ar, err)
@@ -112,6 +121,9 @@ func narrowRefreshScope(ar fosite.AccessRequester, scope string) error {
 		return fosite.ErrServerError.WithDebugf("unexpected access request type %T", ar)
 	}
 	req.GrantedScope = fosite.Arguments(requested)
+	if sess, ok := ar.GetSession().(*oauth.Session); ok && !slices.Contains(requested, "fhirUser") {
+		sess.SMART.FHIRUser = ""
+	}
 	return nil
 }
 

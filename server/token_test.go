@@ -260,6 +260,14 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		if status, body := postForm(t, introspect, url.Values{"token": {access}}, "", ""); status != 401 || body["error"] != "invalid_client" {
 			t.Fatalf("introspection without client authentication: %d %v", status, body)
 		}
+		pub, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: "clinic", Name: "browser app", Type: storage.ClientPublic,
+			RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"openid"}}, testActor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, body := postForm(t, introspect, url.Values{"token": {access}, "client_id": {pub.ID}}, "", ""); status != 401 || body["active"] != nil {
+			t.Fatalf("introspection by a public client naming itself: %d %v", status, body)
+		}
 		req, _ := http.NewRequest("POST", introspect, strings.NewReader(url.Values{"token": {access}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Authorization", "Bearer "+access)

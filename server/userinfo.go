@@ -22,7 +22,10 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
 		return nil
 	}
-	_, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(t.ID), "openid")
+	use, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(t.ID), "openid")
+	if err == nil && use != fosite.AccessToken {
+		err = fosite.ErrRequestUnauthorized.WithHint("Only an access token is accepted.")
+	}
 	if err != nil {
 		code := "invalid_token"
 		if fosite.ErrorToRFC6749Error(err).ErrorField == fosite.ErrInvalidScope.ErrorField {

@@ -136,11 +136,13 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		EnforcePKCE:                    true,
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
-		RefreshTokenScopes:             []string{"offline_access", "online_access"},
-		MinParameterEntropy:            fosite.MinParameterEntropy,
-		JWTScopeClaimKey:               fjwt.JWTScopeFieldString,
-		GlobalSecret:                   secret,
-		SendDebugMessagesToClients:     false,
+		// online_access must die with the sign-in session; until sessions
+		// exist it gives no refresh token rather than an offline one.
+		RefreshTokenScopes:         []string{"offline_access"},
+		MinParameterEntropy:        fosite.MinParameterEntropy,
+		JWTScopeClaimKey:           fjwt.JWTScopeFieldString,
+		GlobalSecret:               secret,
+		SendDebugMessagesToClients: false,
 	}
 	if ps.opts.ClientAuth != nil {
 		cfg.ClientAuthenticationStrategy = ps.opts.ClientAuth(t.ID)
