@@ -127,6 +127,41 @@ func TestOnlineAccessGivesNoRefreshTokenYet(t *testing.T) {
 	}
 }
 
+func TestDisabledOrDeletedUserLosesGrants(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		introspect := e.introspector(t)
+		ctx := context.Background()
+		first := refreshTokens(t, e)
+		u, err := srv.Store.GetUser(ctx, authzTenant, e.userID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Disabled = true
+		if err := srv.Store.UpdateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := e.refresh(t, first["refresh_token"].(string), nil); status == 200 {
+			t.Fatalf("a disabled user's app refreshed: %v", body)
+		}
+		if introspect(first["access_token"].(string))["active"] != false {
+			t.Fatal("a disabled user's access token is still active")
+		}
+
+		u.Disabled = false
+		if err := srv.Store.UpdateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		second := refreshTokens(t, e)
+		if err := srv.Store.DeleteUser(ctx, authzTenant, e.userID); err != nil {
+			t.Fatal(err)
+		}
+		if status, _ := e.refresh(t, second["refresh_token"].(string), nil); status == 200 {
+			t.Fatal("a deleted user's app refreshed")
+		}
+	})
+}
+
 func TestRefreshRefusals(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		e := authzSetup(t, srv)

@@ -78,9 +78,11 @@ type Storage interface {
 	GetUserByEmail(ctx context.Context, tenantID, email string) (User, error)
 	// ListUsers returns a tenant's users ordered by email.
 	ListUsers(ctx context.Context, tenantID string) ([]User, error)
-	// UpdateUser replaces every mutable field of a user.
+	// UpdateUser replaces every mutable field of a user; disabling a user
+	// also deactivates every grant record issued to it.
 	UpdateUser(ctx context.Context, u User) error
-	// DeleteUser removes a user and its sessions.
+	// DeleteUser removes a user and its sessions and deactivates every grant
+	// record issued to it, so its refresh tokens stop working at once.
 	DeleteUser(ctx context.Context, tenantID, userID string) error
 
 	// UpsertPatients inserts or replaces roster entries, all or none.

@@ -23,6 +23,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"Tenants", testTenants},
 		{"Clients", testClients},
 		{"Users", testUsers},
+		{"UserGrantsEndWithUser", testUserGrantsEndWithUser},
 		{"Patients", testPatients},
 		{"PatientsAllOrNone", testPatientsAllOrNone},
 		{"PatientsDefaultLimit", testPatientsDefaultLimit},
@@ -932,4 +933,48 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	must(t, "consume live launch", err)
 	must(t, "record swept jti again", s.RecordAssertionJTI(ctx, "acme", "c", "old", future))
 	mustErr(t, "record live jti again", s.RecordAssertionJTI(ctx, "acme", "c", "live", future), storage.ErrAlreadyExists)
+}
+
+// testUserGrantsEndWithUser: disabling or deleting a user deactivates the
+// grant records issued to it, and only its own, in its own tenant.
+func testUserGrantsEndWithUser(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "other")
+	for _, tenant := range []string{"acme", "other"} {
+		for _, id := range []string{"u1", "u2"} {
+			must(t, "create user", s.CreateUser(ctx, userFixture(tenant, id, id+"@"+tenant+".example")))
+			tok := tokenFixture(tenant, storage.KindRefreshToken, "rt-"+id, "req-"+id, "app")
+			tok.Subject = id
+			must(t, "create token", s.CreateToken(ctx, tok))
+		}
+	}
+	active := func(tenant, sig string) bool {
+		tok, err := s.GetToken(ctx, tenant, storage.KindRefreshToken, sig)
+		must(t, "get token", err)
+		return tok.Active
+	}
+
+	u1 := userFixture("acme", "u1", "u1@acme.example")
+	u1.Disabled = true
+	must(t, "disable user", s.UpdateUser(ctx, u1))
+	if active("acme", "rt-u1") {
+		t.Error("a disabled user's refresh token is still active")
+	}
+	if !active("acme", "rt-u2") || !active("other", "rt-u1") {
+		t.Error("disabling one user deactivated another user's or another tenant's grants")
+	}
+
+	u2 := userFixture("acme", "u2", "u2@acme.example")
+	must(t, "update an enabled user", s.UpdateUser(ctx, u2))
+	if !active("acme", "rt-u2") {
+		t.Error("updating an enabled user deactivated its grants")
+	}
+	must(t, "delete user", s.DeleteUser(ctx, "acme", "u2"))
+	if active("acme", "rt-u2") {
+		t.Error("a deleted user's refresh token is still active")
+	}
+	if !active("other", "rt-u2") {
+		t.Error("deleting a user deactivated another tenant's grants")
+	}
 }

@@ -79,9 +79,19 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("update user", err)
 	}
-	err = mustAffect(s.pool.Exec(ctx, `UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
-		totp_secret = $7, profiles = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2`,
-		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, tstz(u.UpdatedAt)))
+	var n int64
+	err = s.pool.QueryRow(ctx, `WITH updated AS (
+			UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
+				totp_secret = $7, profiles = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
+		), grants_off AS (
+			UPDATE tokens SET active = false
+			WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM updated WHERE disabled)
+		)
+		SELECT count(*) FROM updated`,
+		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, tstz(u.UpdatedAt)).Scan(&n)
+	if err == nil && n == 0 {
+		err = pgx.ErrNoRows
+	}
 	return wrap("update user", err)
 }
 
@@ -92,6 +102,8 @@ func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 			DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING id
 		), sessions_gone AS (
 			DELETE FROM sessions WHERE tenant_id = $1 AND user_id IN (SELECT id FROM gone)
+		), grants_off AS (
+			UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM gone)
 		)
 		SELECT count(*) FROM gone`, tenantID, userID).Scan(&n)
 	if err == nil && n == 0 {

@@ -83,9 +83,16 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("update user", err)
 	}
-	err = mustAffect(s.w.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
-		totp_secret = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-		u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
+			totp_secret = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+		if err != nil || !u.Disabled {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND subject = ? AND active = 1`, u.TenantID, u.ID)
+		return err
+	})
 	return wrap("update user", err)
 }
 
@@ -96,7 +103,10 @@ func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND subject = ? AND active = 1`, tenantID, userID)
 		return err
 	})
 	return wrap("delete user", err)
