@@ -316,6 +316,9 @@ func (s *Server) authenticate(ctx context.Context, tenantID, email, pw string) (
 	switch {
 	case errors.Is(err, password.ErrMismatch):
 		return u, &signInError{reason: "wrong_password"}
+	case errors.Is(err, password.ErrBusy):
+		return storage.User{}, &httpError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			description: "Too many people are signing in right now. Please try again in a moment."}
 	case err != nil:
 		return storage.User{}, fmt.Errorf("verify password of user %s: %w", u.ID, err)
 	case u.Disabled:

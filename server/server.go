@@ -68,6 +68,10 @@ type Server struct {
 	passwords *password.Limiter
 }
 
+// signInMaxWait is how long a sign-in waits for a password check before
+// the person is told to try again.
+const signInMaxWait = 5 * time.Second
+
 // New checks cfg, parses the templates and builds the handler.
 func New(cfg Config) (*Server, error) {
 	switch {
@@ -97,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 		templates: t,
 		masterKey: cfg.MasterKey,
 		dummyHash: sync.OnceValues(newDummyHash),
-		passwords: password.NewLimiter(runtime.GOMAXPROCS(0)),
+		passwords: password.NewLimiter(runtime.GOMAXPROCS(0), signInMaxWait),
 	}
 	if s.now == nil {
 		s.now = time.Now

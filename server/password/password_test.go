@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHashVerify(t *testing.T) {
@@ -71,7 +72,7 @@ func TestLimiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := NewLimiter(1)
+	l := NewLimiter(1, time.Minute)
 	ctx := context.Background()
 	if err := l.Verify(ctx, h, "correct horse battery"); err != nil {
 		t.Fatalf("right password: %v", err)
@@ -85,6 +86,12 @@ func TestLimiter(t *testing.T) {
 	cancel()
 	if err := l.Verify(cctx, h, "correct horse battery"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("verification ran without a free slot: %v", err)
+	}
+	// With the only slot taken for longer than the longest wait: ErrBusy.
+	short := NewLimiter(1, time.Millisecond)
+	short.slots <- struct{}{}
+	if err := short.Verify(ctx, h, "correct horse battery"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a full limiter: %v, want ErrBusy", err)
 	}
 	<-l.slots
 	if err := l.Verify(ctx, h, "correct horse battery"); err != nil {
