@@ -127,12 +127,11 @@ func narrowRefreshScope(ar fosite.AccessRequester, scope string) error {
 	return nil
 }
 
-// revokeFamily revokes every token of one grant.
+// revokeFamily revokes every token of one grant, including any that a
+// concurrent request is about to store.
 func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID string) error {
-	if err := p.Store.RevokeAccessToken(ctx, requestID); err != nil {
-		return err
-	}
-	return p.Store.RevokeRefreshToken(ctx, requestID)
+	_, err := s.store.RevokeRequest(ctx, p.Tenant.ID, requestID)
+	return err
 }
 
 // tokenFailed records a refused token request; code reuse and refresh token

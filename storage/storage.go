@@ -118,8 +118,10 @@ type Storage interface {
 	// ConsumeToken atomically marks an active record inactive and returns it.
 	// A record already inactive yields the record and an error wrapping ErrConsumed.
 	ConsumeToken(ctx context.Context, tenantID string, kind TokenKind, signature string) (Token, error)
-	// RevokeRequest marks every record of one request (a grant family) inactive
-	// and returns how many were active.
+	// RevokeRequest marks every record of one request (a grant family)
+	// inactive and returns how many were active. Records created for that
+	// request during the next hour are stored inactive, so a request still
+	// writing when the family was revoked cannot leave live tokens behind.
 	RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error)
 	// RevokeRequestKind marks the records of one kind in one request inactive.
 	RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind TokenKind) (int64, error)

@@ -24,6 +24,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"Clients", testClients},
 		{"Users", testUsers},
 		{"UserGrantsEndWithUser", testUserGrantsEndWithUser},
+		{"RevokedFamilyStaysRevoked", testRevokedFamilyStaysRevoked},
 		{"Patients", testPatients},
 		{"PatientsAllOrNone", testPatientsAllOrNone},
 		{"PatientsDefaultLimit", testPatientsDefaultLimit},
@@ -976,5 +977,38 @@ func testUserGrantsEndWithUser(t *testing.T, s storage.Storage) {
 	}
 	if !active("other", "rt-u2") {
 		t.Error("deleting a user deactivated another tenant's grants")
+	}
+}
+
+// testRevokedFamilyStaysRevoked: a record created for a request after the
+// request was revoked is born inactive; other requests and tenants are not
+// touched.
+func testRevokedFamilyStaysRevoked(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	mustCreateTenant(t, s, "other")
+	must(t, "create token", s.CreateToken(ctx, tokenFixture("acme", storage.KindRefreshToken, "old", "family", "app")))
+	n, err := s.RevokeRequest(ctx, "acme", "family")
+	must(t, "revoke family", err)
+	if n != 1 {
+		t.Errorf("revoked %d records, want 1", n)
+	}
+	for _, tc := range []struct {
+		tenant, sig, request string
+		active               bool
+	}{
+		{"acme", "late", "family", false},
+		{"acme", "unrelated", "another-family", true},
+		{"other", "same-id-elsewhere", "family", true},
+	} {
+		must(t, "create token", s.CreateToken(ctx, tokenFixture(tc.tenant, storage.KindAccessToken, tc.sig, tc.request, "app")))
+		got, err := s.GetToken(ctx, tc.tenant, storage.KindAccessToken, tc.sig)
+		must(t, "get token", err)
+		if got.Active != tc.active {
+			t.Errorf("token %s/%s of request %s: active %v, want %v", tc.tenant, tc.sig, tc.request, got.Active, tc.active)
+		}
+	}
+	if _, err := s.RevokeRequest(ctx, "ghost", "family"); err != nil {
+		t.Errorf("revoking in an unknown tenant: %v, want no error", err)
 	}
 }

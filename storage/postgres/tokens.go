@@ -30,7 +30,8 @@ func scanToken(row pgx.Row) (storage.Token, error) {
 
 // CreateToken stores a grant record.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7,
+		$8::boolean AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = $1 AND request_id = $4), $9, $10, $11`,
 		t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
 		t.Active, t.Data, tstz(t.CreatedAt), tstz(t.ExpiresAt))
 	return wrap("create token", err)
@@ -67,7 +68,12 @@ func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.
 // RevokeRequest marks every record of one request inactive and returns how
 // many were active.
 func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND request_id = $2 AND active`,
+	tag, err := s.pool.Exec(ctx, `WITH marker AS (
+			INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
+			SELECT $1, $2, now() + interval '1 hour' WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)
+			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		)
+		UPDATE tokens SET active = false WHERE tenant_id = $1 AND request_id = $2 AND active`,
 		tenantID, requestID)
 	if err != nil {
 		return 0, wrap("revoke request", err)
@@ -164,8 +170,9 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) 
 		s AS (DELETE FROM sessions WHERE expires_at <= $1 RETURNING 1),
 		t AS (DELETE FROM tokens WHERE expires_at <= $1 RETURNING 1),
 		l AS (DELETE FROM launches WHERE expires_at <= $1 RETURNING 1),
-		j AS (DELETE FROM assertion_jtis WHERE expires_at <= $1 RETURNING 1)
-		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM l) + (SELECT count(*) FROM j)`,
+		j AS (DELETE FROM assertion_jtis WHERE expires_at <= $1 RETURNING 1),
+		r AS (DELETE FROM revoked_requests WHERE expires_at <= $1 RETURNING 1)
+		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM l) + (SELECT count(*) FROM j) + (SELECT count(*) FROM r)`,
 		now).Scan(&n)
 	if err != nil {
 		return 0, wrap("sweep expired", err)

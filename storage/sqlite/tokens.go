@@ -28,7 +28,8 @@ func scanToken(sc scanner) (storage.Token, error) {
 
 // CreateToken stores a grant record.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) SELECT ?, ?, ?, ?, ?, ?, ?,
+		? AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = ?1 AND request_id = ?4), ?, ?, ?`,
 		t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
 		t.Active, t.Data, micros(t.CreatedAt), micros(t.ExpiresAt))
 	return wrap("create token", err)
@@ -73,12 +74,22 @@ func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.
 // RevokeRequest marks every record of one request inactive and returns how
 // many were active.
 func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND request_id = ? AND active = 1`,
-		tenantID, requestID)
-	if err != nil {
-		return 0, wrap("revoke request", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
+			SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?)
+			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = excluded.expires_at`,
+			tenantID, requestID, time.Now().Add(time.Hour).UnixMicro(), tenantID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND request_id = ? AND active = 1`,
+			tenantID, requestID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	return n, wrap("revoke request", err)
 }
 
@@ -183,7 +194,7 @@ func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti 
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis"} {
+		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis", "revoked_requests"} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at <= ?`, now.UnixMicro())
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
