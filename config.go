@@ -23,6 +23,8 @@ type config struct {
 	masterKeyFile string
 	demo          bool
 	logLevel      slog.Level
+	// privateJWKS lets client JWKS URLs reach internal addresses.
+	privateJWKS bool
 }
 
 // envOr returns the environment value of name, or def when unset.
@@ -77,7 +79,14 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 			demoErr = fmt.Errorf("SMARTAUTH_DEMO %q must be true or false", v)
 		}
 	}
-	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant (SMARTAUTH_DEMO; default on with the embedded database)")
+	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant (SMARTAUTH_DEMO; default on with the embedded database on loopback)")
+	privateDefault, privateErr := false, error(nil)
+	if v := env("SMARTAUTH_JWKS_PRIVATE_NETWORKS"); v != "" {
+		if privateDefault, privateErr = strconv.ParseBool(v); privateErr != nil {
+			privateErr = fmt.Errorf("SMARTAUTH_JWKS_PRIVATE_NETWORKS %q must be true or false", v)
+		}
+	}
+	privateJWKS := fs.Bool("jwks-private-networks", privateDefault, "let client JWKS URLs reach private and loopback addresses (SMARTAUTH_JWKS_PRIVATE_NETWORKS)")
 	return func() (config, error) {
 		c, err := load()
 		if err != nil {
@@ -86,6 +95,10 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		if demoErr != nil {
 			return c, demoErr
 		}
+		if privateErr != nil {
+			return c, privateErr
+		}
+		c.privateJWKS = *privateJWKS
 		c.demo = *demo
 		c.addr = *addr
 		if c.demo && !demoSafe(c.addr, *base) && !demoExplicit(fs, env) {

@@ -80,6 +80,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"flag beats env", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:1"}, []string{"serve", "--addr", "bad"}, `"bad" must be host:port`},
 		{"bad demo", testEnv{"SMARTAUTH_DEMO": "maybe"}, nil, "SMARTAUTH_DEMO"},
 		{"bad log level", testEnv{"SMARTAUTH_LOG_LEVEL": "loud"}, nil, "SMARTAUTH_LOG_LEVEL"},
+		{"bad JWKS network setting", testEnv{"SMARTAUTH_JWKS_PRIVATE_NETWORKS": "sometimes"}, nil, "SMARTAUTH_JWKS_PRIVATE_NETWORKS"},
 		{"postgres without key", testEnv{"DATABASE_URL": "postgres://u@127.0.0.1:1/db"}, nil, "SMARTAUTH_MASTER_KEY or SMARTAUTH_MASTER_KEY_FILE is required"},
 		{"short master key", testEnv{"SMARTAUTH_MASTER_KEY": base64.StdEncoding.EncodeToString([]byte("short"))}, nil, "master key must be 32 bytes"},
 		{"missing key file", testEnv{"SMARTAUTH_MASTER_KEY_FILE": "/nonexistent/master.key", "DATABASE_URL": "postgres://u@127.0.0.1:1/db"}, nil, "read master key file"},

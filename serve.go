@@ -47,7 +47,8 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 			return fmt.Errorf("demo tenant: %w", err)
 		}
 	}
-	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log, MasterKey: d.masterKey})
+	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log, MasterKey: d.masterKey,
+		AllowPrivateJWKS: c.privateJWKS})
 	if err != nil {
 		return err
 	}

@@ -40,8 +40,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// MasterKey derives the per-tenant secrets of codes and refresh tokens.
 	MasterKey []byte
-	// HTTPClient fetches client JWKS URLs; nil means a client with short timeouts.
+	// HTTPClient fetches client JWKS URLs; nil means a client with short
+	// timeouts that refuses internal addresses and redirects.
 	HTTPClient *http.Client
+	// AllowPrivateJWKS lets client JWKS URLs resolve to private addresses.
+	AllowPrivateJWKS bool
 }
 
 // Server serves every tenant's endpoints.
@@ -112,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	s.tenants = newTenantCache(cfg.Store, s.now)
 	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
 	clients := newClientCache(cfg.Store, s.now)
-	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now})
+	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
 	s.oauth = oauth.NewProviders(oauth.Options{
 		Store:      clients,
 		Keys:       cfg.Keys,

@@ -63,6 +63,10 @@ type Options struct {
 	JWKSMinRefetch time.Duration
 	// MaxJWKSBytes caps a JWKS response body; zero means DefaultMaxJWKSBytes.
 	MaxJWKSBytes int64
+	// AllowPrivateNetworks lets the default client fetch JWKS URLs that
+	// resolve to loopback, private or link-local addresses. Off by default:
+	// a client's JWKS URL must not become a way to probe the internal network.
+	AllowPrivateNetworks bool
 }
 
 // Authenticator authenticates OAuth clients of one server, for every tenant.
@@ -81,7 +85,7 @@ func New(store storage.Storage, opts Options) *Authenticator {
 		opts.FetchTimeout = DefaultFetchTimeout
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: opts.FetchTimeout}
+		opts.HTTPClient = fetchClient(opts.FetchTimeout, opts.AllowPrivateNetworks)
 	}
 	if opts.JWKSCacheTTL <= 0 {
 		opts.JWKSCacheTTL = DefaultJWKSCacheTTL

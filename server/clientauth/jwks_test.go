@@ -70,6 +70,8 @@ func (s *jwksServer) setHold(hold chan struct{}) {
 // remoteEnv registers "remote" in t1 with its keys at a JWKS URL serving key a.
 func remoteEnv(t *testing.T, opts clientauth.Options) (*env, *jwksServer, signer) {
 	t.Helper()
+	// The test servers listen on loopback, which the default client refuses.
+	opts.AllowPrivateNetworks = true
 	e := newEnv(t, opts)
 	a := ecSigner(t, jose.ES384, "a", elliptic.P384())
 	srv := newJWKSServer(t, jwks(t, a.jwk("sig", "")))
@@ -272,4 +274,28 @@ func TestJWKSURLConcurrentFetchOnce(t *testing.T) {
 		}
 	}
 	wantHits(t, srv, 1)
+}
+
+// TestJWKSFetchRefusesInternalAddresses: by default a client's JWKS URL
+// cannot reach loopback or private addresses, and redirects are not followed.
+func TestJWKSFetchRefusesInternalAddresses(t *testing.T) {
+	e := newEnv(t, clientauth.Options{})
+	a := ecSigner(t, jose.ES384, "a", elliptic.P384())
+	srv := newJWKSServer(t, jwks(t, a.jwk("sig", "")))
+	e.client(storage.Client{TenantID: "t1", ID: "remote", Type: storage.ClientConfidentialAsymmetric, JWKSURL: srv.URL + "/jwks.json"})
+	if _, err := remoteAuth(t, e, a); err == nil || err.Code != "invalid_client" {
+		t.Fatalf("a loopback JWKS URL was fetched by default: %v", err)
+	}
+	wantHits(t, srv, 0)
+
+	// Allowed networks, but a redirect to the real key set is still refused.
+	e2, srv2, a2 := remoteEnv(t, clientauth.Options{})
+	hop := httptest.NewServer(http.RedirectHandler(srv2.URL+"/jwks.json", http.StatusFound))
+	defer hop.Close()
+	e2.client(storage.Client{TenantID: "t1", ID: "hop", Type: storage.ClientConfidentialAsymmetric, JWKSURL: hop.URL + "/jwks.json"})
+	jti := fmt.Sprintf("jti-hop-%d", e2.clock.Now().UnixNano())
+	if _, err := e2.authenticate("t1", assertionForm(a2.sign(t, claims("hop", "t1", jti, e2.clock.Now()))), ""); err == nil {
+		t.Fatal("a redirecting JWKS URL was followed")
+	}
+	wantHits(t, srv2, 0)
 }
