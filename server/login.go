@@ -33,6 +33,33 @@ const authzField = "authz"
 // never tells which emails have accounts.
 const signInFailed = "The email or password is not right."
 
+// Password guessing is throttled with counters kept in the database, so the
+// limits hold across replicas. Each failed sign-in counts against the email
+// it named and against the client address it came from; once either count
+// reaches its limit within throttleWindow, sign-ins for that email or from
+// that address are refused without checking the password until the window,
+// which starts at the first failure, is over. A successful sign-in clears
+// the email's count. The address limit is higher, since many people may
+// share one address behind a NAT or proxy.
+const (
+	// throttleWindow is how long failed sign-ins are counted.
+	throttleWindow = 15 * time.Minute
+	// maxEmailFailures is how many failed sign-ins one email may have in a window.
+	maxEmailFailures = 5
+	// maxAddressFailures is how many failed sign-ins one client address may have in a window.
+	maxAddressFailures = 50
+)
+
+// signInThrottled is shown when a sign-in is refused for too many failures.
+const signInThrottled = "Too many failed sign-ins. Wait a few minutes and try again."
+
+// emailThrottleKey and addressThrottleKey name the failure counters of an
+// email (compared case-insensitively, as GetUserByEmail does; cut to the
+// longest valid address) and of a client address.
+func emailThrottleKey(email string) string { return "email:" + strings.ToLower(truncate(email, 320)) }
+
+func addressThrottleKey(addr string) string { return "ip:" + addr }
+
 // errTicket is shown when a consent form's sign-in is stale or forged.
 var errTicket = browserError(http.StatusBadRequest,
 	"Your sign-in has expired or does not belong to this request. Go back to the app and sign in again.")
@@ -87,15 +114,30 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return s.authzFailed(w, r, t.ID, err)
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
+	throttled, err := s.tooManyFailures(r, t.ID, email)
+	if err != nil {
+		return err
+	}
+	if throttled {
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
+			Details: map[string]string{"email": truncate(email, 320), "reason": "throttled"}})
+		return s.renderLogin(w, r, http.StatusTooManyRequests, t, a, email, signInThrottled)
+	}
 	u, err := s.authenticate(r.Context(), t.ID, email, r.PostForm.Get("password"))
 	var fail *signInError
 	if errors.As(err, &fail) {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
 			Subject: u.ID, Details: map[string]string{"email": truncate(email, 320), "reason": fail.reason}})
+		if err := s.recordSignInFailure(r, t.ID, email); err != nil {
+			return err
+		}
 		return s.renderLogin(w, r, http.StatusUnauthorized, t, a, email, signInFailed)
 	}
 	if err != nil {
 		return err
+	}
+	if err := s.store.ClearFailures(r.Context(), t.ID, emailThrottleKey(email)); err != nil {
+		return fmt.Errorf("clear sign-in failures: %w", err)
 	}
 	authTime := s.now().UTC().Truncate(time.Second)
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
@@ -106,6 +148,43 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.render(w, r, http.StatusOK, "consent", s.consentPage(t, a, u, csrf, ticket))
+	return nil
+}
+
+// tooManyFailures reports whether the email or the client address has had
+// too many failed sign-ins in the current window. An empty email is never
+// counted, so only the address limit applies to it.
+func (s *Server) tooManyFailures(r *http.Request, tenantID, email string) (bool, error) {
+	now := s.now()
+	if email != "" {
+		n, err := s.store.FailureCount(r.Context(), tenantID, emailThrottleKey(email), now, throttleWindow)
+		if err != nil {
+			return false, fmt.Errorf("count sign-in failures of email: %w", err)
+		}
+		if n >= maxEmailFailures {
+			return true, nil
+		}
+	}
+	n, err := s.store.FailureCount(r.Context(), tenantID, addressThrottleKey(clientIP(r)), now, throttleWindow)
+	if err != nil {
+		return false, fmt.Errorf("count sign-in failures of address: %w", err)
+	}
+	return n >= maxAddressFailures, nil
+}
+
+// recordSignInFailure counts a failed sign-in against the email (unless
+// empty) and the client address.
+func (s *Server) recordSignInFailure(r *http.Request, tenantID, email string) error {
+	now := s.now()
+	counters := []string{addressThrottleKey(clientIP(r))}
+	if email != "" {
+		counters = append(counters, emailThrottleKey(email))
+	}
+	for _, key := range counters {
+		if _, err := s.store.RecordFailure(r.Context(), tenantID, key, now, throttleWindow); err != nil {
+			return fmt.Errorf("record sign-in failure: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -14,6 +14,8 @@
 //   - Single use: ConsumeToken and ConsumeLaunch are conditional updates;
 //     when several callers race on one record exactly one succeeds and the
 //     others get ErrConsumed.
+//   - Counting: RecordFailure is one atomic upsert, so concurrent failures
+//     on one key, on any number of replicas, are all counted.
 //   - Uniqueness: RecordAssertionJTI is backed by a unique key on
 //     (tenant, client, jti), so a replay is refused even across replicas.
 //   - Audit: AppendAudit and AppendAudits serialise writers per tenant, so
@@ -148,8 +150,24 @@ type Storage interface {
 	// ListAudit returns a tenant's events matching f in sequence order.
 	ListAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditEvent, error)
 
-	// SweepExpired deletes expired sessions, grant records, launches and
-	// assertion jtis and returns how many rows went.
+	// RecordFailure counts one failed sign-in under key (such as
+	// "email:…" or "ip:…") and returns the count in the current window. It
+	// is one atomic upsert: when the stored window began at or before
+	// now-window, a new window begins at now with a count of 1; otherwise the
+	// count goes up by one. Concurrent callers on one key lose no failure.
+	// The counter expires at its window's start plus window.
+	RecordFailure(ctx context.Context, tenantID, key string, now time.Time, window time.Duration) (int64, error)
+	// FailureCount returns the failures counted under key in the window that
+	// covers now: 0 when there are none or the window began at or before
+	// now-window.
+	FailureCount(ctx context.Context, tenantID, key string, now time.Time, window time.Duration) (int64, error)
+	// ClearFailures forgets the failures counted under key; clearing a key
+	// with none is no error.
+	ClearFailures(ctx context.Context, tenantID, key string) error
+
+	// SweepExpired deletes expired sessions, grant records, launches,
+	// assertion jtis and sign-in failure counters and returns how many rows
+	// went.
 	SweepExpired(ctx context.Context, now time.Time) (int64, error)
 }
 

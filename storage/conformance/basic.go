@@ -33,6 +33,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"Tokens", testTokens},
 		{"Launches", testLaunches},
 		{"AssertionJTIs", testAssertionJTIs},
+		{"FailureCounters", testFailureCounters},
 		{"Audit", testAudit},
 		{"AuditHostileStrings", testAuditHostileStrings},
 		{"AuditBatch", testAuditBatch},
@@ -662,6 +663,60 @@ func testAssertionJTIs(t *testing.T, s storage.Storage) {
 	mustErr(t, "record jti of unknown tenant", s.RecordAssertionJTI(ctx, "ghost", "app", "j1", exp), storage.ErrNotFound)
 }
 
+func testFailureCounters(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	const window = 15 * time.Minute
+	now := t0()
+	count := func(what, key string, at time.Time, want int64) {
+		t.Helper()
+		got, err := s.FailureCount(ctx, "acme", key, at, window)
+		must(t, what, err)
+		mustEqual(t, what, got, want)
+	}
+	record := func(what, key string, at time.Time, want int64) {
+		t.Helper()
+		got, err := s.RecordFailure(ctx, "acme", key, at, window)
+		must(t, what, err)
+		mustEqual(t, what, got, want)
+	}
+
+	count("count of unknown key", "email:a@example.org", now, 0)
+	// Counting within one window.
+	for i := range 3 {
+		record(label("record failure %d", i+1), "email:a@example.org", now.Add(time.Duration(i)*time.Minute), int64(i+1))
+	}
+	count("count after three failures", "email:a@example.org", now.Add(3*time.Minute), 3)
+	count("count of another key", "ip:192.0.2.7", now, 0)
+	// The window runs from the first failure: it still holds just before
+	// window has passed since, and is over at that instant.
+	count("count just before the window ends", "email:a@example.org", now.Add(window-time.Microsecond), 3)
+	count("count when the window ends", "email:a@example.org", now.Add(window), 0)
+	count("count after the window", "email:a@example.org", now.Add(time.Hour), 0)
+	// A failure after the window starts a new one at 1.
+	later := now.Add(window)
+	record("record failure in a new window", "email:a@example.org", later, 1)
+	record("record second failure in the new window", "email:a@example.org", later.Add(time.Minute), 2)
+	count("count in the new window", "email:a@example.org", later.Add(2*time.Minute), 2)
+	count("count in the new window, seen from before it", "email:a@example.org", later.Add(window-time.Microsecond), 2)
+	count("count when the new window ends", "email:a@example.org", later.Add(window), 0)
+
+	// Clearing forgets one key only, and clearing nothing is no error.
+	record("record failure of an address", "ip:192.0.2.7", later, 1)
+	must(t, "clear failures", s.ClearFailures(ctx, "acme", "email:a@example.org"))
+	count("count after clearing", "email:a@example.org", later.Add(time.Minute), 0)
+	count("count of the address after clearing the email", "ip:192.0.2.7", later.Add(time.Minute), 1)
+	must(t, "clear failures again", s.ClearFailures(ctx, "acme", "email:a@example.org"))
+	must(t, "clear failures of unknown tenant", s.ClearFailures(ctx, "ghost", "ip:192.0.2.7"))
+	record("record failure after clearing", "email:a@example.org", later.Add(2*time.Minute), 1)
+
+	_, err := s.RecordFailure(ctx, "ghost", "ip:192.0.2.7", now, window)
+	mustErr(t, "record failure of unknown tenant", err, storage.ErrNotFound)
+	got, err := s.FailureCount(ctx, "ghost", "ip:192.0.2.7", now, window)
+	must(t, "count failures of unknown tenant", err)
+	mustEqual(t, "count failures of unknown tenant", got, int64(0))
+}
+
 func testAudit(t *testing.T, s storage.Storage) {
 	ctx := t.Context()
 	mustCreateTenant(t, s, "acme")
@@ -904,11 +959,16 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	}
 	must(t, "record old jti", s.RecordAssertionJTI(ctx, "acme", "c", "old", past))
 	must(t, "record live jti", s.RecordAssertionJTI(ctx, "acme", "c", "live", future))
+	// A counter expires at its window's start plus the window.
+	_, err := s.RecordFailure(ctx, "acme", "old", now.Add(-time.Hour), time.Hour)
+	must(t, "record old failure", err)
+	_, err = s.RecordFailure(ctx, "acme", "live", now.Add(-time.Hour), time.Hour+time.Second)
+	must(t, "record live failure", err)
 
 	n, err := s.SweepExpired(ctx, now)
 	must(t, "sweep", err)
-	if n != 5 {
-		t.Fatalf("sweep: got %d rows removed, want 5 (2 sessions, 1 token, 1 launch, 1 jti)", n)
+	if n != 6 {
+		t.Fatalf("sweep: got %d rows removed, want 6 (2 sessions, 1 token, 1 launch, 1 jti, 1 failure counter)", n)
 	}
 	n, err = s.SweepExpired(ctx, now)
 	must(t, "sweep again", err)
@@ -933,6 +993,14 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	_, err = s.ConsumeLaunch(ctx, "acme", "live", earlier)
 	must(t, "consume live launch", err)
 	must(t, "record swept jti again", s.RecordAssertionJTI(ctx, "acme", "c", "old", future))
+	// The swept counter starts afresh even with a window that would still
+	// cover it; the live one keeps counting.
+	got, err := s.RecordFailure(ctx, "acme", "old", now, 2*time.Hour)
+	must(t, "record swept failure again", err)
+	mustEqual(t, "count of swept failure key", got, int64(1))
+	got, err = s.RecordFailure(ctx, "acme", "live", now, time.Hour+time.Second)
+	must(t, "record live failure again", err)
+	mustEqual(t, "count of live failure key", got, int64(2))
 	mustErr(t, "record live jti again", s.RecordAssertionJTI(ctx, "acme", "c", "live", future), storage.ErrAlreadyExists)
 }
 

@@ -28,6 +28,7 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 		{"ConsumeToken", testRaceConsumeToken},
 		{"ConsumeLaunch", testRaceConsumeLaunch},
 		{"RecordAssertionJTI", testRaceAssertionJTI},
+		{"RecordFailure", testRaceRecordFailure},
 		{"AppendAudit", testRaceAppendAudit},
 		{"AppendAudits", testRaceAppendAudits},
 		{"MixedWriters", testMixedWriters},
@@ -115,6 +116,32 @@ func testRaceAssertionJTI(t *testing.T, s storage.Storage) {
 		})
 		exactlyOneWinner(t, fmt.Sprintf("round %d: RecordAssertionJTI", round), errs, storage.ErrAlreadyExists)
 	}
+}
+
+// testRaceRecordFailure: concurrent failures on one key are all counted,
+// each caller sees a distinct count, and the last count is the total.
+func testRaceRecordFailure(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	const n = 4 * racers
+	now := t0()
+	counts := make([]int64, n)
+	errs := race(n, func(i int) error {
+		var err error
+		counts[i], err = s.RecordFailure(ctx, "acme", "ip:192.0.2.7", now.Add(time.Duration(i)*time.Millisecond), time.Hour)
+		return err
+	})
+	seen := map[int64]bool{}
+	for i, err := range errs {
+		must(t, label("record failure in goroutine %d", i), err)
+		if counts[i] < 1 || counts[i] > n || seen[counts[i]] {
+			t.Fatalf("goroutine %d: got count %d; counts %v", i, counts[i], counts)
+		}
+		seen[counts[i]] = true
+	}
+	got, err := s.FailureCount(ctx, "acme", "ip:192.0.2.7", now.Add(time.Second), time.Hour)
+	must(t, "count failures", err)
+	mustEqual(t, "count after concurrent failures", got, int64(n))
 }
 
 func testRaceAppendAudit(t *testing.T, s storage.Storage) {

@@ -31,6 +31,11 @@
 //     on success and with ErrConsumed.
 //   - ConsumeLaunch checks "used" before "expired": a used launch yields
 //     ErrConsumed even once it has expired.
+//   - A failure counter's window is half open: it covers failures from its
+//     start until just before start+window, so FailureCount at start+window
+//     is 0 and RecordFailure then restarts at 1. RecordFailure for a tenant
+//     that does not exist fails with ErrNotFound; FailureCount of an unknown
+//     key or tenant is 0, and ClearFailures of one is no error.
 //   - AppendAudit ignores the caller's Seq, PrevHash and Hash, and stamps the
 //     current time when Time is zero. It accepts any strings: NUL bytes and
 //     invalid UTF-8, which some databases cannot store, become U+FFFD, and the

@@ -136,6 +136,32 @@ func RunTenantIsolation(t *testing.T, newStore NewStore) {
 		mustErr(t, "replay beta's jti", s.RecordAssertionJTI(ctx, "beta", "app", "j1", t0().Add(time.Hour)), storage.ErrAlreadyExists)
 	})
 
+	t.Run("FailureCountersStayInTenant", func(t *testing.T) {
+		ctx := t.Context()
+		const window = 15 * time.Minute
+		key := "email:same@example.org"
+		counts := func(what string, want map[string]int64) {
+			t.Helper()
+			for id, n := range want {
+				got, err := s.FailureCount(ctx, id, key, t0(), window)
+				must(t, what+" of "+id, err)
+				mustEqual(t, what+" of "+id, got, n)
+			}
+		}
+		for i := range 3 {
+			got, err := s.RecordFailure(ctx, "alpha", key, t0(), window)
+			must(t, "record alpha's failure", err)
+			mustEqual(t, "alpha's count", got, int64(i+1))
+		}
+		got, err := s.RecordFailure(ctx, "beta", key, t0(), window)
+		must(t, "record beta's failure", err)
+		mustEqual(t, "beta's count", got, int64(1))
+		counts("count", map[string]int64{"alpha": 3, "beta": 1, "empty": 0})
+		must(t, "clear beta's failures", s.ClearFailures(ctx, "beta", key))
+		must(t, "clear empty's failures", s.ClearFailures(ctx, "empty", key))
+		counts("count after clearing beta", map[string]int64{"alpha": 3, "beta": 0, "empty": 0})
+	})
+
 	t.Run("AuditBatchesStayInTenant", func(t *testing.T) {
 		ctx := t.Context()
 		// A batch for alpha that names beta in one event is refused whole.

@@ -189,12 +189,12 @@ func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti 
 	return nil
 }
 
-// SweepExpired deletes expired sessions, grant records, launches and
-// assertion jtis and returns how many rows went.
+// SweepExpired deletes expired sessions, grant records, launches,
+// assertion jtis and sign-in failure counters and returns how many rows went.
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis", "revoked_requests"} {
+		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis", "revoked_requests", "signin_failures"} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at <= ?`, now.UnixMicro())
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
