@@ -39,7 +39,6 @@ type Session struct {
 	IDToken   *jwt.IDTokenClaims `json:"id_token,omitempty"`
 	IDHeaders *jwt.Headers       `json:"id_headers,omitempty"`
 	SMART     Context            `json:"smart"`
-	Extra     map[string]any     `json:"extra,omitempty"`
 }
 
 // NewSession returns an empty session for a tenant, the prototype fosite fills.
