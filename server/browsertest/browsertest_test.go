@@ -1,0 +1,134 @@
+package browsertest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+func TestFindHonoursEnvironment(t *testing.T) {
+	t.Setenv(EnvChromium, "/nonexistent/chromium")
+	if _, err := Find(); err == nil || !strings.Contains(err.Error(), EnvChromium) {
+		t.Fatalf("a missing %s binary: got %v, want an error naming the variable", EnvChromium, err)
+	}
+	t.Setenv(EnvChromium, "sh")
+	if path, err := Find(); err != nil || !strings.HasSuffix(path, "/sh") {
+		t.Fatalf("%s=sh: got %q, %v", EnvChromium, path, err)
+	}
+}
+
+// testPage serves a page whose script writes into it, logs an error and is
+// refused one inline script by its Content Security Policy.
+func testPage(t *testing.T) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'self'")
+		fmt.Fprint(w, `<!doctype html><title>t</title><p id="static">Hello</p><p id="late" hidden></p>`+
+			`<script>document.title = "inline ran"</script><script src="/app.js"></script>`)
+	})
+	mux.HandleFunc("GET /app.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		fmt.Fprint(w, `setTimeout(() => { const p = document.getElementById("late"); p.textContent = "Later"; p.hidden = false; `+
+			`console.error("something broke"); }, 200);`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+func TestTab(t *testing.T) {
+	t.Parallel()
+	url := testPage(t)
+	tab := New(t)
+	tab.Navigate(url)
+	if got := tab.Text("#static"); got != "Hello" {
+		t.Errorf("Text(#static) = %q", got)
+	}
+	// Text waits for an element that appears later.
+	if got := tab.Text("#late"); got != "Later" {
+		t.Errorf("Text(#late) = %q", got)
+	}
+	tab.WaitFor(`document.getElementById("late").textContent === "Later"`)
+	if got := tab.PageText(); !strings.Contains(got, "Hello") || !strings.Contains(got, "Later") {
+		t.Errorf("PageText = %q", got)
+	}
+	if got := tab.Location(); got != url {
+		t.Errorf("Location = %q, want %q", got, url)
+	}
+	var title string
+	tab.Do(chromedp.Func(func(ctx context.Context, target *chromedp.Target) error {
+		var err error
+		title, err = chromedp.Title()(ctx, target)
+		return err
+	}))
+	if title == "inline ran" {
+		t.Error("the inline script ran despite the CSP")
+	}
+	// Messages arrive asynchronously; give them a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	var errs []string
+	for time.Now().Before(deadline) {
+		errs = tab.ConsoleErrors()
+		if len(errs) >= 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !slices.ContainsFunc(errs, func(s string) bool { return strings.Contains(s, "something broke") }) {
+		t.Errorf("console errors lack the script's console.error: %q", errs)
+	}
+	if !slices.ContainsFunc(errs, func(s string) bool { return strings.Contains(s, "Content Security Policy") }) {
+		t.Errorf("console errors lack the CSP refusal: %q", errs)
+	}
+}
+
+// fakeTB records a failure instead of ending the real test.
+type fakeTB struct {
+	testing.TB
+	failed chan string
+}
+
+func (f *fakeTB) Helper() {}
+
+func (f *fakeTB) Fatal(args ...any) {
+	f.failed <- fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+func (f *fakeTB) Fatalf(format string, args ...any) { f.Fatal(fmt.Sprintf(format, args...)) }
+
+func TestStuckStepFailsFast(t *testing.T) {
+	t.Parallel()
+	url := testPage(t)
+	tab := New(t)
+	tab.Navigate(url)
+	fake := &fakeTB{TB: t, failed: make(chan string, 1)}
+	tab.t = fake
+	tab.Timeout = time.Second
+	start := time.Now()
+	go func() {
+		tab.Text("#never")
+		fake.failed <- ""
+	}()
+	msg := <-fake.failed
+	if msg == "" {
+		t.Fatal("waiting for a missing element did not fail")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a stuck step failed after %s, want about its 1s timeout", d)
+	}
+	for _, want := range []string{"#never", "page: " + url, "Hello", "something broke"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure message lacks %q:\n%s", want, msg)
+		}
+	}
+}
