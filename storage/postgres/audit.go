@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,39 +18,6 @@ import (
 const auditLockClass int32 = 0x61756474 // "audt"
 
 const auditColumns = `tenant_id, seq, time, type, outcome, actor_id, client_id, subject, source_ip, details, prev_hash, hash`
-
-// cleanString replaces what PostgreSQL text and JSON cannot hold (NUL bytes)
-// and what JSON would rewrite (invalid UTF-8) with U+FFFD. Both backends do
-// this, so an audit event is stored, chained and returned identically.
-func cleanString(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
-// prepareAudit returns the event as it will be stored, short of Seq and the
-// hashes: strings cleaned, a zero time stamped now, the time in UTC to the
-// microsecond, and empty details as nil.
-func prepareAudit(e storage.AuditEvent) storage.AuditEvent {
-	for _, f := range []*string{&e.Type, &e.Outcome, &e.ActorID, &e.ClientID, &e.Subject, &e.SourceIP} {
-		*f = cleanString(*f)
-	}
-	if len(e.Details) == 0 {
-		e.Details = nil
-	} else {
-		details := make(map[string]string, len(e.Details))
-		for k, v := range e.Details {
-			details[cleanString(k)] = cleanString(v)
-		}
-		e.Details = details
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	return e
-}
 
 func scanAudit(row pgx.Row) (storage.AuditEvent, error) {
 	var e storage.AuditEvent
@@ -90,23 +56,20 @@ func (s *Store) AppendAudits(ctx context.Context, tenantID string, events []stor
 	if len(events) == 0 {
 		return nil, nil
 	}
-	out := make([]storage.AuditEvent, len(events))
-	details := make([]string, len(events))
-	for i, e := range events {
-		if e.TenantID != "" && e.TenantID != tenantID {
-			return nil, wrap("append audit", fmt.Errorf("event %d of %d belongs to tenant %q, not %q", i+1, len(events), e.TenantID, tenantID))
-		}
-		e.TenantID = tenantID
-		out[i] = prepareAudit(e)
+	out, err := storage.PrepareAudits(tenantID, events)
+	if err != nil {
+		return nil, wrap("append audit", err)
+	}
+	details := make([]string, len(out))
+	for i := range out {
 		details[i] = "{}"
 		if out[i].Details != nil {
-			var err error
 			if details[i], err = toJSON(out[i].Details); err != nil {
 				return nil, wrap("append audit", err)
 			}
 		}
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Writers of one tenant, on any replica, queue here until the previous
 		// one commits, so each reads the true tail of the chain. The primary
 		// key on (tenant_id, seq) would refuse a fork should this ever fail.
@@ -128,11 +91,9 @@ func (s *Store) AppendAudits(ctx context.Context, tenantID string, events []stor
 			types, outcomes, actors, clients, subjects, ips []string
 			prevHashes, hashes                              [][]byte
 		)
+		storage.ChainAudits(last, prev, out)
 		for i := range out {
 			e := &out[i]
-			e.Seq, e.PrevHash = last+int64(i)+1, prev
-			e.Hash = storage.ChainHash(prev, *e)
-			prev = e.Hash
 			seqs, times = append(seqs, e.Seq), append(times, e.Time)
 			types, outcomes, actors = append(types, e.Type), append(outcomes, e.Outcome), append(actors, e.ActorID)
 			clients, subjects, ips = append(clients, e.ClientID), append(subjects, e.Subject), append(ips, e.SourceIP)
@@ -162,7 +123,7 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 	}{{"type", f.Type}, {"client_id", f.ClientID}, {"subject", f.Subject}} {
 		if c.value != "" {
 			// Stored values were cleaned, so the filter is too.
-			where = append(where, c.column+" = "+args.add(cleanString(c.value)))
+			where = append(where, c.column+" = "+args.add(storage.CleanString(c.value)))
 		}
 	}
 	if !f.Since.IsZero() {
