@@ -14,6 +14,8 @@
 //   - Single use: ConsumeToken and ConsumeLaunch are conditional updates;
 //     when several callers race on one record exactly one succeeds and the
 //     others get ErrConsumed.
+//   - Upsert: SaveConsent is one atomic upsert on (tenant, user, client), so
+//     concurrent saves never fail for being concurrent and leave one record.
 //   - Counting: RecordFailure is one atomic upsert, so concurrent failures
 //     on one key, on any number of replicas, are all counted.
 //   - Uniqueness: RecordAssertionJTI is backed by a unique key on
@@ -69,7 +71,8 @@ type Storage interface {
 	ListClients(ctx context.Context, tenantID string) ([]Client, error)
 	// UpdateClient replaces every mutable field of a client.
 	UpdateClient(ctx context.Context, c Client) error
-	// DeleteClient removes a client and the tokens issued to it.
+	// DeleteClient removes a client, the tokens issued to it and the
+	// consents given to it.
 	DeleteClient(ctx context.Context, tenantID, clientID string) error
 
 	// CreateUser stores a user with its profiles; emails are unique per tenant.
@@ -83,8 +86,9 @@ type Storage interface {
 	// UpdateUser replaces every mutable field of a user; disabling a user
 	// also deactivates every grant record issued to it.
 	UpdateUser(ctx context.Context, u User) error
-	// DeleteUser removes a user and its sessions and deactivates every grant
-	// record issued to it, so its refresh tokens stop working at once.
+	// DeleteUser removes a user, its sessions and its consents, and
+	// deactivates every grant record issued to it, so its refresh tokens
+	// stop working at once.
 	DeleteUser(ctx context.Context, tenantID, userID string) error
 
 	// UpsertPatients inserts or replaces roster entries, all or none.
@@ -135,6 +139,24 @@ type Storage interface {
 	// ConsumeLaunch returns a launch context and marks it used, once.
 	// Unknown: ErrNotFound; used before: ErrConsumed; past ExpiresAt: ErrExpired.
 	ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (Launch, error)
+	// GetLaunch returns a launch context without using it up, with the same
+	// refusals as ConsumeLaunch: unknown: ErrNotFound; used: ErrConsumed
+	// (even once expired); at or past ExpiresAt: ErrExpired.
+	GetLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (Launch, error)
+
+	// SaveConsent stores what a user agreed to let a client have, replacing
+	// the scopes and times of any consent of that user to that client. The
+	// tenant, user and client must exist (ErrNotFound otherwise).
+	SaveConsent(ctx context.Context, c Consent) error
+	// GetConsent returns a user's consent to a client; one that is absent or
+	// whose non-zero ExpiresAt is at or before now yields ErrNotFound.
+	GetConsent(ctx context.Context, tenantID, userID, clientID string, now time.Time) (Consent, error)
+	// ListConsents returns a user's consents, expired ones included, ordered
+	// by client id; an empty userID lists every consent of the tenant,
+	// ordered by user id, then client id.
+	ListConsents(ctx context.Context, tenantID, userID string) ([]Consent, error)
+	// DeleteConsent removes a user's consent to a client (ErrNotFound when absent).
+	DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error
 
 	// RecordAssertionJTI remembers a client assertion's jti until expiresAt;
 	// a jti already remembered yields ErrAlreadyExists.
@@ -370,6 +392,19 @@ type LaunchContext struct {
 	NeedPatientBanner *bool  `json:"need_patient_banner,omitempty"`
 	SmartStyleURL     string `json:"smart_style_url,omitempty"`
 	Intent            string `json:"intent,omitempty"`
+}
+
+// Consent is what a user agreed to let a client have, remembered so that
+// the user is not asked again.
+type Consent struct {
+	TenantID string
+	UserID   string
+	ClientID string
+	// Scopes are the scopes the user granted.
+	Scopes    []string
+	CreatedAt time.Time
+	// ExpiresAt ends the consent; zero means it does not expire.
+	ExpiresAt time.Time
 }
 
 // AuditEvent is one row of a tenant's append-only, hash-chained audit trail.

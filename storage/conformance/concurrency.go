@@ -27,6 +27,7 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 	}{
 		{"ConsumeToken", testRaceConsumeToken},
 		{"ConsumeLaunch", testRaceConsumeLaunch},
+		{"SaveConsent", testRaceSaveConsent},
 		{"RecordAssertionJTI", testRaceAssertionJTI},
 		{"RecordFailure", testRaceRecordFailure},
 		{"AppendAudit", testRaceAppendAudit},

@@ -29,8 +29,11 @@
 //     ListSigningKeys orders by CreatedAt, newest first.
 //   - ConsumeToken returns the record as now stored, so Active is false both
 //     on success and with ErrConsumed.
-//   - ConsumeLaunch checks "used" before "expired": a used launch yields
-//     ErrConsumed even once it has expired.
+//   - ConsumeLaunch and GetLaunch check "used" before "expired": a used
+//     launch yields ErrConsumed even once it has expired. GetLaunch never
+//     uses a launch up, whatever it answers.
+//   - A consent with a zero ExpiresAt never expires; SaveConsent replaces
+//     CreatedAt too.
 //   - A failure counter's window is half open: it covers failures from its
 //     start until just before start+window, so FailureCount at start+window
 //     is 0 and RecordFailure then restarts at 1. RecordFailure for a tenant

@@ -136,6 +136,8 @@ func RunTenantIsolation(t *testing.T, newStore NewStore) {
 		mustErr(t, "replay beta's jti", s.RecordAssertionJTI(ctx, "beta", "app", "j1", t0().Add(time.Hour)), storage.ErrAlreadyExists)
 	})
 
+	t.Run("ConsentsStayInTenant", func(t *testing.T) { testConsentsStayInTenant(t, newStore(t)) })
+
 	t.Run("FailureCountersStayInTenant", func(t *testing.T) {
 		ctx := t.Context()
 		const window = 15 * time.Minute
@@ -227,6 +229,7 @@ func testEmptyTenant(t *testing.T, s storage.Storage, id string) {
 		}},
 		{"DeleteToken", func() error { return s.DeleteToken(ctx, id, storage.KindRefreshToken, "sig-refresh") }},
 		{"ConsumeLaunch", func() error { _, err := s.ConsumeLaunch(ctx, id, "l1", t0()); return err }},
+		{"GetLaunch", func() error { _, err := s.GetLaunch(ctx, id, "l1", t0()); return err }},
 	}
 	for _, tc := range notFound {
 		if err := tc.op(); !errors.Is(err, storage.ErrNotFound) {
