@@ -20,6 +20,7 @@ func TestLayering(t *testing.T) {
 		"federation":        {"storage"},
 		"server/keys":       {"storage"},
 		"server/clientauth": {"storage", "server/clientsecret"},
+		"server/fhirsearch": {"storage", "server/clientauth", "server/clientsecret", "server/keys", "server/roster"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+"/"+pkg).Output()

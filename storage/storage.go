@@ -216,6 +216,23 @@ type TenantPolicy struct {
 	AccessTokenTTL  Duration `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL Duration `json:"refresh_token_ttl,omitempty"`
 	IDTokenTTL      Duration `json:"id_token_ttl,omitempty"`
+	// PatientSearch, when its FHIRBaseURL is set, is the FHIR server whose
+	// Patient search the patient picker offers besides the local roster.
+	PatientSearch PatientSearchSource `json:"patient_search,omitzero"`
+}
+
+// PatientSearchSource is a FHIR server searched for patients with a token
+// from OAuth 2.0 client_credentials. Every field is a string so that
+// TenantPolicy stays comparable.
+type PatientSearchSource struct {
+	FHIRBaseURL string `json:"fhir_base_url"`
+	TokenURL    string `json:"token_url"`
+	ClientID    string `json:"client_id"`
+	// ClientSecretSealed is the client secret sealed under the master key,
+	// base64-encoded; the secret itself is never stored.
+	ClientSecretSealed string `json:"client_secret_sealed"`
+	// Scope is asked for with the token, such as "system/Patient.rs"; empty asks for none.
+	Scope string `json:"scope,omitempty"`
 }
 
 // ClientType is how a client authenticates at the token endpoint.

@@ -13,10 +13,21 @@ import (
 // including to an address the URL itself was not allowed to name.
 var errRedirect = errors.New("a JWKS URL must answer directly, not redirect")
 
-// fetchClient is the HTTP client for client JWKS URLs. The address check
-// runs when the connection is made, after DNS resolution, so a name that
-// resolves to an internal address is refused too.
+// fetchClient is the HTTP client for client JWKS URLs.
 func fetchClient(timeout time.Duration, allowPrivate bool) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		Transport:     PublicTransport(timeout, allowPrivate),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	}
+}
+
+// PublicTransport returns a transport for URLs that someone other than the
+// operator of this server may name: unless allowPrivate is set it connects
+// only to public addresses, and every wait is bounded by timeout. The address
+// check runs when the connection is made, after DNS resolution, so a name
+// that resolves to an internal address is refused too.
+func PublicTransport(timeout time.Duration, allowPrivate bool) *http.Transport {
 	dialer := &net.Dialer{Timeout: timeout, Control: func(_, address string, _ syscall.RawConn) error {
 		if allowPrivate {
 			return nil
@@ -26,19 +37,15 @@ func fetchClient(timeout time.Duration, allowPrivate bool) *http.Client {
 			return err
 		}
 		if ip := net.ParseIP(host); ip == nil || !publicIP(ip) {
-			return fmt.Errorf("refusing to fetch keys from the non-public address %s", host)
+			return fmt.Errorf("refusing to connect to the non-public address %s", host)
 		}
 		return nil
 	}}
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DialContext:           dialer.DialContext,
-			TLSHandshakeTimeout:   timeout,
-			ResponseHeaderTimeout: timeout,
-			MaxIdleConnsPerHost:   2,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	return &http.Transport{
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		MaxIdleConnsPerHost:   2,
 	}
 }
 

@@ -61,6 +61,11 @@ func NewManager(store storage.Storage, sealer *Sealer, now func() time.Time) *Ma
 	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}, lists: map[string]cachedList{}}
 }
 
+// Sealer returns the master-key sealer, for other secrets kept at rest.
+func (m *Manager) Sealer() *Sealer {
+	return m.sealer
+}
+
 // NewKeys generates one sealed key per algorithm for a tenant, not yet stored.
 func (m *Manager) NewKeys(tenantID string) ([]storage.SigningKey, error) {
 	out := make([]storage.SigningKey, 0, len(Algorithms))
