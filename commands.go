@@ -37,7 +37,7 @@ func (l *listFlag) Set(v string) error {
 // manageCommand runs "tenant", "client", "user", "patient" and "keys".
 func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbs := map[string][]string{
-		"tenant":  {"create", "list"},
+		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
 		"client":  {"create", "list", "delete", "rotate-secret"},
 		"user":    {"create"},
 		"patient": {"import"},
@@ -88,6 +88,10 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			ks, err := d.store.ListSigningKeys(ctx, t.ID)
 			return tenantView(t, ks), err
 		}
+	case "tenant set-patient-search", "tenant clear-patient-search":
+		var req []string
+		act, req = patientSearchCommand(ctx, verb, fs, tenant(), stdin)
+		required = append(required, req...)
 	case "tenant list":
 		act = func(d *deps) (any, error) {
 			ts, err := d.store.ListTenants(ctx)
@@ -308,7 +312,7 @@ type userJSON struct {
 }
 
 func tenantView(t storage.Tenant, ks []storage.SigningKey) tenantJSON {
-	return tenantJSON{ID: t.ID, Name: t.Name, FHIRBaseURLs: t.FHIRBaseURLs, Policy: t.Policy, CreatedAt: t.CreatedAt, Keys: keysView(ks)}
+	return tenantJSON{ID: t.ID, Name: t.Name, FHIRBaseURLs: t.FHIRBaseURLs, Policy: policyView(t.Policy), CreatedAt: t.CreatedAt, Keys: keysView(ks)}
 }
 
 func keysView(ks []storage.SigningKey) []keyJSON {

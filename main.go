@@ -40,6 +40,9 @@ commands:
   serve                     serve HTTP (the default)
   migrate                   apply database migrations
   tenant create|list        manage tenants
+  tenant set-patient-search|clear-patient-search
+                            let the patient picker search the tenant's FHIR server
+                            (client secret read from stdin)
   client create|list|delete|rotate-secret
                             manage a tenant's OAuth clients
   user create               create a local user (password read from stdin)
