@@ -112,6 +112,11 @@ type Storage interface {
 	GetSession(ctx context.Context, tenantID, sessionID string, now time.Time) (Session, error)
 	// UpdateSession replaces a session's data, user and expiry.
 	UpdateSession(ctx context.Context, s Session) error
+	// TouchSession records a use of a session that has not expired at
+	// usedAt: it sets the update time and expiry and leaves user and data
+	// alone, so it cannot undo a concurrent UpdateSession. A session that is
+	// gone or expired yields ErrNotFound.
+	TouchSession(ctx context.Context, tenantID, sessionID string, usedAt, expiresAt time.Time) error
 	// DeleteSession removes one session.
 	DeleteSession(ctx context.Context, tenantID, sessionID string) error
 	// DeleteUserSessions removes every session of a user.

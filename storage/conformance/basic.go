@@ -507,6 +507,17 @@ func testSessions(t *testing.T, s storage.Storage) {
 	mustEqual(t, "updated session", got, want)
 	mustErr(t, "update unknown session", s.UpdateSession(ctx, sessionFixture("acme", "nope", "u1")), storage.ErrNotFound)
 
+	// TouchSession moves the expiry of a live session and keeps its user and data.
+	touched := want
+	touched.UpdatedAt = t0().Add(100 * time.Minute)
+	touched.ExpiresAt = t0().Add(3 * time.Hour)
+	must(t, "touch session", s.TouchSession(ctx, "acme", "s1", touched.UpdatedAt, touched.ExpiresAt))
+	got, err = s.GetSession(ctx, "acme", "s1", t0().Add(150*time.Minute))
+	must(t, "get touched session", err)
+	mustEqual(t, "touched session", got, touched)
+	mustErr(t, "touch session at its expiry", s.TouchSession(ctx, "acme", "s1", touched.ExpiresAt, touched.ExpiresAt.Add(time.Hour)), storage.ErrNotFound)
+	mustErr(t, "touch unknown session", s.TouchSession(ctx, "acme", "nope", t0(), t0().Add(time.Hour)), storage.ErrNotFound)
+
 	must(t, "delete session", s.DeleteSession(ctx, "acme", "s1"))
 	_, err = s.GetSession(ctx, "acme", "s1", t0())
 	mustErr(t, "get deleted session", err, storage.ErrNotFound)

@@ -221,6 +221,7 @@ func testEmptyTenant(t *testing.T, s storage.Storage, id string) {
 		{"DeletePatient", func() error { return s.DeletePatient(ctx, id, "p1") }},
 		{"GetSession", func() error { _, err := s.GetSession(ctx, id, "s1", t0()); return err }},
 		{"UpdateSession", func() error { return s.UpdateSession(ctx, sessionFixture(id, "s1", "u1")) }},
+		{"TouchSession", func() error { return s.TouchSession(ctx, id, "s1", t0(), t0().Add(time.Hour)) }},
 		{"DeleteSession", func() error { return s.DeleteSession(ctx, id, "s1") }},
 		{"GetToken", func() error { _, err := s.GetToken(ctx, id, storage.KindAuthorizeCode, "sig-code"); return err }},
 		{"ConsumeToken", func() error {

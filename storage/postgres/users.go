@@ -143,6 +143,14 @@ func (s *Store) UpdateSession(ctx context.Context, ss storage.Session) error {
 	return wrap("update session", err)
 }
 
+// TouchSession sets the update time and expiry of a session live at usedAt.
+func (s *Store) TouchSession(ctx context.Context, tenantID, sessionID string, usedAt, expiresAt time.Time) error {
+	err := mustAffect(s.pool.Exec(ctx, `UPDATE sessions SET updated_at = $3, expires_at = $4
+		WHERE tenant_id = $1 AND id = $2 AND expires_at > $3`,
+		tenantID, sessionID, tstz(usedAt), tstz(expiresAt)))
+	return wrap("touch session", err)
+}
+
 // DeleteSession removes one session.
 func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) error {
 	err := mustAffect(s.pool.Exec(ctx, `DELETE FROM sessions WHERE tenant_id = $1 AND id = $2`, tenantID, sessionID))

@@ -143,6 +143,14 @@ func (s *Store) UpdateSession(ctx context.Context, ss storage.Session) error {
 	return wrap("update session", err)
 }
 
+// TouchSession sets the update time and expiry of a session live at usedAt.
+func (s *Store) TouchSession(ctx context.Context, tenantID, sessionID string, usedAt, expiresAt time.Time) error {
+	err := mustAffect(s.w.ExecContext(ctx, `UPDATE sessions SET updated_at = ?, expires_at = ?
+		WHERE tenant_id = ? AND id = ? AND expires_at > ?`,
+		micros(usedAt), micros(expiresAt), tenantID, sessionID, usedAt.UnixMicro()))
+	return wrap("touch session", err)
+}
+
 // DeleteSession removes one session.
 func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) error {
 	err := mustAffect(s.w.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND id = ?`, tenantID, sessionID))
