@@ -30,6 +30,9 @@ type authzRequest struct {
 	params url.Values
 	// aud is the tenant's FHIR base URL the app named, as registered.
 	aud string
+	// launch is the EHR launch context the request's launch value names,
+	// still unused; it is consumed when the code is issued.
+	launch *storage.Launch
 }
 
 // authzRedirectError is a refusal the app hears at its redirect URI, which
@@ -94,7 +97,44 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 	if err != nil {
 		return nil, refuse(err)
 	}
-	return &authzRequest{ar: ar, client: client, params: params, aud: aud}, nil
+	launch, err := s.checkLaunch(ctx, t.ID, client.ID, params.Get("launch"), ar.GetRequestedScopes())
+	if err != nil {
+		var rfc *fosite.RFC6749Error
+		if errors.As(err, &rfc) {
+			return nil, refuse(err)
+		}
+		return nil, err
+	}
+	return &authzRequest{ar: ar, client: client, params: params, aud: aud, launch: launch}, nil
+}
+
+// checkLaunch finds the EHR launch context a launch value names (SMART App
+// Launch 2.2 §EHR Launch). It is only looked at here, on every step of
+// sign-in; it is consumed once, when the code is issued. A launch value
+// belongs to the tenant and the app it was created for: at any other it is
+// as unknown as a made-up one.
+func (s *Server) checkLaunch(ctx context.Context, tenantID, clientID, value string, scopes fosite.Arguments) (*storage.Launch, error) {
+	if value == "" {
+		if scopes.Has("launch") {
+			return nil, fosite.ErrInvalidRequest.WithHint("The launch scope needs the launch parameter the EHR gave the app.")
+		}
+		return nil, nil
+	}
+	if !scopes.Has("launch") {
+		return nil, fosite.ErrInvalidScope.WithHint("A launch parameter needs the launch scope.")
+	}
+	l, err := s.store.GetLaunch(ctx, tenantID, value, s.now())
+	switch {
+	case errors.Is(err, storage.ErrNotFound) || err == nil && l.ClientID != clientID:
+		return nil, fosite.ErrInvalidRequest.WithHint("The launch is not known. Open the app from the health record again.")
+	case errors.Is(err, storage.ErrExpired):
+		return nil, fosite.ErrInvalidRequest.WithHint("The launch has expired. Open the app from the health record again.")
+	case errors.Is(err, storage.ErrConsumed):
+		return nil, fosite.ErrInvalidRequest.WithHint("The launch has already been used. Open the app from the health record again.")
+	case err != nil:
+		return nil, fmt.Errorf("load launch: %w", err)
+	}
+	return &l, nil
 }
 
 // checkClientRedirect finds the client and requires a redirect_uri equal,

@@ -36,6 +36,8 @@ const (
 	authzPassword = "correct horse battery staple"
 	authzState    = "state-0123456789"
 	authzNonce    = "nonce-0123456789"
+	// authzPatient is the roster patient the clinician picks.
+	authzPatient = "pat-1"
 )
 
 // authzScopes are what the test app registers and asks for.
@@ -66,6 +68,14 @@ func authzSetup(t *testing.T, srv *servertest.Server) *authzEnv {
 	u, err := srv.Manage.CreateUser(ctx, manage.UserInput{TenantID: authzTenant, Email: authzEmail, Password: authzPassword,
 		Profiles: []storage.Profile{{FHIRUser: "Practitioner/123", Label: "Attending physician"}}}, authzActor)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store.UpsertPatients(ctx, authzTenant, []storage.Patient{
+		{TenantID: authzTenant, ID: authzPatient, Family: "Okafor", Given: "Ada", BirthDate: "1980-02-03", Gender: "female",
+			Identifiers: []storage.Identifier{{System: "urn:mrn", Value: "MRN-1001"}}, Resource: []byte(`{"resourceType":"Patient","id":"pat-1"}`)},
+		{TenantID: authzTenant, ID: "pat-2", Family: "Okafor", Given: "Ben", BirthDate: "1975-06-07", Gender: "male",
+			Resource: []byte(`{"resourceType":"Patient","id":"pat-2"}`)},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	iss := srv.Issuer(authzTenant)
@@ -156,11 +166,32 @@ func (e *authzEnv) signIn(t *testing.T, authURL string) authzPage {
 	if login.status != http.StatusOK || login.hidden["csrf_token"] == "" || login.hidden["authz"] == "" {
 		t.Fatalf("sign-in page: %d, hidden fields %v\n%s", login.status, login.hidden, login.body)
 	}
-	consent := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
-	if consent.status != http.StatusOK || consent.hidden["ticket"] == "" {
-		t.Fatalf("sign-in: %d, want the consent page\n%s", consent.status, consent.body)
+	return e.throughPicker(t, e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil))
+}
+
+// stepForm fills a step page's hidden fields (CSRF, request, ticket) into form.
+func stepForm(p authzPage, form url.Values) url.Values {
+	for _, k := range []string{"csrf_token", "authz", "ticket"} {
+		form.Set(k, p.hidden[k])
 	}
-	return consent
+	return form
+}
+
+// throughPicker searches the patient picker, if the page is one, and picks
+// authzPatient; it returns the consent page.
+func (e *authzEnv) throughPicker(t *testing.T, page authzPage) authzPage {
+	t.Helper()
+	if strings.Contains(page.body, `action="`+e.iss+`/patient"`) {
+		found := e.post(t, e.browser, e.iss+"/patient", stepForm(page, url.Values{"name": {"okaf"}}), nil)
+		if found.status != http.StatusOK || !strings.Contains(found.body, `value="`+authzPatient+`"`) {
+			t.Fatalf("patient search: %d\n%s", found.status, found.body)
+		}
+		page = e.post(t, e.browser, e.iss+"/patient", stepForm(found, url.Values{"patient": {authzPatient}}), nil)
+	}
+	if page.status != http.StatusOK || page.hidden["ticket"] == "" || !strings.Contains(page.body, `action="`+e.iss+`/consent"`) {
+		t.Fatalf("after sign-in: %d, want the consent page\n%s", page.status, page.body)
+	}
+	return page
 }
 
 var authzScopeBox = regexp.MustCompile(`<input type="checkbox" id="[^"]+" name="scope" value="([^"]+)" checked>`)
@@ -306,15 +337,20 @@ func TestAuthorizeCodeFlow(t *testing.T) {
 			}
 		}
 
-		consent := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
-		if consent.status != http.StatusOK {
-			t.Fatalf("sign-in: %d\n%s", consent.status, consent.body)
+		picker := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		if picker.status != http.StatusOK || !strings.Contains(picker.body, "Choose a patient") {
+			t.Fatalf("sign-in with launch/patient: %d, want the patient picker\n%s", picker.status, picker.body)
 		}
-		if got := consent.offered(); !slices.Equal(got, authzScopes) {
-			t.Fatalf("consent offers %v, want %v", got, authzScopes)
+		consent := e.throughPicker(t, picker)
+		// openid and launch/patient are how the app works: shown, not optional.
+		if got, want := consent.offered(), []string{"fhirUser", "patient/*.rs", "offline_access"}; !slices.Equal(got, want) {
+			t.Fatalf("consent offers %v, want %v", got, want)
 		}
-		if !strings.Contains(consent.body, "Read and search all health records of the current patient") {
-			t.Error("consent page does not describe patient/*.rs in plain words")
+		for _, want := range []string{"Read and search all kinds of records for the current patient", "<legend>All kinds of records</legend>",
+			"<legend>Who you are</legend>", "Ada Okafor", "Patient/" + authzPatient} {
+			if !strings.Contains(consent.body, want) {
+				t.Errorf("consent page lacks %q", want)
+			}
 		}
 
 		q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
@@ -332,13 +368,17 @@ func TestAuthorizeCodeFlow(t *testing.T) {
 		if got := tok.Extra("scope"); got != strings.Join(authzScopes, " ") {
 			t.Errorf("token response scope %q", got)
 		}
+		if tok.Extra("patient") != authzPatient || tok.Extra("need_patient_banner") != true || tok.Extra("tenant") != authzTenant {
+			t.Errorf("token response context: patient %v, need_patient_banner %v, tenant %v",
+				tok.Extra("patient"), tok.Extra("need_patient_banner"), tok.Extra("tenant"))
+		}
 
 		at, header := authzVerify(t, e, tok.AccessToken, jose.ES256)
 		if header.ExtraHeaders["typ"] != "at+jwt" {
 			t.Errorf("access token typ %v, want at+jwt", header.ExtraHeaders["typ"])
 		}
 		want := map[string]any{"iss": e.iss, "sub": e.userID, "client_id": authzClientID, "scope": strings.Join(authzScopes, " "),
-			"fhirUser": e.fhirBase + "/Practitioner/123", "tenant": authzTenant}
+			"fhirUser": e.fhirBase + "/Practitioner/123", "tenant": authzTenant, "patient": authzPatient}
 		for k, v := range want {
 			if at[k] != v {
 				t.Errorf("access token %s = %v, want %v", k, at[k], v)
@@ -415,7 +455,7 @@ func TestAuthorizePost(t *testing.T) {
 		if login.status != http.StatusOK || login.hidden["authz"] == "" {
 			t.Fatalf("authorize-post: %d\n%s", login.status, login.body)
 		}
-		consent := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		consent := e.throughPicker(t, e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil))
 		q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
 		if q.Get("code") == "" || q.Get("iss") != e.iss {
 			t.Fatalf("callback %v", q)
@@ -699,7 +739,7 @@ func TestConsentTicketIsBound(t *testing.T) {
 	})
 }
 
-func TestConsentRoleChoice(t *testing.T) {
+func TestRoleChosenAtSignIn(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		e := authzSetup(t, srv)
@@ -712,19 +752,29 @@ func TestConsentRoleChoice(t *testing.T) {
 			t.Fatal(err)
 		}
 		verifier := oauth2.GenerateVerifier()
-		consent := e.signIn(t, e.authURL(verifier))
-		for _, want := range []string{`type="radio"`, `value="Practitioner/123"`, `value="Patient/456"`, "<legend>Act as</legend>"} {
-			if !strings.Contains(consent.body, want) {
-				t.Errorf("consent page for two roles lacks %s", want)
+		login := e.get(t, e.browser, e.authURL(verifier))
+		role := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		for _, want := range []string{`type="radio"`, `value="Practitioner/123"`, `value="Patient/456"`, "<legend>Act as</legend>", `action="` + e.iss + `/role"`} {
+			if !strings.Contains(role.body, want) {
+				t.Errorf("role page for two roles lacks %s", want)
 			}
 		}
-		if p := e.decide(t, consent, "allow", authzScopes, nil); p.status != http.StatusBadRequest {
-			t.Errorf("allow without a role: %d, want 400", p.status)
+		if p := e.post(t, e.browser, e.iss+"/role", stepForm(role, url.Values{}), nil); p.status != http.StatusBadRequest {
+			t.Errorf("no role chosen: %d, want 400", p.status)
 		}
-		if p := e.decide(t, consent, "allow", authzScopes, url.Values{"profile": {"Practitioner/999"}}); p.status != http.StatusBadRequest {
-			t.Errorf("allow as a role the user does not hold: %d, want 400", p.status)
+		if p := e.post(t, e.browser, e.iss+"/role", stepForm(role, url.Values{"profile": {"Practitioner/999"}}), nil); p.status != http.StatusBadRequest {
+			t.Errorf("a role the user does not hold: %d, want 400", p.status)
 		}
-		q := authzCallbackParams(t, e.decide(t, consent, "allow", authzScopes, url.Values{"profile": {"Patient/456"}}))
+		// Skipping the role page with its ticket does not reach a code.
+		if p := e.decide(t, role, "allow", authzScopes, nil); p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+			t.Errorf("consent before choosing a role: %d Location %q, want 400", p.status, p.header.Get("Location"))
+		}
+		// As a patient, the app is bound to their own record without a picker.
+		consent := e.post(t, e.browser, e.iss+"/role", stepForm(role, url.Values{"profile": {"Patient/456"}}), nil)
+		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) {
+			t.Fatalf("after choosing the patient role: %d, want consent\n%s", consent.status, consent.body)
+		}
+		q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
 		tok, err := e.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
 		if err != nil {
 			t.Fatal(err)
@@ -734,6 +784,9 @@ func TestConsentRoleChoice(t *testing.T) {
 		want := e.fhirBase + "/Patient/456"
 		if at["fhirUser"] != want || id["fhirUser"] != want {
 			t.Fatalf("fhirUser: access token %v, id_token %v, want %s", at["fhirUser"], id["fhirUser"], want)
+		}
+		if at["patient"] != "456" || tok.Extra("patient") != "456" {
+			t.Errorf("patient: access token %v, token response %v, want 456", at["patient"], tok.Extra("patient"))
 		}
 	})
 }

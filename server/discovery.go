@@ -6,6 +6,7 @@ import (
 
 	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/smart"
 )
 
 // smartConfiguration is the SMART App Launch discovery document
@@ -78,10 +79,8 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) erro
 		TokenEndpointAuthSigningA: slices.Clone(assertionAlgs),
 		CodeChallengeMethods:      []string{"S256"},
 		ResponseTypesSupported:    []string{"code"},
-		// Only what works end to end today; the SMART launch capabilities
-		// arrive with EHR and standalone launch.
-		Capabilities: []string{"authorize-post", "client-public", "client-confidential-symmetric",
-			"client-confidential-asymmetric", "sso-openid-connect", "permission-offline"},
+		Capabilities:              smart.Capabilities(),
+		ScopesSupported:           smart.ScopesSupported(),
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)
@@ -111,6 +110,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 		CodeChallengeMethods:     []string{"S256"},
 		IssParameterSupported:    true,
 		ClaimsSupported:          []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser"},
+		ScopesSupported:          smart.ScopesSupported(),
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, doc)

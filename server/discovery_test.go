@@ -71,6 +71,23 @@ func TestDiscoveryDocuments(t *testing.T) {
 			}
 			return out
 		}
+		// SMART App Launch 2.2 §Metadata: required fields, then recommended ones.
+		for _, field := range []string{"issuer", "jwks_uri", "authorization_endpoint", "grant_types_supported", "token_endpoint",
+			"capabilities", "code_challenge_methods_supported",
+			"scopes_supported", "response_types_supported", "introspection_endpoint", "revocation_endpoint", "token_endpoint_auth_methods_supported"} {
+			if smart[field] == nil {
+				t.Errorf("smart-configuration lacks %s", field)
+			}
+		}
+		// Exactly what works: each capability here has an end-to-end test, and
+		// none that does not work (standalone encounter choice, online_access) is claimed.
+		wantCaps := []string{"authorize-post", "client-confidential-asymmetric", "client-confidential-symmetric", "client-public",
+			"context-ehr-encounter", "context-ehr-patient", "context-passthrough-banner", "context-passthrough-style",
+			"context-standalone-patient", "launch-ehr", "launch-standalone", "permission-offline", "permission-patient",
+			"permission-user", "permission-v1", "permission-v2", "sso-openid-connect"}
+		if got := slices.Sorted(slices.Values(list(smart, "capabilities"))); !slices.Equal(got, wantCaps) {
+			t.Errorf("capabilities %v, want %v", got, wantCaps)
+		}
 		if got := list(smart, "code_challenge_methods_supported"); !slices.Equal(got, []string{"S256"}) {
 			t.Errorf("code_challenge_methods_supported %v, want only S256", got)
 		}

@@ -11,11 +11,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/oauth"
@@ -75,31 +73,8 @@ type loginPage struct {
 	Error      string
 }
 
-// consentPage is what templates/consent.html shows.
-type consentPage struct {
-	Tenant     storage.Tenant
-	ClientName string
-	Action     string
-	CSRF       string
-	Authz      string
-	Ticket     string
-	Email      string
-	FHIRBase   string
-	Scopes     []scopeChoice
-	// Profiles are offered as a choice only when there are several; Acting
-	// is the only one otherwise.
-	Profiles []storage.Profile
-	Acting   storage.Profile
-}
-
-// scopeChoice is one requested scope on the consent page.
-type scopeChoice struct {
-	Name        string
-	Description string
-}
-
-// login checks an email and password and, on success, shows the consent
-// page with a signed ticket standing for the sign-in.
+// login checks an email and password and, on success, moves on to the
+// next step (role, patient, consent) with a signed ticket standing for the sign-in.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	t, p, err := s.tenantProvider(r)
 	if err != nil {
@@ -142,13 +117,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	authTime := s.now().UTC().Truncate(time.Second)
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
 		Subject: u.ID, Details: map[string]string{"email": u.Email, "method": "password"}})
-	ticket, err := s.signTicket(t.ID, loginTicket{UserID: u.ID, AuthTime: authTime.Unix(),
-		Expiry: authTime.Add(loginTicketTTL).Unix(), Request: digest(a.params.Encode()), Browser: digest(csrf)})
-	if err != nil {
-		return err
-	}
-	s.render(w, r, http.StatusOK, "consent", s.consentPage(t, a, u, csrf, ticket))
-	return nil
+	tk := loginTicket{UserID: u.ID, AuthTime: authTime.Unix(), Expiry: authTime.Add(loginTicketTTL).Unix(),
+		Request: digest(a.params.Encode()), Browser: digest(csrf)}
+	return s.advance(w, r, t, p, a, u, tk, csrf)
 }
 
 // tooManyFailures reports whether the email or the client address has had
@@ -188,92 +159,6 @@ func (s *Server) recordSignInFailure(r *http.Request, tenantID, email string) er
 	return nil
 }
 
-// consent records the person's decision: a denial goes back to the app as
-// access_denied, an approval as an authorization code for what they allowed.
-func (s *Server) consent(w http.ResponseWriter, r *http.Request) error {
-	t, p, err := s.tenantProvider(r)
-	if err != nil {
-		return err
-	}
-	csrf, err := s.checkCSRF(r)
-	if err != nil {
-		return err
-	}
-	a, err := s.authzFromForm(r, t, p)
-	if err != nil {
-		return s.authzFailed(w, r, t.ID, err)
-	}
-	tk, err := s.openTicket(t.ID, r.PostForm.Get("ticket"))
-	if err != nil || !tk.matches(s.now(), a.params, csrf) {
-		return errTicket
-	}
-	u, err := s.store.GetUser(r.Context(), t.ID, tk.UserID)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Disabled {
-		return browserError(http.StatusForbidden, "This account can no longer sign in. Contact your organization.")
-	}
-	if err != nil {
-		return fmt.Errorf("load user: %w", err)
-	}
-	switch r.PostForm.Get("decision") {
-	case "deny":
-		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "consent.deny", Outcome: "success", ClientID: a.client.ID, Subject: u.ID})
-		return s.redirectAuthzError(w, r, t.ID, &authzRedirectError{redirectURI: a.ar.GetRedirectURI().String(),
-			state: a.ar.GetState(), err: fosite.ErrAccessDenied.WithHint("The user denied the request.")})
-	case "allow":
-	default:
-		return browserError(http.StatusBadRequest, "Choose Allow or Deny.")
-	}
-	profile, ok := chooseProfile(u.Profiles, r.PostForm.Get("profile"))
-	if !ok {
-		return browserError(http.StatusBadRequest, "Choose which of your roles to use, then choose Allow.")
-	}
-	return s.grant(w, r, t, p, a, u, profile, time.Unix(tk.AuthTime, 0).UTC())
-}
-
-// grant issues the authorization code for the scopes the person left
-// ticked, acting as the chosen profile, for the FHIR server the app named.
-func (s *Server) grant(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, a *authzRequest,
-	u storage.User, profile storage.Profile, authTime time.Time) error {
-	ctx := r.Context()
-	for _, sc := range offeredScopes(a.ar.GetRequestedScopes(), profile) {
-		if slices.Contains(r.PostForm["scope"], sc) {
-			a.ar.GrantScope(sc)
-		}
-	}
-	a.ar.GrantAudience(a.aud)
-
-	sess := oauth.NewSession(t.ID)
-	sess.Subject = u.ID
-	sess.ClientID = a.client.ID
-	sess.AuthTime = authTime
-	// fhirUser reaches the tokens only when the person granted that scope.
-	if a.ar.GetGrantedScopes().Has("fhirUser") {
-		sess.SMART.FHIRUser = fhirUserURL(a.aud, profile)
-	}
-	claims := sess.IDTokenClaims()
-	claims.Subject = u.ID
-	claims.AuthTime = authTime
-	// The request is checked afresh on every form post, so it was in effect
-	// made when the person signed in; this satisfies prompt=login and max_age.
-	claims.RequestedAt = authTime
-	if a.ar.GetGrantedScopes().Has("fhirUser") && sess.SMART.FHIRUser != "" {
-		claims.Extra = map[string]any{"fhirUser": sess.SMART.FHIRUser}
-	}
-
-	resp, err := p.NewAuthorizeResponse(ctx, a.ar, sess)
-	if err != nil {
-		return s.authzFailed(w, r, t.ID, &authzRedirectError{redirectURI: a.ar.GetRedirectURI().String(), state: a.ar.GetState(), err: err})
-	}
-	resp.AddParameter("iss", s.Issuer(t.ID))
-	scope := strings.Join(a.ar.GetGrantedScopes(), " ")
-	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "consent.grant", Outcome: "success", ClientID: a.client.ID, Subject: u.ID,
-		Details: map[string]string{"scope": scope, "requested_scope": strings.Join(a.ar.GetRequestedScopes(), " "), "fhir_user": sess.SMART.FHIRUser}})
-	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "authorize.code", Outcome: "success", ClientID: a.client.ID, Subject: u.ID,
-		Details: map[string]string{"scope": scope, "aud": a.aud}})
-	p.WriteAuthorizeResponse(ctx, w, a.ar, resp)
-	return nil
-}
-
 // authzFromForm checks the authorization request a sign-in or consent form
 // carries, exactly as if the browser had sent it to the endpoint again.
 func (s *Server) authzFromForm(r *http.Request, t storage.Tenant, p *oauth.Provider) (*authzRequest, error) {
@@ -297,74 +182,11 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 	return nil
 }
 
-func (s *Server) consentPage(t storage.Tenant, a *authzRequest, u storage.User, csrf, ticket string) consentPage {
-	page := consentPage{
-		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/consent",
-		CSRF: csrf, Authz: a.params.Encode(), Ticket: ticket, Email: u.Email, FHIRBase: a.aud,
-	}
-	switch len(u.Profiles) {
-	case 0:
-	case 1:
-		page.Acting = u.Profiles[0]
-	default:
-		page.Profiles = u.Profiles
-	}
-	// fhirUser is offered when the person has any role to point at.
-	var first storage.Profile
-	if len(u.Profiles) > 0 {
-		first = u.Profiles[0]
-	}
-	for _, sc := range offeredScopes(a.ar.GetRequestedScopes(), first) {
-		page.Scopes = append(page.Scopes, scopeChoice{Name: sc, Description: describeScope(sc)})
-	}
-	return page
-}
-
 func clientName(c storage.Client) string {
 	if c.Name != "" {
 		return c.Name
 	}
 	return c.ID
-}
-
-// chooseProfile picks the profile the person acts as: the only one, or the
-// one they chose among several. Having none is allowed; there is then no fhirUser.
-func chooseProfile(profiles []storage.Profile, chosen string) (storage.Profile, bool) {
-	switch len(profiles) {
-	case 0:
-		return storage.Profile{}, true
-	case 1:
-		return profiles[0], chosen == "" || chosen == profiles[0].FHIRUser
-	}
-	for _, p := range profiles {
-		if p.FHIRUser == chosen {
-			return p, true
-		}
-	}
-	return storage.Profile{}, false
-}
-
-// offeredScopes are the requested scopes the person may grant; fhirUser
-// needs a profile to point at. fosite already refused scopes the client is
-// not registered for.
-func offeredScopes(requested []string, profile storage.Profile) []string {
-	var out []string
-	for _, sc := range requested {
-		if sc == "fhirUser" && profile.FHIRUser == "" {
-			continue
-		}
-		out = append(out, sc)
-	}
-	return out
-}
-
-// fhirUserURL makes a profile's relative reference absolute against the FHIR
-// server the app named, so the app can fetch it as it is.
-func fhirUserURL(base string, p storage.Profile) string {
-	if p.FHIRUser == "" {
-		return ""
-	}
-	return strings.TrimSuffix(base, "/") + "/" + p.FHIRUser
 }
 
 // signInError is a failed sign-in; the reason goes to the audit trail only.
@@ -424,9 +246,10 @@ func newDummyHash() (string, error) {
 	return password.Hash(base64.RawURLEncoding.EncodeToString(b))
 }
 
-// loginTicket stands for a completed sign-in between the sign-in and
-// consent pages, without server-side state: it is signed, expires, and is
-// bound to one authorization request and to one browser's CSRF cookie.
+// loginTicket stands for a completed sign-in, and the choices made since,
+// between the sign-in, role, patient and consent pages, without server-side
+// state: it is signed, expires, and is bound to one authorization request
+// and to one browser's CSRF cookie.
 type loginTicket struct {
 	UserID   string `json:"sub"`
 	AuthTime int64  `json:"auth_time"`
@@ -436,6 +259,13 @@ type loginTicket struct {
 	// Browser is the SHA-256 of the CSRF token, so a copied ticket is
 	// useless in another browser.
 	Browser []byte `json:"csrf"`
+	// RoleChosen is set once the role is settled; Role is the chosen
+	// profile's FHIR reference, "" for a user without profiles.
+	RoleChosen bool   `json:"role_set,omitempty"`
+	Role       string `json:"role,omitempty"`
+	// Patient is the patient the grant is bound to in a standalone launch:
+	// picked by a clinician, or a patient user's own record.
+	Patient string `json:"patient,omitempty"`
 }
 
 // matches reports whether the ticket is still valid for this request and browser.
@@ -503,78 +333,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-// scopeWords describe the fixed SMART and OpenID scopes in plain words.
-var scopeWords = map[string]string{
-	"openid":           "Confirm who you are",
-	"fhirUser":         "Know which person you are in the health record",
-	"profile":          "See your basic profile",
-	"email":            "See your email address",
-	"offline_access":   "Keep access after you close the app, until you revoke it",
-	"online_access":    "Keep access while you stay signed in",
-	"launch":           "Receive the context the health record system opened it in",
-	"launch/patient":   "Know which patient's record is open",
-	"launch/encounter": "Know which encounter is open",
-}
-
-// describeScope puts a scope in plain words where that is easy, and returns
-// "" otherwise; the page always shows the scope itself as well.
-func describeScope(sc string) string {
-	if d, ok := scopeWords[sc]; ok {
-		return d
-	}
-	who, rest, ok := strings.Cut(sc, "/")
-	if !ok {
-		return ""
-	}
-	whose := map[string]string{"patient": "of the current patient", "user": "you can access", "system": "of everyone"}[who]
-	resource, perms, ok := strings.Cut(rest, ".")
-	if whose == "" || !ok || resource == "" {
-		return ""
-	}
-	perms, query, limited := strings.Cut(perms, "?")
-	verbs := scopeVerbs(perms)
-	if verbs == "" {
-		return ""
-	}
-	what := resource + " records"
-	if resource == "*" {
-		what = "all health records"
-	}
-	d := verbs + " " + what + " " + whose
-	if limited && query != "" {
-		d += " (only some of them)"
-	}
-	return d
-}
-
-// scopeVerbs reads SMART v1 (read, write, *) and v2 (cruds) permissions.
-func scopeVerbs(perms string) string {
-	switch perms {
-	case "read":
-		return "Read"
-	case "write":
-		return "Change"
-	case "*":
-		return "Read and change"
-	}
-	names := map[rune]string{'c': "create", 'r': "read", 'u': "update", 'd': "delete", 's': "search"}
-	var verbs []string
-	for _, c := range perms {
-		v, ok := names[c]
-		if !ok {
-			return ""
-		}
-		verbs = append(verbs, v)
-	}
-	switch len(verbs) {
-	case 0:
-		return ""
-	case 1:
-	default:
-		verbs = append(verbs[:len(verbs)-2], verbs[len(verbs)-2]+" and "+verbs[len(verbs)-1])
-	}
-	out := strings.Join(verbs, ", ")
-	return strings.ToUpper(out[:1]) + out[1:]
 }

@@ -29,7 +29,7 @@ func refreshTokens(t *testing.T, e *authzEnv) map[string]any {
 // refresh presents a refresh token as the public client would.
 func (e *authzEnv) refresh(t *testing.T, token string, extra url.Values) (int, map[string]any) {
 	t.Helper()
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {authzClientID}}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {e.conf.ClientID}}
 	for k, v := range extra {
 		form[k] = v
 	}

@@ -37,6 +37,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /t/{tenant}/authorize", s.page(s.authorize))
 	mux.Handle("POST /t/{tenant}/authorize", s.page(s.authorize))
 	mux.Handle("POST /t/{tenant}/login", s.page(s.login))
+	// Steps after sign-in (picker.go, consent.go): the role picker, the
+	// patient picker of a standalone launch, and consent.
+	mux.Handle("POST /t/{tenant}/role", s.page(s.role))
+	mux.Handle("POST /t/{tenant}/patient", s.page(s.patient))
 	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
 
 	// Anything else is a person's wrong turn or a client's wrong URL. Only

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/smart"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// The steps between signing in and the consent page: the role picker for a
+// person with several FHIR profiles, then the patient picker when a
+// standalone app asked for launch/patient. Each step is a form that carries
+// the authorization request and the signed ticket; each choice is written
+// into a freshly signed ticket, so nothing is kept on the server between steps.
+
+// rolePage is what templates/role.html shows.
+type rolePage struct {
+	Tenant     storage.Tenant
+	ClientName string
+	Action     string
+	CSRF       string
+	Authz      string
+	Ticket     string
+	Email      string
+	Profiles   []storage.Profile
+}
+
+// patientPage is what templates/patient.html shows.
+type patientPage struct {
+	Tenant     storage.Tenant
+	ClientName string
+	Action     string
+	CSRF       string
+	Authz      string
+	Ticket     string
+	Email      string
+	Acting     storage.Profile
+	Query      storage.PatientQuery
+	Searched   bool
+	Results    []patientChoice
+	Error      string
+}
+
+// patientChoice is one roster entry offered in the patient picker.
+type patientChoice struct {
+	ID          string
+	Name        string
+	BirthDate   string
+	Gender      string
+	Identifiers string
+}
+
+// pickerLimit is how many roster matches the patient picker shows.
+const pickerLimit = 25
+
+// advance moves a signed-in person to the next step their request needs:
+// the role picker, the patient picker, then consent, or straight to the code
+// when they already remembered their consent for this app.
+func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, a *authzRequest,
+	u storage.User, tk loginTicket, csrf string) error {
+	if a.launch != nil && a.launch.UserID != "" && a.launch.UserID != u.ID {
+		return browserError(http.StatusForbidden,
+			"This app was opened from the health record for another person. Sign in as that person, or open the app again.")
+	}
+	if !tk.RoleChosen {
+		if len(u.Profiles) > 1 {
+			return s.renderRole(w, r, t, a, u, tk, csrf)
+		}
+		tk.RoleChosen = true
+		if len(u.Profiles) == 1 {
+			tk.Role = u.Profiles[0].FHIRUser
+		}
+	}
+	profile, ok := findProfile(u.Profiles, tk.Role)
+	if !ok {
+		return errTicket
+	}
+	if needsPatientChoice(a, tk) {
+		if id, ok := ownPatient(profile); ok {
+			tk.Patient = id
+		} else {
+			return s.renderPatients(w, r, http.StatusOK, t, a, u, tk, csrf, patientPage{})
+		}
+	}
+	return s.askConsent(w, r, t, p, a, u, tk, profile, csrf)
+}
+
+// needsPatientChoice reports whether a standalone launch asked for a patient
+// that has not been chosen yet; an EHR launch brings its own.
+func needsPatientChoice(a *authzRequest, tk loginTicket) bool {
+	return a.launch == nil && tk.Patient == "" && smart.WantsPatient(a.ar.GetRequestedScopes())
+}
+
+// ownPatient is the record of a person signed in as a patient: they are
+// bound to it without a choice.
+func ownPatient(p storage.Profile) (string, bool) {
+	id, ok := strings.CutPrefix(p.FHIRUser, "Patient/")
+	return id, ok && id != ""
+}
+
+// findProfile finds the chosen profile among the user's current ones; ""
+// stands for acting without a profile, allowed only for a user with none.
+func findProfile(profiles []storage.Profile, chosen string) (storage.Profile, bool) {
+	if chosen == "" {
+		return storage.Profile{}, len(profiles) == 0
+	}
+	for _, p := range profiles {
+		if p.FHIRUser == chosen {
+			return p, true
+		}
+	}
+	return storage.Profile{}, false
+}
+
+// stepForm checks a step's form: CSRF, the authorization request, the ticket
+// and that its user may still sign in. A nil step with a nil error means
+// the request was already answered: a refusal sent back to the app.
+func (s *Server) stepForm(w http.ResponseWriter, r *http.Request) (*signInStep, error) {
+	t, p, err := s.tenantProvider(r)
+	if err != nil {
+		return nil, err
+	}
+	csrf, err := s.checkCSRF(r)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authzFromForm(r, t, p)
+	if err != nil {
+		return nil, s.authzFailed(w, r, t.ID, err)
+	}
+	tk, err := s.openTicket(t.ID, r.PostForm.Get("ticket"))
+	if err != nil || !tk.matches(s.now(), a.params, csrf) {
+		return nil, errTicket
+	}
+	u, err := s.store.GetUser(r.Context(), t.ID, tk.UserID)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && u.Disabled {
+		return nil, browserError(http.StatusForbidden, "This account can no longer sign in. Contact your organization.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load user: %w", err)
+	}
+	return &signInStep{t: t, p: p, a: a, u: u, tk: tk, csrf: csrf}, nil
+}
+
+// signInStep is a checked step form.
+type signInStep struct {
+	t    storage.Tenant
+	p    *oauth.Provider
+	a    *authzRequest
+	u    storage.User
+	tk   loginTicket
+	csrf string
+}
+
+// role records the role chosen on the role picker.
+func (s *Server) role(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.stepForm(w, r)
+	if st == nil {
+		return err
+	}
+	if st.tk.RoleChosen {
+		return errTicket
+	}
+	chosen := r.PostForm.Get("profile")
+	if _, ok := findProfile(st.u.Profiles, chosen); !ok || chosen == "" {
+		return browserError(http.StatusBadRequest, "Choose one of your roles to continue.")
+	}
+	st.tk.RoleChosen, st.tk.Role = true, chosen
+	return s.advance(w, r, st.t, st.p, st.a, st.u, st.tk, st.csrf)
+}
+
+// patient searches the tenant's roster, or records the patient chosen.
+func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.stepForm(w, r)
+	if st == nil {
+		return err
+	}
+	if !st.tk.RoleChosen || !needsPatientChoice(st.a, st.tk) {
+		return errTicket
+	}
+	if _, ok := findProfile(st.u.Profiles, st.tk.Role); !ok {
+		return errTicket
+	}
+	if id := r.PostForm.Get("patient"); id != "" {
+		pt, err := s.store.GetPatient(r.Context(), st.t.ID, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return s.renderPatients(w, r, http.StatusBadRequest, st.t, st.a, st.u, st.tk, st.csrf,
+				patientPage{Error: "That patient is not in this organization's records. Search again."})
+		}
+		if err != nil {
+			return fmt.Errorf("load chosen patient: %w", err)
+		}
+		st.tk.Patient = pt.ID
+		return s.advance(w, r, st.t, st.p, st.a, st.u, st.tk, st.csrf)
+	}
+	q := storage.PatientQuery{
+		Name:       strings.TrimSpace(truncate(r.PostForm.Get("name"), 100)),
+		BirthDate:  strings.TrimSpace(truncate(r.PostForm.Get("birthdate"), 10)),
+		Identifier: strings.TrimSpace(truncate(r.PostForm.Get("identifier"), 100)),
+		Limit:      pickerLimit,
+	}
+	if q.Name == "" && q.BirthDate == "" && q.Identifier == "" {
+		return s.renderPatients(w, r, http.StatusBadRequest, st.t, st.a, st.u, st.tk, st.csrf,
+			patientPage{Query: q, Error: "Enter a name, a birth date or an identifier to search."})
+	}
+	found, err := s.store.SearchPatients(r.Context(), st.t.ID, q)
+	if err != nil {
+		return fmt.Errorf("search patients: %w", err)
+	}
+	page := patientPage{Query: q, Searched: true}
+	for _, pt := range found {
+		page.Results = append(page.Results, describePatient(pt))
+	}
+	return s.renderPatients(w, r, http.StatusOK, st.t, st.a, st.u, st.tk, st.csrf, page)
+}
+
+func describePatient(pt storage.Patient) patientChoice {
+	name := strings.TrimSpace(pt.Given + " " + pt.Family)
+	if name == "" {
+		name = "Patient " + pt.ID
+	}
+	var ids []string
+	for _, id := range pt.Identifiers {
+		ids = append(ids, id.Value)
+	}
+	return patientChoice{ID: pt.ID, Name: name, BirthDate: pt.BirthDate, Gender: pt.Gender, Identifiers: strings.Join(ids, ", ")}
+}
+
+func (s *Server) renderRole(w http.ResponseWriter, r *http.Request, t storage.Tenant, a *authzRequest, u storage.User, tk loginTicket, csrf string) error {
+	ticket, err := s.signTicket(t.ID, tk)
+	if err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "role", rolePage{Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/role",
+		CSRF: csrf, Authz: a.params.Encode(), Ticket: ticket, Email: u.Email, Profiles: u.Profiles})
+	return nil
+}
+
+func (s *Server) renderPatients(w http.ResponseWriter, r *http.Request, status int, t storage.Tenant, a *authzRequest,
+	u storage.User, tk loginTicket, csrf string, page patientPage) error {
+	ticket, err := s.signTicket(t.ID, tk)
+	if err != nil {
+		return err
+	}
+	acting, _ := findProfile(u.Profiles, tk.Role)
+	page.Tenant, page.ClientName, page.Action = t, clientName(a.client), s.Issuer(t.ID)+"/patient"
+	page.CSRF, page.Authz, page.Ticket, page.Email, page.Acting = csrf, a.params.Encode(), ticket, u.Email, acting
+	s.render(w, r, status, "patient", page)
+	return nil
+}

@@ -1,0 +1,290 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/servertest"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// ehrScopes are what the EHR-launched test app registers.
+var ehrScopes = []string{"openid", "fhirUser", "launch", "launch/patient", "launch/encounter", "patient/*.rs", "offline_access"}
+
+// withApp registers another public app in the authz tenant and returns an
+// environment that drives it with the given requested scopes.
+func (e *authzEnv) withApp(t *testing.T, clientID string, registered, requested []string) *authzEnv {
+	t.Helper()
+	if _, _, err := e.srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: clientID, Name: "App " + clientID,
+		Type: storage.ClientPublic, RedirectURIs: []string{authzCallback}, Scopes: registered}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	return e.as(clientID, requested)
+}
+
+// as is a copy of e that drives clientID, asking for the requested scopes.
+func (e *authzEnv) as(clientID string, requested []string) *authzEnv {
+	app := *e
+	conf := *e.conf
+	conf.ClientID, conf.Scopes = clientID, requested
+	app.conf = &conf
+	return &app
+}
+
+// createLaunch stores an EHR launch context for clientID and returns its value.
+func createLaunch(t *testing.T, srv *servertest.Server, tenant, clientID, userID string, lc storage.LaunchContext) string {
+	t.Helper()
+	id := "launch-" + strings.ReplaceAll(oauth2.GenerateVerifier()[:24], "_", "x")
+	now := srv.Clock.Now()
+	if err := srv.Store.CreateLaunch(context.Background(), storage.Launch{TenantID: tenant, ID: id, ClientID: clientID, UserID: userID,
+		Context: lc, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// refusedAtApp checks that a page sends the browser back to the app with an
+// OAuth error (and iss), and returns the error description.
+func refusedAtApp(t *testing.T, name string, p authzPage, wantErr string) string {
+	t.Helper()
+	q := authzCallbackParams(t, p)
+	if q.Get("error") != wantErr || q.Get("code") != "" || q.Get("iss") == "" {
+		t.Errorf("%s: redirect %v, want error %s", name, q, wantErr)
+	}
+	return q.Get("error_description")
+}
+
+func TestEHRLaunch(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		base := authzSetup(t, srv)
+		requested := []string{"launch", "openid", "fhirUser", "patient/*.rs", "offline_access"}
+		e := base.withApp(t, "ehr-app", ehrScopes, requested)
+		banner := false
+		lc := storage.LaunchContext{Patient: authzPatient, Encounter: "enc-9", FHIRContext: []byte(`[{"reference":"DiagnosticReport/7"}]`),
+			NeedPatientBanner: &banner, SmartStyleURL: "https://ehr.example/style.json", Intent: "reconcile-medications"}
+		launch := createLaunch(t, srv, authzTenant, "ehr-app", e.userID, lc)
+
+		verifier := oauth2.GenerateVerifier()
+		login := e.get(t, e.browser, e.authURL(verifier, oauth2.SetAuthURLParam("launch", launch)))
+		// The EHR brought the patient: no picker, straight to consent.
+		consent := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) {
+			t.Fatalf("sign-in for an EHR launch: %d, want consent\n%s", consent.status, consent.body)
+		}
+		for _, want := range []string{"Ada Okafor", "Encounter/enc-9"} {
+			if !strings.Contains(consent.body, want) {
+				t.Errorf("consent page lacks %q", want)
+			}
+		}
+		q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+		tok, err := e.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Extra("scope"); got != strings.Join(requested, " ") {
+			t.Errorf("scope %q, want %q", got, strings.Join(requested, " "))
+		}
+		fhirContext, _ := json.Marshal(tok.Extra("fhirContext"))
+		for k, want := range map[string]any{"patient": authzPatient, "encounter": "enc-9", "need_patient_banner": false,
+			"smart_style_url": lc.SmartStyleURL, "intent": lc.Intent, "tenant": authzTenant} {
+			if got := tok.Extra(k); got != want {
+				t.Errorf("token response %s = %v, want %v", k, got, want)
+			}
+		}
+		if string(fhirContext) != `[{"reference":"DiagnosticReport/7"}]` {
+			t.Errorf("token response fhirContext %s", fhirContext)
+		}
+		at, _ := authzVerify(t, e, tok.AccessToken, jose.ES256)
+		if at["patient"] != authzPatient || at["encounter"] != "enc-9" {
+			t.Errorf("access token context: patient %v encounter %v", at["patient"], at["encounter"])
+		}
+		info := e.introspector(t)(tok.AccessToken)
+		if info["active"] != true || info["patient"] != authzPatient || info["encounter"] != "enc-9" || info["intent"] != lc.Intent {
+			t.Errorf("introspection %v lacks the launch context", info)
+		}
+		// The context survives a refresh.
+		if st, body := e.refresh(t, tok.RefreshToken, nil); st != http.StatusOK || body["patient"] != authzPatient || body["encounter"] != "enc-9" {
+			t.Errorf("refresh: %d %v, want the launch context again", st, body)
+		}
+
+		// A launch value is single-use.
+		again := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier(), oauth2.SetAuthURLParam("launch", launch)))
+		if desc := refusedAtApp(t, "reused launch", again, "invalid_request"); !strings.Contains(desc, "already been used") {
+			t.Errorf("reused launch description %q", desc)
+		}
+		events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "consent.grant"})
+		if err != nil || len(events) != 1 || events[0].Details["launch"] != "ehr" || events[0].Details["patient"] != authzPatient {
+			t.Errorf("consent audit %v, %v", events, err)
+		}
+	})
+}
+
+func TestEHRLaunchRefusals(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		base := authzSetup(t, srv)
+		e := base.withApp(t, "ehr-app", ehrScopes, []string{"launch", "openid", "patient/*.rs"})
+		other := base.withApp(t, "other-app", ehrScopes, []string{"launch", "openid", "patient/*.rs"})
+		srv.Tenant(t, "elsewhere")
+		ctx := storage.LaunchContext{Patient: authzPatient}
+		start := func(app *authzEnv, launch string) authzPage {
+			opts := []oauth2.AuthCodeOption{}
+			if launch != "" {
+				opts = append(opts, oauth2.SetAuthURLParam("launch", launch))
+			}
+			return app.get(t, app.browser, app.authURL(oauth2.GenerateVerifier(), opts...))
+		}
+
+		refusedAtApp(t, "unknown launch", start(e, "made-up-launch-value"), "invalid_request")
+		refusedAtApp(t, "launch scope without launch", start(e, ""), "invalid_request")
+		refusedAtApp(t, "another app's launch", start(e, createLaunch(t, srv, authzTenant, "other-app", "", ctx)), "invalid_request")
+		refusedAtApp(t, "another tenant's launch", start(e, createLaunch(t, srv, "elsewhere", "ehr-app", "", ctx)), "invalid_request")
+		expiring := createLaunch(t, srv, authzTenant, "ehr-app", "", ctx)
+		srv.Clock.Advance(11 * time.Minute)
+		if desc := refusedAtApp(t, "expired launch", start(e, expiring), "invalid_request"); !strings.Contains(desc, "expired") {
+			t.Errorf("expired launch description %q", desc)
+		}
+		noScope := base.withApp(t, "plain-app", ehrScopes, []string{"openid", "patient/*.rs"})
+		refusedAtApp(t, "launch without the launch scope", start(noScope, createLaunch(t, srv, authzTenant, "plain-app", "", ctx)), "invalid_scope")
+
+		// A launch made for one person cannot be used by another.
+		forSomeoneElse := createLaunch(t, srv, authzTenant, "other-app", "someone-else", ctx)
+		login := start(other, forSomeoneElse)
+		page := other.post(t, other.browser, other.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		if page.status != http.StatusForbidden || page.header.Get("Location") != "" {
+			t.Errorf("launch for another user: %d Location %q, want 403", page.status, page.header.Get("Location"))
+		}
+	})
+}
+
+func TestPatientScopesNeedPatientContext(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		base := authzSetup(t, srv)
+		// No launch/patient and no EHR launch: nobody chose a patient, so
+		// patient/ scopes cannot be granted; launch/encounter cannot be
+		// chosen in a standalone launch.
+		e := base.withApp(t, "no-context", ehrScopes, []string{"openid", "fhirUser", "launch/encounter", "patient/*.rs", "offline_access"})
+		verifier := oauth2.GenerateVerifier()
+		consent := e.signIn(t, e.authURL(verifier))
+		if !strings.Contains(consent.body, `id="consent-refused"`) || !strings.Contains(consent.body, "No patient is selected") ||
+			!strings.Contains(consent.body, "No encounter can be chosen") {
+			t.Errorf("consent page does not say why patient/*.rs and launch/encounter are left out\n%s", consent.body)
+		}
+		q := authzCallbackParams(t, e.decide(t, consent, "allow", append(consent.offered(), "patient/*.rs", "launch/encounter"), nil))
+		tok, err := e.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Extra("scope"); got != "openid fhirUser offline_access" {
+			t.Errorf("scope %q, want only the scopes that need no patient or encounter", got)
+		}
+		if tok.Extra("patient") != nil || tok.Extra("encounter") != nil {
+			t.Errorf("context without a launch: patient %v encounter %v", tok.Extra("patient"), tok.Extra("encounter"))
+		}
+	})
+}
+
+func TestPatientPicker(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		login := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier()))
+		picker := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		search := func(name string, form url.Values) authzPage {
+			return e.post(t, e.browser, e.iss+"/patient", stepForm(picker, form), nil)
+		}
+		for name, tc := range map[string]struct {
+			form url.Values
+			want []string
+		}{
+			"by name prefix":   {url.Values{"name": {"OKA"}}, []string{"pat-1", "pat-2"}},
+			"by given name":    {url.Values{"name": {"ben"}}, []string{"pat-2"}},
+			"by birth date":    {url.Values{"birthdate": {"1980-02-03"}}, []string{"pat-1"}},
+			"by identifier":    {url.Values{"identifier": {"MRN-1001"}}, []string{"pat-1"}},
+			"nothing matching": {url.Values{"name": {"zzz"}}, nil},
+		} {
+			p := search(name, tc.form)
+			var got []string
+			for _, id := range []string{"pat-1", "pat-2"} {
+				if strings.Contains(p.body, `name="patient" value="`+id+`"`) {
+					got = append(got, id)
+				}
+			}
+			if p.status != http.StatusOK || !slices.Equal(got, tc.want) {
+				t.Errorf("%s: %d found %v, want %v", name, p.status, got, tc.want)
+			}
+		}
+		if p := search("empty", url.Values{}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "Enter a name") {
+			t.Errorf("empty search: %d", p.status)
+		}
+		if p := search("unknown", url.Values{"patient": {"not-in-roster"}}); p.status != http.StatusBadRequest {
+			t.Errorf("choosing a patient outside the roster: %d, want 400", p.status)
+		}
+		// The picker's ticket has no patient yet: consent with it is refused.
+		if p := e.decide(t, picker, "allow", authzScopes, nil); p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+			t.Errorf("consent before a patient was chosen: %d Location %q, want 400", p.status, p.header.Get("Location"))
+		}
+		// A patient of another tenant is unknown here.
+		srv.Tenant(t, "elsewhere")
+		if err := srv.Store.UpsertPatients(context.Background(), "elsewhere", []storage.Patient{{TenantID: "elsewhere", ID: "foreign-1", Family: "Okafor",
+			Resource: []byte(`{"resourceType":"Patient","id":"foreign-1"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		if p := search("foreign", url.Values{"patient": {"foreign-1"}}); p.status != http.StatusBadRequest {
+			t.Errorf("choosing another tenant's patient: %d, want 400", p.status)
+		}
+		if p := search("foreign by name", url.Values{"name": {"okafor"}}); strings.Contains(p.body, "foreign-1") {
+			t.Error("the picker shows another tenant's patient")
+		}
+	})
+}
+
+func TestRememberedConsent(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		consent := e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+		kept := []string{"fhirUser", "patient/*.rs"}
+		authzCallbackParams(t, e.decide(t, consent, "allow", kept, url.Values{"remember": {"yes"}}))
+
+		// The next time the app asks for no more than that, the code comes
+		// right after the patient is chosen.
+		narrower := e.as(authzClientID, []string{"openid", "launch/patient", "patient/*.rs"})
+		verifier := oauth2.GenerateVerifier()
+		login := narrower.get(t, narrower.browser, narrower.authURL(verifier))
+		picker := narrower.post(t, narrower.browser, narrower.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		found := narrower.post(t, narrower.browser, narrower.iss+"/patient", stepForm(picker, url.Values{"patient": {authzPatient}}), nil)
+		q := authzCallbackParams(t, found)
+		tok, err := narrower.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Extra("scope"); got != "openid launch/patient patient/*.rs" || tok.Extra("patient") != authzPatient {
+			t.Errorf("remembered consent gave scope %q patient %v", got, tok.Extra("patient"))
+		}
+
+		// Asking for more than was remembered (offline_access was withheld) shows the page again.
+		if p := e.signIn(t, e.authURL(oauth2.GenerateVerifier())); !strings.Contains(p.body, "offline_access") {
+			t.Error("a request beyond the remembered consent did not show the consent page")
+		}
+		// So does prompt=consent.
+		narrower.signIn(t, narrower.authURL(oauth2.GenerateVerifier(), oauth2.SetAuthURLParam("prompt", "consent")))
+
+		events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "consent.grant"})
+		if err != nil || len(events) != 2 || events[0].Details["consent"] != "given_and_remembered" || events[1].Details["consent"] != "remembered" {
+			t.Errorf("consent audit %v, %v", events, err)
+		}
+	})
+}
