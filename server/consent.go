@@ -284,6 +284,12 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t storage.Tenant,
 		claims.Extra = map[string]any{"fhirUser": sess.SMART.FHIRUser}
 	}
 
+	switch err := s.store.RecordAssertionJTI(ctx, t.ID, a.client.ID, tk.useKey(), time.Unix(tk.Expiry, 0)); {
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return errTicketUsed
+	case err != nil:
+		return fmt.Errorf("record use of sign-in: %w", err)
+	}
 	if a.launch != nil {
 		if _, err := s.store.ConsumeLaunch(ctx, t.ID, a.params.Get("launch"), s.now()); err != nil {
 			if errors.Is(err, storage.ErrConsumed) || errors.Is(err, storage.ErrExpired) || errors.Is(err, storage.ErrNotFound) {

@@ -58,6 +58,10 @@ func emailThrottleKey(email string) string { return "email:" + strings.ToLower(t
 
 func addressThrottleKey(addr string) string { return "ip:" + addr }
 
+// errTicketUsed is shown when a sign-in already produced its code.
+var errTicketUsed = browserError(http.StatusBadRequest,
+	"This sign-in has already been used. Go back to the app and start again.")
+
 // errTicket is shown when a consent form's sign-in is stale or forged.
 var errTicket = browserError(http.StatusBadRequest,
 	"Your sign-in has expired or does not belong to this request. Go back to the app and sign in again.")
@@ -117,8 +121,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	authTime := s.now().UTC().Truncate(time.Second)
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
 		Subject: u.ID, Details: map[string]string{"email": u.Email, "method": "password"}})
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("login ticket nonce: %w", err)
+	}
 	tk := loginTicket{UserID: u.ID, AuthTime: authTime.Unix(), Expiry: authTime.Add(loginTicketTTL).Unix(),
-		Request: digest(a.params.Encode()), Browser: digest(csrf)}
+		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce}
 	return s.advance(w, r, t, p, a, u, tk, csrf)
 }
 
@@ -266,6 +274,15 @@ type loginTicket struct {
 	// Patient is the patient the grant is bound to in a standalone launch:
 	// picked by a clinician, or a patient user's own record.
 	Patient string `json:"patient,omitempty"`
+	// Nonce names this sign-in; it is recorded when a code is issued, so
+	// one sign-in yields one code however often its last form is posted.
+	Nonce []byte `json:"n"`
+}
+
+// useKey is the single-use record of a ticket's sign-in, kept in the
+// table of remembered assertion ids under a prefix no assertion carries by accident.
+func (tk loginTicket) useKey() string {
+	return "login-ticket:" + base64.RawURLEncoding.EncodeToString(tk.Nonce)
 }
 
 // matches reports whether the ticket is still valid for this request and browser.

@@ -288,3 +288,18 @@ func TestRememberedConsent(t *testing.T) {
 		}
 	})
 }
+
+func TestOneSignInOneCode(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		consent := e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+		authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+		// Posting the same consent form again, within the ticket's lifetime,
+		// must not mint a second code.
+		again := e.decide(t, consent, "allow", consent.offered(), nil)
+		if again.status != http.StatusBadRequest || again.header.Get("Location") != "" || !strings.Contains(again.body, "already been used") {
+			t.Fatalf("second post of one consent: %d Location %q, want a 400 page", again.status, again.header.Get("Location"))
+		}
+	})
+}
