@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
