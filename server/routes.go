@@ -43,6 +43,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/patient", s.page(s.patient))
 	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
 
+	// EHR launch API: an EHR's backend client, with a bearer token, creates
+	// a launch context for an app; JSON in and out (launch.go).
+	mux.Handle("POST /t/{tenant}/launch", s.api(s.createLaunch))
+
 	// Anything else is a person's wrong turn or a client's wrong URL. Only
 	// GET: a known path asked with the wrong method then gets 405, not 404.
 	mux.Handle("GET /", s.page(s.notFound))

@@ -18,6 +18,7 @@ import (
 	"github.com/smartauth/smartauth/server/audit"
 	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
 	"github.com/smartauth/smartauth/storage"
@@ -61,7 +62,10 @@ type Server struct {
 	clientAuth *clientauth.Authenticator
 	tenants    *ttlCache[string, storage.Tenant]
 	audits     *audit.Writer
-	handler    http.Handler
+	// manage performs the administrative operations offered over HTTP,
+	// such as creating EHR launches.
+	manage  *manage.Service
+	handler http.Handler
 	// masterKey derives the keys that sign login tickets.
 	masterKey []byte
 	// dummyHash is verified against when no user matches an email, so a
@@ -114,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.tenants = newTenantCache(cfg.Store, s.now)
 	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
+	s.manage = manage.New(cfg.Store, cfg.Keys, s.now)
 	clients := newClientCache(cfg.Store, s.now)
 	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
 	s.oauth = oauth.NewProviders(oauth.Options{

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/oauth"
+)
+
+// launchRequest is the body of the EHR launch API.
+type launchRequest struct {
+	// ClientID is the app to launch.
+	ClientID          string          `json:"client_id"`
+	Patient           string          `json:"patient"`
+	Encounter         string          `json:"encounter"`
+	FHIRContext       json.RawMessage `json:"fhirContext"`
+	NeedPatientBanner *bool           `json:"need_patient_banner"`
+	SmartStyleURL     string          `json:"smart_style_url"`
+	Intent            string          `json:"intent"`
+	// User is a user id or email of the tenant.
+	User string `json:"user"`
+	// Aud is one of the tenant's FHIR base URLs; empty means the first.
+	Aud string `json:"aud"`
+}
+
+// createLaunch is the EHR launch API: an EHR's backend service, holding an
+// access token from client_credentials whose client may create launches,
+// posts a clinical context and gets the launch value for one app.
+func (s *Server) createLaunch(w http.ResponseWriter, r *http.Request) error {
+	t, p, err := s.tenantProvider(r)
+	if err != nil {
+		return err
+	}
+	ehr, err := s.launchCaller(w, r, p, t.ID)
+	if err != nil {
+		return err
+	}
+	var req launchRequest
+	if err := decodeJSONBody(r, &req); err != nil {
+		return err
+	}
+	res, err := s.manage.LaunchApp(r.Context(), manage.LaunchInput{
+		TenantID:          t.ID,
+		ClientID:          req.ClientID,
+		Patient:           req.Patient,
+		Encounter:         req.Encounter,
+		FHIRContext:       req.FHIRContext,
+		NeedPatientBanner: req.NeedPatientBanner,
+		SmartStyleURL:     req.SmartStyleURL,
+		Intent:            req.Intent,
+		User:              req.User,
+		Aud:               req.Aud,
+	}, manage.Actor{ID: "client:" + ehr, SourceIP: clientIP(r)})
+	if errors.Is(err, manage.ErrInvalid) {
+		return &httpError{status: http.StatusBadRequest, code: "invalid_request",
+			description: strings.TrimPrefix(err.Error(), manage.ErrInvalid.Error()+": ")}
+	}
+	if err != nil {
+		return fmt.Errorf("create launch: %w", err)
+	}
+	// The value is a bearer credential for the context until it is used.
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+// launchCaller checks the request's bearer token and returns the id of the
+// client it was issued to. Only an access token of this tenant, active and
+// issued through client_credentials to a client allowed to create launches,
+// is accepted: introspection checks signature, expiry, revocation and
+// tenant, because the token is looked up in this tenant's grants.
+func (s *Server) launchCaller(w http.ResponseWriter, r *http.Request, p *oauth.Provider, tenantID string) (string, error) {
+	refuse := func(status int, code, desc string) error {
+		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`", error_description="`+desc+`"`)
+		return &httpError{status: status, code: code, description: desc}
+	}
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", refuse(http.StatusUnauthorized, "invalid_token", "An access token is required in the Authorization header.")
+	}
+	use, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(tenantID))
+	if err == nil && use != fosite.AccessToken {
+		err = fosite.ErrRequestUnauthorized.WithHint("Only an access token is accepted.")
+	}
+	if err != nil {
+		s.logger(r).Debug("launch API token refused", "tenant", tenantID, "err", err)
+		return "", refuse(http.StatusUnauthorized, "invalid_token", "The access token is not valid.")
+	}
+	sess, _ := ar.GetSession().(*oauth.Session)
+	client, _ := ar.GetClient().(*oauth.Client)
+	if sess == nil || client == nil || sess.SMART.Tenant != tenantID {
+		return "", refuse(http.StatusUnauthorized, "invalid_token", "The access token is not valid.")
+	}
+	if !sess.Backend {
+		return "", refuse(http.StatusForbidden, "insufficient_scope", "The access token must come from the client_credentials grant of an EHR's backend client.")
+	}
+	if !client.CanCreateLaunch {
+		return "", refuse(http.StatusForbidden, "insufficient_scope", "The client is not allowed to create launches.")
+	}
+	return client.ID, nil
+}
+
+// decodeJSONBody reads one JSON object into v, refusing other media types,
+// unknown fields and trailing data, so a misspelt field is reported
+// rather than ignored.
+func decodeJSONBody(r *http.Request, v any) error {
+	bad := func(format string, args ...any) error {
+		return &httpError{status: http.StatusBadRequest, code: "invalid_request", description: fmt.Sprintf(format, args...)}
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return bad("The body must be JSON, sent as application/json.")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &httpError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "The body is too large."}
+		}
+		return bad("The body is not a valid JSON object of the expected fields: %v.", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return bad("The body must hold one JSON object and nothing after it.")
+	}
+	return nil
+}
