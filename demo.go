@@ -65,7 +65,8 @@ func seedDemo(ctx context.Context, d *deps, base string) (*demoInfo, error) {
 				Type:         storage.ClientPublic,
 				RedirectURIs: []string{base + "/demo-app/"},
 				Scopes:       []string{"openid fhirUser launch launch/patient offline_access online_access patient/*.rs user/*.rs"},
-				LaunchURI:    base + "/demo-app/launch",
+				// An EHR launch opens the demo app, which adds iss and launch.
+				LaunchURI: base + "/demo-app/?tenant=" + demoTenant,
 			}, demoActor)
 			return err
 		}},
@@ -110,8 +111,15 @@ func (i *demoInfo) print(w io.Writer) {
 	fmt.Fprintf(tw, "  JWKS\t%s/.well-known/jwks.json\n", i.issuer)
 	fmt.Fprintf(tw, "  FHIR base URL (aud)\t%s\n", demoFHIRBase)
 	fmt.Fprintf(tw, "  Public client\t%s\n", demoClientID)
+	fmt.Fprintf(tw, "  Demo SMART app\t%s\n", i.demoAppURL())
 	fmt.Fprintf(tw, "  Clinician\t%s / %s\n", demoClinician, demoClinicianPass)
 	fmt.Fprintf(tw, "  Patient\t%s / %s\n", demoPatientUser, demoPatientPass)
 	tw.Flush()
 	fmt.Fprintln(w, "These demo credentials are public: run with --demo=false (or a DATABASE_URL) for real use.")
+}
+
+// demoAppURL opens the demo SMART app (web/demo-app) for a standalone launch
+// against the demo tenant.
+func (i *demoInfo) demoAppURL() string {
+	return i.base + "/demo-app/?tenant=" + demoTenant + "&iss=" + demoFHIRBase
 }

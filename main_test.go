@@ -382,10 +382,16 @@ func TestServeDemo(t *testing.T) {
 	env := newEnv(t)
 	base, stdout, stop := startServe(t, env)
 	iss := base + "/t/demo"
-	for _, want := range []string{iss + "/.well-known/smart-configuration", demoClinician, demoPatientPass, demoClientID} {
+	demoApp := base + "/demo-app/?tenant=demo&iss=" + demoFHIRBase
+	for _, want := range []string{iss + "/.well-known/smart-configuration", demoClinician, demoPatientPass, demoClientID, demoApp} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, stdout.String())
 		}
+	}
+	if resp, err := http.Get(demoApp); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %v %v", demoApp, resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	var smart, oidc map[string]any
 	fetchJSON(t, iss+"/.well-known/smart-configuration", &smart)

@@ -43,6 +43,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/patient", s.page(s.patient))
 	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
 
+	// The demo SMART app, a public client that runs in the browser and
+	// talks to this server (demoapp.go, web/demo-app/).
+	mux.Handle("GET /demo-app/", s.demoApp())
+
 	// EHR launch API: an EHR's backend client, with a bearer token, creates
 	// a launch context for an app; JSON in and out (launch.go).
 	mux.Handle("POST /t/{tenant}/launch", s.api(s.createLaunch))
