@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -256,6 +257,16 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t storage.Tenant,
 	// fhirUser reaches the tokens only when the person granted that scope.
 	if scopes.Has("fhirUser") {
 		sess.SMART.FHIRUser = fhirUserURL(a.aud, profile)
+	}
+	if scopes.Has("online_access") {
+		// The refresh token lives as long as the sign-in session: it must
+		// still be there now, and every refresh checks it again.
+		if err := s.sessions.Resume(ctx, t.ID, tk.SessionID); errors.Is(err, sessions.ErrEnded) {
+			return errTicket
+		} else if err != nil {
+			return err
+		}
+		sess.SessionID = tk.SessionID
 	}
 	launchKind := "none"
 	switch {

@@ -80,10 +80,10 @@ func TestDiscoveryDocuments(t *testing.T) {
 			}
 		}
 		// Exactly what works: each capability here has an end-to-end test, and
-		// none that does not work (standalone encounter choice, online_access) is claimed.
+		// none that does not work (a standalone encounter choice) is claimed.
 		wantCaps := []string{"authorize-post", "client-confidential-asymmetric", "client-confidential-symmetric", "client-public",
 			"context-ehr-encounter", "context-ehr-patient", "context-passthrough-banner", "context-passthrough-style",
-			"context-standalone-patient", "launch-ehr", "launch-standalone", "permission-offline", "permission-patient",
+			"context-standalone-patient", "launch-ehr", "launch-standalone", "permission-offline", "permission-online", "permission-patient",
 			"permission-user", "permission-v1", "permission-v2", "sso-openid-connect"}
 		if got := slices.Sorted(slices.Values(list(smart, "capabilities"))); !slices.Equal(got, wantCaps) {
 			t.Errorf("capabilities %v, want %v", got, wantCaps)

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
+	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -120,13 +122,36 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	authTime := s.now().UTC().Truncate(time.Second)
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
 		Subject: u.ID, Details: map[string]string{"email": u.Email, "method": "password"}})
+	sid, err := s.startSession(w, r, t.ID, u.ID, authTime)
+	if err != nil {
+		return err
+	}
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return fmt.Errorf("login ticket nonce: %w", err)
 	}
 	tk := loginTicket{UserID: u.ID, AuthTime: authTime.Unix(), Expiry: authTime.Add(loginTicketTTL).Unix(),
-		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce}
+		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce, SessionID: sid}
 	return s.advance(w, r, t, p, a, u, tk, csrf)
+}
+
+// startSession begins a new browser session for a person who just signed
+// in. Whatever session the browser had is replaced under a new id, so an id
+// planted before sign-in is worth nothing after it. It returns the session's
+// non-secret handle.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, tenantID, userID string, authTime time.Time) (string, error) {
+	st := s.sessions.Tenant(tenantID)
+	sess, err := st.Get(r, sessions.CookieName)
+	if err != nil {
+		return "", fmt.Errorf("load browser session: %w", err)
+	}
+	clear(sess.Values)
+	sessions.SetUserID(sess, userID)
+	sess.Values["auth_time"] = strconv.FormatInt(authTime.Unix(), 10)
+	if err := st.Regenerate(r, w, sess); err != nil {
+		return "", fmt.Errorf("start browser session: %w", err)
+	}
+	return sess.ID, nil
 }
 
 // tooManyFailures reports whether the email or the client address has had
@@ -276,6 +301,9 @@ type loginTicket struct {
 	// Nonce names this sign-in; it is recorded when a code is issued, so
 	// one sign-in yields one code however often its last form is posted.
 	Nonce []byte `json:"n"`
+	// SessionID is the browser session begun at this sign-in, which
+	// online_access grants are bound to.
+	SessionID string `json:"sid,omitempty"`
 }
 
 // useKey is the single-use record of a ticket's sign-in, kept in the

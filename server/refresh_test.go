@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -102,29 +103,67 @@ func TestUserinfoRefusesRefreshToken(t *testing.T) {
 	}
 }
 
-func TestOnlineAccessGivesNoRefreshTokenYet(t *testing.T) {
-	srv := servertest.Start(t, servertest.OpenSQLite(t))
-	e := authzSetup(t, srv)
-	if _, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: "online-app", Name: "Online",
-		Type: storage.ClientPublic, RedirectURIs: []string{authzCallback}, Scopes: []string{"openid", "online_access"}}, authzActor); err != nil {
-		t.Fatal(err)
-	}
-	online := *e
-	conf := *e.conf
-	conf.ClientID, conf.Scopes = "online-app", []string{"openid", "online_access"}
-	online.conf = &conf
-	verifier := oauth2.GenerateVerifier()
-	consent := online.signIn(t, online.authURL(verifier))
-	q := authzCallbackParams(t, online.decide(t, consent, "allow", consent.offered(), nil))
-	tok, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// online_access must end with the sign-in session; without sessions
-	// yet, it must not turn into a long-lived refresh token.
-	if tok.RefreshToken != "" {
-		t.Fatal("online_access gave a refresh token that no session bounds")
-	}
+func TestOnlineAccessEndsWithSession(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		if _, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: "online-app", Name: "Online",
+			Type: storage.ClientPublic, RedirectURIs: []string{authzCallback}, Scopes: []string{"openid", "online_access", "offline_access"}}, authzActor); err != nil {
+			t.Fatal(err)
+		}
+		tokens := func(scopes ...string) (*authzEnv, *oauth2.Token) {
+			app := e.as("online-app", scopes)
+			app.browser = authzBrowser(t) // a new browser: a sign-in session of its own
+			verifier := oauth2.GenerateVerifier()
+			consent := app.signIn(t, app.authURL(verifier))
+			q := authzCallbackParams(t, app.decide(t, consent, "allow", consent.offered(), nil))
+			tok, err := app.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.RefreshToken == "" {
+				t.Fatalf("%v gave no refresh token", scopes)
+			}
+			return app, tok
+		}
+		// Every sign-in happens first: fosite checks auth_time against the
+		// wall clock, which the test clock runs ahead of once advanced.
+		online, tok := tokens("openid", "online_access")
+		offline, offTok := tokens("openid", "offline_access")
+		idle, idleTok := tokens("openid", "online_access")
+
+		// While the session lives, refreshing works and counts as activity:
+		// 25 minutes twice is past the 30-minute idle time-out of a session
+		// nobody uses.
+		srv.Clock.Advance(25 * time.Minute)
+		st, body := online.refresh(t, tok.RefreshToken, nil)
+		if st != http.StatusOK || body["refresh_token"] == nil {
+			t.Fatalf("refresh within the session: %d %v", st, body)
+		}
+		srv.Clock.Advance(25 * time.Minute)
+		st, body = online.refresh(t, body["refresh_token"].(string), nil)
+		if st != http.StatusOK {
+			t.Fatalf("second refresh within the session: %d %v", st, body)
+		}
+
+		// The other browser's session was not used for 50 minutes: it went
+		// idle, and its online grant with it.
+		if st, body := idle.refresh(t, idleTok.RefreshToken, nil); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Errorf("online_access refresh after the session went idle: %d %v, want 400 invalid_grant", st, body)
+		}
+
+		// Once the user's sessions end, the online grant is over; the offline one is not.
+		if err := srv.Store.DeleteUserSessions(context.Background(), authzTenant, e.userID); err != nil {
+			t.Fatal(err)
+		}
+		st, body = online.refresh(t, body["refresh_token"].(string), nil)
+		if st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Errorf("online_access refresh after the session ended: %d %v, want 400 invalid_grant", st, body)
+		}
+		if st, body := offline.refresh(t, offTok.RefreshToken, nil); st != http.StatusOK {
+			t.Errorf("offline_access refresh after the session ended: %d %v", st, body)
+		}
+	})
 }
 
 func TestDisabledOrDeletedUserLosesGrants(t *testing.T) {

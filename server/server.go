@@ -17,10 +17,12 @@ import (
 
 	"github.com/smartauth/smartauth/server/audit"
 	"github.com/smartauth/smartauth/server/clientauth"
+	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
+	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/templates"
 )
@@ -46,6 +48,14 @@ type Config struct {
 	HTTPClient *http.Client
 	// AllowPrivateJWKS lets client JWKS URLs resolve to private addresses.
 	AllowPrivateJWKS bool
+	// AllowPrivateFHIR lets tenants' FHIR Patient search sources resolve to
+	// private addresses; kept apart from AllowPrivateJWKS, since an internal
+	// FHIR server is common and internal JWKS URLs are not.
+	AllowPrivateFHIR bool
+	// SessionIdleTimeout and SessionAbsoluteTimeout end browser sessions;
+	// zero means the sessions package's defaults.
+	SessionIdleTimeout     time.Duration
+	SessionAbsoluteTimeout time.Duration
 }
 
 // Server serves every tenant's endpoints.
@@ -73,6 +83,10 @@ type Server struct {
 	dummyHash func() (string, error)
 	// passwords bounds concurrent argon2id verifications to the CPUs.
 	passwords *password.Limiter
+	// sessions keeps browser sessions; online_access grants live as long as theirs.
+	sessions *sessions.Manager
+	// patientSearch reaches tenants' FHIR servers for the patient picker.
+	patientSearch *fhirsearch.Searchers
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -116,6 +130,12 @@ func New(cfg Config) (*Server, error) {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
+	s.sessions, err = sessions.NewManager(sessions.Config{Store: cfg.Store, MasterKey: cfg.MasterKey, BaseURL: cfg.BaseURL,
+		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout, Now: s.now})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.patientSearch = fhirsearch.NewSearchers(cfg.Keys.Sealer(), fhirsearch.Options{AllowPrivateNetworks: cfg.AllowPrivateFHIR})
 	s.tenants = newTenantCache(cfg.Store, s.now)
 	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
 	s.manage = manage.New(cfg.Store, cfg.Keys, s.now)

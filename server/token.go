@@ -11,6 +11,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -42,6 +43,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		if err := s.checkOnlineSession(ctx, t.ID, ar); err != nil {
+			s.tokenFailed(r, t.ID, ar, err, reuse)
+			p.WriteAccessError(ctx, w, ar, err)
+			return nil
+		}
 		if err := narrowRefreshScope(ar, r.PostForm.Get("scope")); err != nil {
 			s.tokenFailed(r, t.ID, ar, err, reuse)
 			p.WriteAccessError(ctx, w, ar, err)
@@ -100,6 +106,30 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
 		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
 	p.WriteAccessResponse(ctx, w, ar, resp)
+	return nil
+}
+
+// checkOnlineSession refuses to refresh an online_access grant whose
+// browser session has ended (SMART App Launch 2.2 §Scopes for requesting a
+// refresh token); a grant that also holds offline_access outlives the
+// session. A refresh counts as the person's activity and keeps the
+// session from going idle, up to its absolute time-out.
+func (s *Server) checkOnlineSession(ctx context.Context, tenantID string, ar fosite.AccessRequester) error {
+	granted := ar.GetGrantedScopes()
+	if !granted.Has("online_access") || granted.Has("offline_access") {
+		return nil
+	}
+	sess, ok := ar.GetSession().(*oauth.Session)
+	if !ok {
+		return fosite.ErrServerError.WithDebugf("unexpected session type %T", ar.GetSession())
+	}
+	err := s.sessions.Resume(ctx, tenantID, sess.SessionID)
+	if errors.Is(err, sessions.ErrEnded) {
+		return fosite.ErrInvalidGrant.WithHint("The sign-in session this online_access grant belongs to has ended; the user must sign in again.")
+	}
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err).WithDebug("resume session")
+	}
 	return nil
 }
 

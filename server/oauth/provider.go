@@ -136,9 +136,9 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		EnforcePKCE:                    true,
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
-		// online_access must die with the sign-in session; until sessions
-		// exist it gives no refresh token rather than an offline one.
-		RefreshTokenScopes:         []string{"offline_access"},
+		// online_access refresh tokens are bound to the sign-in session,
+		// which the token endpoint checks on every refresh.
+		RefreshTokenScopes:         []string{"offline_access", "online_access"},
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		JWTScopeClaimKey:           fjwt.JWTScopeFieldString,
 		GlobalSecret:               secret,

@@ -3,9 +3,7 @@ package smart
 // Capabilities are the SMART App Launch 2.2 capabilities smartauth
 // advertises in smart-configuration: exactly what works end to end. Left
 // out on purpose: context-standalone-encounter (a standalone launch cannot
-// choose an encounter; launch/encounter is refused there) and
-// permission-online (online_access gives no refresh token until browser
-// sessions bound it).
+// choose an encounter; launch/encounter is refused there).
 func Capabilities() []string {
 	return []string{
 		"launch-ehr",
@@ -21,6 +19,7 @@ func Capabilities() []string {
 		"context-ehr-encounter",
 		"context-standalone-patient",
 		"permission-offline",
+		"permission-online",
 		"permission-patient",
 		"permission-user",
 		"permission-v1",
@@ -34,7 +33,7 @@ func Capabilities() []string {
 func ScopesSupported() []string {
 	return []string{
 		"openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
-		"offline_access",
+		"offline_access", "online_access",
 		"patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.cruds", "system/*.rs",
 		"patient/*.read", "patient/*.write", "patient/*.*", "user/*.read", "user/*.write", "user/*.*",
 		"system/*.read", "system/*.write", "system/*.*",
