@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// manageCommand runs "tenant", "client", "user", "patient" and "keys".
+// manageCommand runs "tenant", "client", "user", "patient", "keys" and "launch".
 func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbs := map[string][]string{
 		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
@@ -42,6 +43,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		"user":    {"create"},
 		"patient": {"import"},
 		"keys":    {"rotate"},
+		"launch":  {"create"},
 	}[noun]
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, strings.Join(verbs, ", "))}
@@ -220,6 +222,32 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		act = func(d *deps) (any, error) {
 			ks, err := d.manage.RotateKeys(ctx, *t, *retire, cliActor)
 			return keysView(ks), err
+		}
+	case "launch create":
+		var in manage.LaunchInput
+		var banner, fhirContext string
+		t := tenant()
+		required = append(required, "client")
+		fs.StringVar(&in.ClientID, "client", "", "id of the app to launch (required)")
+		fs.StringVar(&in.Patient, "patient", "", "FHIR id of the patient in context")
+		fs.StringVar(&in.Encounter, "encounter", "", "FHIR id of the encounter in context")
+		fs.StringVar(&in.User, "user", "", "id or email of the user the app is launched for")
+		fs.StringVar(&in.Intent, "intent", "", "intent, such as reconcile-medications")
+		fs.StringVar(&in.SmartStyleURL, "style-url", "", "smart_style_url: the EHR's style sheet for the app (https)")
+		fs.StringVar(&banner, "banner", "", "need_patient_banner: true or false (default: not said)")
+		fs.StringVar(&fhirContext, "fhir-context", "", `fhirContext as a JSON array, such as '[{"reference":"DiagnosticReport/123"}]'`)
+		fs.StringVar(&in.Aud, "aud", "", "FHIR base URL of the tenant the app is to use (default: the tenant's first)")
+		act = func(d *deps) (any, error) {
+			in.TenantID = *t
+			if banner != "" {
+				b, err := strconv.ParseBool(banner)
+				if err != nil {
+					return nil, usageError{fmt.Sprintf("launch create: --banner %q must be true or false", banner)}
+				}
+				in.NeedPatientBanner = &b
+			}
+			in.FHIRContext = []byte(fhirContext)
+			return d.manage.LaunchApp(ctx, in, cliActor)
 		}
 	}
 

@@ -48,6 +48,7 @@ commands:
   user create               create a local user (password read from stdin)
   patient import            import FHIR Patient resources into a tenant's roster
   keys rotate               add new signing keys to a tenant, retiring the old
+  launch create             create an EHR launch of an app in a clinical context
   bench                     load-test a server started on loopback and report throughput
 
 Run "smartauth COMMAND -h" for a command's flags.
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		err = migrate(ctx, args, env, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args, env, stdout, stderr)
-	case "tenant", "client", "user", "patient", "keys":
+	case "tenant", "client", "user", "patient", "keys", "launch":
 		err = manageCommand(ctx, cmd, args, env, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
