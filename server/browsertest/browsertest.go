@@ -49,18 +49,23 @@ var errNoBrowser = errors.New("no Chromium found: install Debian's chromium pack
 // Find returns the path of the browser to run: SMARTAUTH_CHROMIUM when set,
 // else chromium on PATH, else Debian's /usr/bin/chromium.
 func Find() (string, error) {
+	return find(exec.LookPath)
+}
+
+// find is Find with the lookup of programs given, so tests can pretend
+// that no browser is installed.
+func find(lookPath func(string) (string, error)) (string, error) {
 	if name := os.Getenv(EnvChromium); name != "" {
-		path, err := exec.LookPath(name)
+		path, err := lookPath(name)
 		if err != nil {
 			return "", fmt.Errorf("%s=%q is not a runnable browser: %w", EnvChromium, name, err)
 		}
 		return path, nil
 	}
-	if path, err := exec.LookPath("chromium"); err == nil {
-		return path, nil
-	}
-	if path, err := exec.LookPath(debianChromium); err == nil {
-		return path, nil
+	for _, name := range []string{"chromium", debianChromium} {
+		if path, err := lookPath(name); err == nil {
+			return path, nil
+		}
 	}
 	return "", errNoBrowser
 }
@@ -82,7 +87,13 @@ type Tab struct {
 // SMARTAUTH_REQUIRE_BROWSER=1.
 func New(t testing.TB) *Tab {
 	t.Helper()
-	path, err := Find()
+	return start(t, Find)
+}
+
+// start is New with the search for the browser given.
+func start(t testing.TB, findBrowser func() (string, error)) *Tab {
+	t.Helper()
+	path, err := findBrowser()
 	switch {
 	case err == nil:
 	case !errors.Is(err, errNoBrowser):
@@ -177,6 +188,34 @@ func (tab *Tab) Navigate(url string) {
 	tab.Do(chromedp.Navigate(url))
 }
 
+// Navigating runs actions that make the page navigate, such as a click on
+// a form's button, waits until the page they lead to has loaded (after any
+// redirects) and returns its HTTP status.
+func (tab *Tab) Navigating(actions ...chromedp.Action[chromedp.Void]) int64 {
+	tab.t.Helper()
+	ctx, cancel := context.WithTimeout(tab.ctx, tab.Timeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, actions...)
+	if err != nil {
+		tab.fail("browser step that navigates: %v", err)
+	}
+	if resp == nil {
+		return 0
+	}
+	return resp.Status
+}
+
+// Eval evaluates a JavaScript expression on the tab's current page and
+// decodes its value, which must survive JSON, into T.
+func Eval[T any](tab *Tab, expression string) T {
+	tab.t.Helper()
+	v, err := value(tab, chromedp.Evaluate[T](expression))
+	if err != nil {
+		tab.fail("evaluate %s: %v", expression, err)
+	}
+	return v
+}
+
 // Text waits until the element the CSS selector matches is visible and
 // returns its text as rendered.
 func (tab *Tab) Text(selector string) string {
@@ -235,21 +274,35 @@ func (tab *Tab) Console() []string {
 	defer tab.mu.Unlock()
 	out := make([]string, 0, len(tab.console))
 	for _, m := range tab.console {
-		out = append(out, m.String())
+		out = append(out, describe(m))
 	}
 	return out
 }
 
+// describe is a console message with where it came from, which for a failed
+// request is the only place its address appears.
+func describe(m chromedp.ConsoleMessage) string {
+	if m.URL == "" {
+		return m.String()
+	}
+	return m.String() + " (" + m.URL + ")"
+}
+
 // ConsoleErrors returns the errors among the console messages: console.error
 // calls, uncaught exceptions and browser log errors, such as a Content
-// Security Policy refusing a script or a failed request.
+// Security Policy refusing a script or a failed request. A missing
+// /favicon.ico is left out: the browser asks for it by itself, whatever
+// the page says.
 func (tab *Tab) ConsoleErrors() []string {
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
 	var out []string
 	for _, m := range tab.console {
+		if m.Source == "network" && strings.HasSuffix(m.URL, "/favicon.ico") {
+			continue
+		}
 		if m.Type == chromedp.ConsoleError || m.IsException() {
-			out = append(out, m.String())
+			out = append(out, describe(m))
 		}
 	}
 	return out

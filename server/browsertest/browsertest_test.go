@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,44 @@ func TestFindHonoursEnvironment(t *testing.T) {
 	}
 }
 
+// TestMissingBrowser checks that a machine without a browser skips browser
+// tests, unless they are required, and that a wrongly named browser fails.
+func TestMissingBrowser(t *testing.T) {
+	none := func(string) (string, error) { return "", errors.New("not found") }
+	noBrowser := func() (string, error) { return find(none) }
+	for _, c := range []struct {
+		name, chromium, require string
+		want                    string
+	}{
+		{"skipped", "", "", "skip"},
+		{"required", "", "1", "fatal"},
+		{"wrongly named", "/nonexistent/chromium", "", "fatal"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvChromium, c.chromium)
+			t.Setenv(EnvRequire, c.require)
+			fake := &fakeTB{TB: t, failed: make(chan string, 1), skipped: make(chan string, 1)}
+			go func() {
+				start(fake, noBrowser)
+				fake.failed <- "no failure"
+			}()
+			var got, msg string
+			select {
+			case msg = <-fake.failed:
+				got = "fatal"
+			case msg = <-fake.skipped:
+				got = "skip"
+			}
+			if got != c.want || msg == "no failure" {
+				t.Fatalf("got %s (%s), want %s", got, msg, c.want)
+			}
+			if c.chromium == "" && !strings.Contains(msg, "apt-get install chromium") {
+				t.Errorf("the message does not say how to get a browser: %s", msg)
+			}
+		})
+	}
+}
+
 // testPage serves a page whose script writes into it, logs an error and is
 // refused one inline script by its Content Security Policy.
 func testPage(t *testing.T) string {
@@ -33,7 +72,14 @@ func testPage(t *testing.T) string {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'self'")
 		fmt.Fprint(w, `<!doctype html><title>t</title><p id="static">Hello</p><p id="late" hidden></p>`+
-			`<script>document.title = "inline ran"</script><script src="/app.js"></script>`)
+			`<a id="next" href="/next">next</a><script>document.title = "inline ran"</script><script src="/app.js"></script>`)
+	})
+	mux.HandleFunc("GET /next", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/gone", http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /gone", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusGone)
+		fmt.Fprint(w, `<!doctype html><title>Gone</title><p>Gone</p>`)
 	})
 	mux.HandleFunc("GET /app.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript")
@@ -89,15 +135,32 @@ func TestTab(t *testing.T) {
 	if !slices.ContainsFunc(errs, func(s string) bool { return strings.Contains(s, "Content Security Policy") }) {
 		t.Errorf("console errors lack the CSP refusal: %q", errs)
 	}
+
+	// Navigating follows the redirect and reports the final page's status.
+	if status := tab.Navigating(chromedp.Click(chromedp.CSS("#next"))); status != http.StatusGone {
+		t.Errorf("Navigating: status %d, want 410", status)
+	}
+	if got := Eval[string](tab, `document.title`); got != "Gone" {
+		t.Errorf("Eval(document.title) = %q after navigating", got)
+	}
+	if got := Eval[int](tab, `6 * 7`); got != 42 {
+		t.Errorf("Eval(6 * 7) = %d", got)
+	}
 }
 
-// fakeTB records a failure instead of ending the real test.
+// fakeTB records a failure or a skip instead of ending the real test.
 type fakeTB struct {
 	testing.TB
-	failed chan string
+	failed  chan string
+	skipped chan string
 }
 
 func (f *fakeTB) Helper() {}
+
+func (f *fakeTB) Skipf(format string, args ...any) {
+	f.skipped <- fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
 
 func (f *fakeTB) Fatal(args ...any) {
 	f.failed <- fmt.Sprint(args...)
