@@ -25,6 +25,20 @@ type config struct {
 	logLevel      slog.Level
 	// privateJWKS lets client JWKS URLs reach internal addresses.
 	privateJWKS bool
+	// privateFHIR lets tenants' FHIR patient search reach internal addresses.
+	privateFHIR bool
+}
+
+// boolFlag registers a boolean flag whose default comes from an environment
+// variable; a variable that is not a boolean is reported when the flags are loaded.
+func boolFlag(fs *flag.FlagSet, env func(string) string, name, envName, usage string) (*bool, error) {
+	def, err := false, error(nil)
+	if v := env(envName); v != "" {
+		if def, err = strconv.ParseBool(v); err != nil {
+			err = fmt.Errorf("%s %q must be true or false", envName, v)
+		}
+	}
+	return fs.Bool(name, def, usage+" ("+envName+")"), err
 }
 
 // envOr returns the environment value of name, or def when unset.
@@ -80,13 +94,10 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		}
 	}
 	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant (SMARTAUTH_DEMO; default on with the embedded database on loopback)")
-	privateDefault, privateErr := false, error(nil)
-	if v := env("SMARTAUTH_JWKS_PRIVATE_NETWORKS"); v != "" {
-		if privateDefault, privateErr = strconv.ParseBool(v); privateErr != nil {
-			privateErr = fmt.Errorf("SMARTAUTH_JWKS_PRIVATE_NETWORKS %q must be true or false", v)
-		}
-	}
-	privateJWKS := fs.Bool("jwks-private-networks", privateDefault, "let client JWKS URLs reach private and loopback addresses (SMARTAUTH_JWKS_PRIVATE_NETWORKS)")
+	privateJWKS, privateErr := boolFlag(fs, env, "jwks-private-networks", "SMARTAUTH_JWKS_PRIVATE_NETWORKS",
+		"let client JWKS URLs reach private and loopback addresses")
+	privateFHIR, privateFHIRErr := boolFlag(fs, env, "fhir-private-networks", "SMARTAUTH_FHIR_PRIVATE_NETWORKS",
+		"let tenants' FHIR patient search reach private and loopback addresses")
 	return func() (config, error) {
 		c, err := load()
 		if err != nil {
@@ -95,10 +106,11 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		if demoErr != nil {
 			return c, demoErr
 		}
-		if privateErr != nil {
-			return c, privateErr
+		if err := errors.Join(privateErr, privateFHIRErr); err != nil {
+			return c, err
 		}
 		c.privateJWKS = *privateJWKS
+		c.privateFHIR = *privateFHIR
 		c.demo = *demo
 		c.addr = *addr
 		if c.demo && !demoSafe(c.addr, *base) && !demoExplicit(fs, env) {

@@ -40,3 +40,43 @@ func TestDemoDefault(t *testing.T) {
 		})
 	}
 }
+
+func TestPrivateNetworkSettings(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		jwks, fhir bool
+		err        string
+	}{
+		{"default refuses both", nil, nil, false, false, ""},
+		{"FHIR only, by environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, nil, false, true, ""},
+		{"JWKS only, by flag", nil, []string{"--jwks-private-networks"}, true, false, ""},
+		{"flag overrides environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, []string{"--fhir-private-networks=false"}, false, false, ""},
+		{"not a boolean", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "sometimes"}, nil, false, false, "SMARTAUTH_FHIR_PRIVATE_NETWORKS \"sometimes\" must be true or false"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := func(k string) string { return tc.env[k] }
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			load := serveFlags(fs, env)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			c, err := load()
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.privateJWKS != tc.jwks || c.privateFHIR != tc.fhir {
+				t.Fatalf("private JWKS %v FHIR %v, want %v %v", c.privateJWKS, c.privateFHIR, tc.jwks, tc.fhir)
+			}
+		})
+	}
+}

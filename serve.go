@@ -48,7 +48,7 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 		}
 	}
 	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log, MasterKey: d.masterKey,
-		AllowPrivateJWKS: c.privateJWKS})
+		AllowPrivateJWKS: c.privateJWKS, AllowPrivateFHIR: c.privateFHIR})
 	if err != nil {
 		return err
 	}

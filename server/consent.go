@@ -116,13 +116,15 @@ func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequ
 		patientID, page.Encounter = a.launch.Context.Patient, a.launch.Context.Encounter
 	}
 	if patientID != "" {
-		pt, err := s.store.GetPatient(ctx, t.ID, patientID)
+		pt, err := s.lookupPatient(ctx, t, patientID)
+		var remote *remoteSearchError
 		switch {
 		case err == nil:
 			c := describePatient(pt)
 			page.Patient = &c
-		case errors.Is(err, storage.ErrNotFound):
-			// An EHR may launch for a patient the roster does not hold.
+		case errors.Is(err, storage.ErrNotFound) || errors.As(err, &remote):
+			// An EHR may launch for a patient the roster does not hold, and
+			// the name is only a courtesy: the id is what the app gets.
 			page.Patient = &patientChoice{ID: patientID, Name: "Patient " + patientID}
 		default:
 			return consentPage{}, fmt.Errorf("load patient for consent: %w", err)

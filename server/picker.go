@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
@@ -43,6 +45,8 @@ type patientPage struct {
 	Searched   bool
 	Results    []patientChoice
 	Error      string
+	// Notice says the results may be incomplete.
+	Notice string
 }
 
 // patientChoice is one roster entry offered in the patient picker.
@@ -186,10 +190,16 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
 		return errTicket
 	}
 	if id := r.PostForm.Get("patient"); id != "" {
-		pt, err := s.store.GetPatient(r.Context(), st.t.ID, id)
+		pt, err := s.lookupPatient(r.Context(), st.t, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			return s.renderPatients(w, r, http.StatusBadRequest, st.t, st.a, st.u, st.tk, st.csrf,
 				patientPage{Error: "That patient is not in this organization's records. Search again."})
+		}
+		var remote *remoteSearchError
+		if errors.As(err, &remote) {
+			s.logger(r).Warn("FHIR patient read failed", "tenant", st.t.ID, "err", remote.err)
+			return s.renderPatients(w, r, http.StatusBadGateway, st.t, st.a, st.u, st.tk, st.csrf,
+				patientPage{Error: "The organization's FHIR server could not confirm that patient just now. Try again in a moment."})
 		}
 		if err != nil {
 			return fmt.Errorf("load chosen patient: %w", err)
@@ -212,10 +222,59 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("search patients: %w", err)
 	}
 	page := patientPage{Query: q, Searched: true}
+	seen := map[string]bool{}
 	for _, pt := range found {
+		seen[pt.ID] = true
 		page.Results = append(page.Results, describePatient(pt))
 	}
+	if searcher, err := s.patientSearch.For(st.t); err == nil {
+		remote, err := searcher.Search(r.Context(), q)
+		if err != nil {
+			// The roster still answers; the person is told the list may be short.
+			s.logger(r).Warn("FHIR patient search failed", "tenant", st.t.ID, "err", err)
+			page.Notice = "The organization's FHIR server could not be searched just now; only local records are shown."
+		}
+		for _, pt := range remote {
+			if !seen[pt.ID] {
+				seen[pt.ID] = true
+				page.Results = append(page.Results, describePatient(pt))
+			}
+		}
+	} else if !errors.Is(err, fhirsearch.ErrNotConfigured) {
+		s.logger(r).Error("FHIR patient search unusable", "tenant", st.t.ID, "err", err)
+		page.Notice = "The organization's FHIR server is not set up correctly; only local records are shown."
+	}
 	return s.renderPatients(w, r, http.StatusOK, st.t, st.a, st.u, st.tk, st.csrf, page)
+}
+
+// remoteSearchError is a failure of the tenant's FHIR server, as opposed
+// to the patient not being there.
+type remoteSearchError struct{ err error }
+
+func (e *remoteSearchError) Error() string { return "FHIR patient search: " + e.err.Error() }
+func (e *remoteSearchError) Unwrap() error { return e.err }
+
+// lookupPatient finds a patient by id in the tenant's roster and, failing
+// that, on the tenant's FHIR server when one is configured for search, so a
+// chosen id is always one the organization really holds. The roster wins
+// when both know the id.
+func (s *Server) lookupPatient(ctx context.Context, t storage.Tenant, id string) (storage.Patient, error) {
+	pt, err := s.store.GetPatient(ctx, t.ID, id)
+	if !errors.Is(err, storage.ErrNotFound) {
+		return pt, err
+	}
+	searcher, serr := s.patientSearch.For(t)
+	if errors.Is(serr, fhirsearch.ErrNotConfigured) {
+		return storage.Patient{}, err
+	}
+	if serr != nil {
+		return storage.Patient{}, &remoteSearchError{err: serr}
+	}
+	pt, err = searcher.Get(ctx, id)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.Patient{}, &remoteSearchError{err: err}
+	}
+	return pt, err
 }
 
 func describePatient(pt storage.Patient) patientChoice {

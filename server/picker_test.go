@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -300,6 +302,101 @@ func TestOneSignInOneCode(t *testing.T) {
 		again := e.decide(t, consent, "allow", consent.offered(), nil)
 		if again.status != http.StatusBadRequest || again.header.Get("Location") != "" || !strings.Contains(again.body, "already been used") {
 			t.Fatalf("second post of one consent: %d Location %q, want a 400 page", again.status, again.header.Get("Location"))
+		}
+	})
+}
+
+// fakeFHIR is a FHIR server with a client_credentials token endpoint that
+// holds one patient, remote-7, and answers Patient search and read only
+// with the token it issued.
+func fakeFHIR(t *testing.T) *httptest.Server {
+	t.Helper()
+	const token = "fhir-access-token"
+	patient := `{"resourceType":"Patient","id":"remote-7","name":[{"family":"Okafor","given":["Chidi"]}],"birthDate":"1990-09-09"}`
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "picker" || secret != "picker-secret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":3600}`, token)
+	})
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return false
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		return true
+	}
+	mux.HandleFunc("GET /fhir/Patient", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(w, r) {
+			return
+		}
+		var entries []string
+		if strings.HasPrefix("okafor", strings.ToLower(r.URL.Query().Get("name"))) && r.URL.Query().Get("name") != "" {
+			entries = append(entries, `{"resource":`+patient+`}`)
+		}
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","entry":[%s]}`, strings.Join(entries, ","))
+	})
+	mux.HandleFunc("GET /fhir/Patient/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(w, r) {
+			return
+		}
+		if r.PathValue("id") != "remote-7" {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"resourceType":"OperationOutcome"}`)
+			return
+		}
+		fmt.Fprint(w, patient)
+	})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestPatientPickerSearchesFHIRServer(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		fhir := fakeFHIR(t)
+		if _, err := srv.Manage.SetPatientSearch(context.Background(), authzTenant, manage.PatientSearchInput{
+			FHIRBaseURL: fhir.URL + "/fhir", TokenURL: fhir.URL + "/token", ClientID: "picker", ClientSecret: "picker-secret",
+		}, authzActor); err != nil {
+			t.Fatal(err)
+		}
+		verifier := oauth2.GenerateVerifier()
+		login := e.get(t, e.browser, e.authURL(verifier))
+		picker := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		found := e.post(t, e.browser, e.iss+"/patient", stepForm(picker, url.Values{"name": {"okafor"}}), nil)
+		for _, id := range []string{"pat-1", "pat-2", "remote-7"} {
+			if !strings.Contains(found.body, `name="patient" value="`+id+`"`) {
+				t.Errorf("search lacks %s from the roster and the FHIR server\n%s", id, found.body)
+			}
+		}
+		if p := e.post(t, e.browser, e.iss+"/patient", stepForm(found, url.Values{"patient": {"remote-404"}}), nil); p.status != http.StatusBadRequest {
+			t.Errorf("choosing a patient neither source holds: %d, want 400", p.status)
+		}
+		consent := e.post(t, e.browser, e.iss+"/patient", stepForm(found, url.Values{"patient": {"remote-7"}}), nil)
+		if !strings.Contains(consent.body, "Chidi Okafor") {
+			t.Fatalf("consent for the FHIR server's patient: %d\n%s", consent.status, consent.body)
+		}
+		q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+		tok, err := e.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Extra("patient") != "remote-7" {
+			t.Errorf("patient %v, want remote-7", tok.Extra("patient"))
+		}
+
+		// With the FHIR server down, the roster still answers, and the page says the list may be short.
+		fhir.Close()
+		again := e.post(t, e.browser, e.iss+"/login", authzLoginForm(e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier())), authzEmail, authzPassword), nil)
+		partial := e.post(t, e.browser, e.iss+"/patient", stepForm(again, url.Values{"name": {"okafor"}}), nil)
+		if partial.status != http.StatusOK || !strings.Contains(partial.body, `value="pat-1"`) || !strings.Contains(partial.body, `id="picker-notice"`) {
+			t.Errorf("search with the FHIR server down: %d\n%s", partial.status, partial.body)
 		}
 	})
 }

@@ -126,6 +126,8 @@ func Start(t testing.TB, store storage.Storage) *Server {
 		Logger:    logs.New(buf, slog.LevelDebug),
 		Now:       clock.Now,
 		MasterKey: masterKey,
+		// Tests run their FHIR servers on loopback.
+		AllowPrivateFHIR: true,
 	})
 	if err != nil {
 		t.Fatal(err)
