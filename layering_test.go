@@ -21,6 +21,9 @@ func TestLayering(t *testing.T) {
 		"server/keys":       {"storage"},
 		"server/clientauth": {"storage", "server/clientsecret"},
 		"server/fhirsearch": {"storage", "server/clientauth", "server/clientsecret", "server/keys", "server/roster"},
+		"server/sessions":   {"storage", "server/keys"},
+		"server/smart":      nil,
+		"server/oauth":      {"storage", "server/keys", "server/smart"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+"/"+pkg).Output()
