@@ -83,9 +83,9 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 	if err := checkAuthorizeParams(params); err != nil {
 		return nil, refuse(err)
 	}
-	aud, ok := matchAudience(t.FHIRBaseURLs, params.Get("aud"))
-	if !ok {
-		return nil, refuse(fosite.ErrInvalidRequest.WithHint("The aud parameter must name a FHIR server of this organization."))
+	aud, err := requestedAudience(t.FHIRBaseURLs, params)
+	if err != nil {
+		return nil, refuse(err)
 	}
 	// fosite reads an *http.Request; this one carries exactly the checked
 	// parameters, whether they came from the browser or from a form.
@@ -192,6 +192,34 @@ func checkAuthorizeParams(params url.Values) error {
 		return fosite.ErrInvalidRequest.WithHintf("The nonce must be at least %d characters.", fosite.MinParameterEntropy)
 	}
 	return nil
+}
+
+// errInvalidTarget is RFC 8707 §2's error for a resource the server will
+// not issue tokens for; fosite does not define it.
+var errInvalidTarget = &fosite.RFC6749Error{ErrorField: "invalid_target", CodeField: http.StatusBadRequest,
+	DescriptionField: "The requested resource is invalid, missing, unknown, or malformed."}
+
+// requestedAudience is the FHIR server an authorization request is for:
+// SMART's aud, or RFC 8707's resource, which is treated alike; when both
+// are given they must name the same server.
+func requestedAudience(bases []string, params url.Values) (string, error) {
+	aud, resource := params.Get("aud"), params.Get("resource")
+	if aud == "" && resource == "" {
+		return "", fosite.ErrInvalidRequest.WithHint("The aud parameter must name a FHIR server of this organization.")
+	}
+	if aud == "" {
+		aud = resource
+	}
+	base, ok := matchAudience(bases, aud)
+	if !ok {
+		return "", fosite.ErrInvalidRequest.WithHint("The aud parameter must name a FHIR server of this organization.")
+	}
+	if resource != "" {
+		if other, ok := matchAudience(bases, resource); !ok || other != base {
+			return "", errInvalidTarget.WithHint("The resource parameter must name the same FHIR server as aud.")
+		}
+	}
+	return base, nil
 }
 
 // matchAudience finds the FHIR base URL an app named in aud, ignoring one

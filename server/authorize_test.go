@@ -526,6 +526,8 @@ func TestAuthorizeErrorsRedirectWithStateAndIss(t *testing.T) {
 			{"aud of another server", "invalid_request", func(q url.Values) { q.Set("aud", "https://fhir.example.org/other") }},
 			{"aud with two trailing slashes", "invalid_request", func(q url.Values) { q.Set("aud", e.fhirBase+"//") }},
 			{"no aud", "invalid_request", func(q url.Values) { q.Del("aud") }},
+			{"resource of another server", "invalid_target", func(q url.Values) { q.Set("resource", "https://fhir.example.org/other") }},
+			{"resource alone, of another server", "invalid_request", func(q url.Values) { q.Del("aud"); q.Set("resource", "https://fhir.example.org/other") }},
 			{"implicit", "unsupported_response_type", func(q url.Values) { q.Set("response_type", "token") }},
 			{"unregistered scope", "invalid_scope", func(q url.Values) { q.Set("scope", "openid user/*.cruds") }},
 			{"silent sign-in", "login_required", func(q url.Values) { q.Set("prompt", "none") }},
@@ -909,5 +911,28 @@ func TestAuthorizeResponseModeQuery(t *testing.T) {
 		if p.status == http.StatusOK {
 			t.Errorf("response_mode=%s was accepted; only query is supported", mode)
 		}
+	}
+}
+
+// TestAuthorizeResourceMeansAud: an app that names its FHIR server with
+// RFC 8707's resource instead of SMART's aud gets tokens for it.
+func TestAuthorizeResourceMeansAud(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	verifier := oauth2.GenerateVerifier()
+	u, _ := url.Parse(e.authURL(verifier))
+	q := u.Query()
+	q.Del("aud")
+	q.Set("resource", e.fhirBase+"/")
+	consent := e.signIn(t, e.iss+"/authorize?"+q.Encode())
+	cb := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+	tok, err := e.conf.Exchange(context.Background(), cb.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, _ := authzVerify(t, e, tok.AccessToken, jose.ES256)
+	if aud := authzAudience(at["aud"]); !slices.Equal(aud, []string{e.fhirBase}) {
+		t.Errorf("access token aud %v, want [%s]", aud, e.fhirBase)
 	}
 }
