@@ -2,13 +2,62 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/smartauth/smartauth/storage"
 )
+
+const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
+
+func scanLaunch(row pgx.Row) (storage.Launch, error) {
+	var l storage.Launch
+	var launchContext []byte
+	var created, expires pgtype.Timestamptz
+	if err := row.Scan(&l.TenantID, &l.ID, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+		return storage.Launch{}, err
+	}
+	if err := fromJSON(launchContext, &l.Context); err != nil {
+		return storage.Launch{}, fmt.Errorf("launch %q: context: %w", l.ID, err)
+	}
+	l.CreatedAt, l.ExpiresAt = instant(created), instant(expires)
+	return l, nil
+}
+
+// CreateLaunch stores an EHR launch context.
+func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
+	launchContext, err := toJSON(l.Context)
+	if err != nil {
+		return wrap("create launch", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		l.TenantID, l.ID, l.ClientID, l.UserID, launchContext, tstz(l.CreatedAt), tstz(l.ExpiresAt))
+	return wrap("create launch", err)
+}
+
+// ConsumeLaunch returns a launch context and marks it used, once.
+func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
+	l, err := scanLaunch(s.pool.QueryRow(ctx, `UPDATE launches SET used_at = $3
+		WHERE tenant_id = $1 AND id = $2 AND used_at IS NULL AND expires_at > $3 RETURNING `+launchColumns,
+		tenantID, launchID, now))
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return l, wrap("consume launch", err)
+	}
+	// Tell apart why nothing matched; "used" wins over "expired".
+	var used bool
+	err = s.pool.QueryRow(ctx, `SELECT used_at IS NOT NULL FROM launches WHERE tenant_id = $1 AND id = $2`, tenantID, launchID).Scan(&used)
+	if err != nil {
+		return storage.Launch{}, wrap("consume launch", err)
+	}
+	if used {
+		return storage.Launch{}, fmt.Errorf("postgres: consume launch: %w", storage.ErrConsumed)
+	}
+	return storage.Launch{}, fmt.Errorf("postgres: consume launch: %w", storage.ErrExpired)
+}
 
 // GetLaunch returns a launch context without using it up. Unknown:
 // ErrNotFound; used: ErrConsumed, even once expired; at or past ExpiresAt:

@@ -112,65 +112,6 @@ func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.T
 	return wrap("delete token", err)
 }
 
-const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
-
-func scanLaunch(sc scanner) (storage.Launch, error) {
-	var l storage.Launch
-	var launchContext string
-	var created, expires sql.NullInt64
-	if err := sc.Scan(&l.TenantID, &l.ID, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
-		return storage.Launch{}, err
-	}
-	if err := fromJSON(launchContext, &l.Context); err != nil {
-		return storage.Launch{}, fmt.Errorf("launch %q: context: %w", l.ID, err)
-	}
-	l.CreatedAt, l.ExpiresAt = instant(created), instant(expires)
-	return l, nil
-}
-
-// CreateLaunch stores an EHR launch context.
-func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
-	launchContext, err := toJSON(l.Context)
-	if err != nil {
-		return wrap("create launch", err)
-	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		l.TenantID, l.ID, l.ClientID, l.UserID, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
-	return wrap("create launch", err)
-}
-
-// ConsumeLaunch returns a launch context and marks it used, once.
-func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
-	var l storage.Launch
-	var refusal error
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		l, err = scanLaunch(tx.QueryRowContext(ctx, `UPDATE launches SET used_at = ?
-			WHERE tenant_id = ? AND id = ? AND used_at IS NULL AND expires_at > ? RETURNING `+launchColumns,
-			now.UnixMicro(), tenantID, launchID, now.UnixMicro()))
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		// Tell apart why nothing matched; "used" wins over "expired".
-		var used sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT used_at FROM launches WHERE tenant_id = ? AND id = ?`, tenantID, launchID).Scan(&used); err != nil {
-			return err
-		}
-		refusal = storage.ErrExpired
-		if used.Valid {
-			refusal = storage.ErrConsumed
-		}
-		return nil
-	})
-	if err != nil {
-		return storage.Launch{}, wrap("consume launch", err)
-	}
-	if refusal != nil {
-		return storage.Launch{}, fmt.Errorf("sqlite: consume launch: %w", refusal)
-	}
-	return l, nil
-}
-
 // RecordAssertionJTI remembers a client assertion's jti until expiresAt; a
 // jti already remembered yields ErrAlreadyExists.
 func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error {
