@@ -295,6 +295,8 @@ func readPassword(stdin io.Reader) (string, error) {
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// People copy URLs out of this output; \u0026 for & would break them.
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

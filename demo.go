@@ -115,6 +115,8 @@ func (i *demoInfo) print(w io.Writer) {
 	fmt.Fprintf(tw, "  Clinician\t%s / %s\n", demoClinician, demoClinicianPass)
 	fmt.Fprintf(tw, "  Patient\t%s / %s\n", demoPatientUser, demoPatientPass)
 	tw.Flush()
+	fmt.Fprintln(w, "An EHR launch of the demo app for a patient (prints the URL to open):")
+	fmt.Fprintf(w, "  go run . launch create --tenant %s --client %s --patient demo-1\n", demoTenant, demoClientID)
 	fmt.Fprintln(w, "These demo credentials are public: run with --demo=false (or a DATABASE_URL) for real use.")
 }
 

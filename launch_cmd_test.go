@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,10 @@ func TestLaunchCreateCommand(t *testing.T) {
 		"--banner", "false", "--fhir-context", `[{"reference":"DiagnosticReport/7"}]`, "--aud", "https://fhir.example/r5")
 	if len(res.Launch) < 43 || res.ExpiresIn != 600 || res.Iss != "https://fhir.example/r5" {
 		t.Fatalf("launch create printed %+v", res)
+	}
+	// The URL is printed as it is, ready to copy into a browser.
+	if _, out, _ := env.cli(t, "", "launch", "create", "--tenant", "clinic", "--client", "chart"); !strings.Contains(out, "&launch=") {
+		t.Errorf("launch create printed an escaped launch_url:\n%s", out)
 	}
 	lu, err := url.Parse(res.LaunchURL)
 	if err != nil || lu.Query().Get("launch") != res.Launch || lu.Query().Get("iss") != res.Iss {
