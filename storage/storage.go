@@ -24,13 +24,18 @@
 //     the per-tenant hash chain has no gaps or forks under concurrent writers
 //     on several replicas.
 //   - Time: instants are kept to the microsecond, in UTC.
+//   - At rest: a launch value is stored only as its LaunchKey, so reading
+//     the database gives no one a launch value to use.
 //
 // The package imports nothing of smartauth's and knows nothing of HTTP or
-// OAuth libraries: secrets arrive here already hashed or encrypted.
+// OAuth libraries: secrets arrive here already hashed or encrypted, except
+// launch values, which every backend hashes with LaunchKey.
 package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -139,7 +144,8 @@ type Storage interface {
 	// DeleteToken removes one grant record.
 	DeleteToken(ctx context.Context, tenantID string, kind TokenKind, signature string) error
 
-	// CreateLaunch stores an EHR launch context.
+	// CreateLaunch stores an EHR launch context under LaunchKey(l.ID); an
+	// empty ID is refused.
 	CreateLaunch(ctx context.Context, l Launch) error
 	// ConsumeLaunch returns a launch context and marks it used, once.
 	// Unknown: ErrNotFound; used before: ErrConsumed; past ExpiresAt: ErrExpired.
@@ -397,7 +403,9 @@ type Token struct {
 
 // Launch is an EHR launch context waiting for its app.
 type Launch struct {
-	TenantID  string
+	TenantID string
+	// ID is the raw launch value the app presents. Backends store only
+	// LaunchKey(ID) and return the value they were asked for.
 	ID        string
 	ClientID  string
 	UserID    string
@@ -414,6 +422,14 @@ type LaunchContext struct {
 	NeedPatientBanner *bool  `json:"need_patient_banner,omitempty"`
 	SmartStyleURL     string `json:"smart_style_url,omitempty"`
 	Intent            string `json:"intent,omitempty"`
+}
+
+// LaunchKey returns the hex SHA-256 of a raw launch value, the only form in which backends store it.
+func LaunchKey(raw string) string {
+	// No salt or slow hash is needed: launch values are 256 random bits, so
+	// the digest cannot be reversed by guessing.
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
 }
 
 // Consent is what a user agreed to let a client have, remembered so that

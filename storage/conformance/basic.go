@@ -634,6 +634,9 @@ func testLaunches(t *testing.T, s storage.Storage) {
 	must(t, "create launch", s.CreateLaunch(ctx, l1))
 	mustErr(t, "create duplicate launch", s.CreateLaunch(ctx, l1), storage.ErrAlreadyExists)
 	mustErr(t, "create launch of unknown tenant", s.CreateLaunch(ctx, launchFixture("ghost", "l1")), storage.ErrNotFound)
+	if err := s.CreateLaunch(ctx, launchFixture("acme", "")); err == nil {
+		t.Fatal("create launch with an empty id: got no error")
+	}
 
 	got, err := s.ConsumeLaunch(ctx, "acme", "l1", t0())
 	must(t, "consume launch", err)

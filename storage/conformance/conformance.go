@@ -1,7 +1,8 @@
 // Package conformance is the test suite every storage.Storage backend must
 // pass. A backend's test calls RunBasic, RunTenantIsolation and
 // RunConcurrency with a constructor that returns an empty, migrated store and
-// registers its Close with t.Cleanup.
+// registers its Close with t.Cleanup, and RunAtRest with one that also
+// returns a reader of the store's rows.
 //
 // Beyond the guarantees in the storage package documentation, the suite pins
 // down these details of the contract:
@@ -29,6 +30,10 @@
 //     ListSigningKeys orders by CreatedAt, newest first.
 //   - ConsumeToken returns the record as now stored, so Active is false both
 //     on success and with ErrConsumed.
+//   - A launch is stored under storage.LaunchKey of its ID, in a text column
+//     holding that hex digest, and never with the ID itself; GetLaunch and
+//     ConsumeLaunch return the ID they were given. CreateLaunch refuses an
+//     empty ID.
 //   - ConsumeLaunch and GetLaunch check "used" before "expired": a used
 //     launch yields ErrConsumed even once it has expired. GetLaunch never
 //     uses a launch up, whatever it answers.

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/storage/conformance"
 	"github.com/smartauth/smartauth/storage/postgres"
@@ -34,9 +36,38 @@ func openStore(t *testing.T, url string) *postgres.Store {
 	return s
 }
 
+// newRawStore opens a store as newStore does, and a reader of its schema
+// that goes around the store.
+func newRawStore(t *testing.T) (storage.Storage, conformance.RawRows) {
+	t.Helper()
+	url := pgtest.URL(t)
+	s := openStore(t, url)
+	if _, err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return s, func(t *testing.T, table string) [][]any {
+		t.Helper()
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer conn.Close(t.Context())
+		rows, err := conn.Query(t.Context(), `SELECT * FROM `+table)
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		return out
+	}
+}
+
 func TestBasic(t *testing.T)           { conformance.RunBasic(t, newStore) }
 func TestTenantIsolation(t *testing.T) { conformance.RunTenantIsolation(t, newStore) }
 func TestConcurrency(t *testing.T)     { conformance.RunConcurrency(t, newStore) }
+func TestAtRest(t *testing.T)          { conformance.RunAtRest(t, newRawStore) }
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	s := openStore(t, pgtest.URL(t))

@@ -10,48 +10,59 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
+// launchColumns are a launch's columns; id holds storage.LaunchKey of the
+// launch value, never the value itself.
 const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
 
-func scanLaunch(sc scanner) (storage.Launch, error) {
+// scanLaunch reads a launch row found by the raw value launchID. The row
+// holds only the key, so the launch gets launchID back as its ID.
+func scanLaunch(sc scanner, launchID string) (storage.Launch, error) {
 	var l storage.Launch
-	var launchContext string
+	var key, launchContext string
 	var created, expires sql.NullInt64
-	if err := sc.Scan(&l.TenantID, &l.ID, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+	if err := sc.Scan(&l.TenantID, &key, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
 		return storage.Launch{}, err
 	}
 	if err := fromJSON(launchContext, &l.Context); err != nil {
-		return storage.Launch{}, fmt.Errorf("launch %q: context: %w", l.ID, err)
+		return storage.Launch{}, fmt.Errorf("launch %s: context: %w", key, err)
 	}
+	l.ID = launchID
 	l.CreatedAt, l.ExpiresAt = instant(created), instant(expires)
 	return l, nil
 }
 
-// CreateLaunch stores an EHR launch context.
+// CreateLaunch stores an EHR launch context under the key of its value.
 func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
+	// Every value has a non-empty key, so the column's check no longer
+	// catches an empty one.
+	if l.ID == "" {
+		return errors.New("sqlite: create launch: empty id")
+	}
 	launchContext, err := toJSON(l.Context)
 	if err != nil {
 		return wrap("create launch", err)
 	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		l.TenantID, l.ID, l.ClientID, l.UserID, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
+		l.TenantID, storage.LaunchKey(l.ID), l.ClientID, l.UserID, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
 	return wrap("create launch", err)
 }
 
 // ConsumeLaunch returns a launch context and marks it used, once.
 func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
+	key := storage.LaunchKey(launchID)
 	var l storage.Launch
 	var refusal error
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		l, err = scanLaunch(tx.QueryRowContext(ctx, `UPDATE launches SET used_at = ?
 			WHERE tenant_id = ? AND id = ? AND used_at IS NULL AND expires_at > ? RETURNING `+launchColumns,
-			now.UnixMicro(), tenantID, launchID, now.UnixMicro()))
+			now.UnixMicro(), tenantID, key, now.UnixMicro()), launchID)
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		// Tell apart why nothing matched; "used" wins over "expired".
 		var used sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT used_at FROM launches WHERE tenant_id = ? AND id = ?`, tenantID, launchID).Scan(&used); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT used_at FROM launches WHERE tenant_id = ? AND id = ?`, tenantID, key).Scan(&used); err != nil {
 			return err
 		}
 		refusal = storage.ErrExpired
@@ -75,7 +86,7 @@ func (s *Store) ConsumeLaunch(ctx context.Context, tenantID, launchID string, no
 func (s *Store) GetLaunch(ctx context.Context, tenantID, launchID string, now time.Time) (storage.Launch, error) {
 	var used sql.NullInt64
 	l, err := scanLaunch(usedAlso{s.r.QueryRowContext(ctx, `SELECT `+launchColumns+`, used_at FROM launches WHERE tenant_id = ? AND id = ?`,
-		tenantID, launchID), &used})
+		tenantID, storage.LaunchKey(launchID)), &used}, launchID)
 	if err != nil {
 		return storage.Launch{}, wrap("get launch", err)
 	}

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -35,9 +36,51 @@ func openStore(t *testing.T, path string) *sqlite.Store {
 	return s
 }
 
+// newRawStore opens a store as newStore does, and a reader of its file
+// that goes around the store.
+func newRawStore(t *testing.T) (storage.Storage, conformance.RawRows) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "data", "smartauth.db")
+	s := openStore(t, path)
+	return s, func(t *testing.T, table string) [][]any {
+		t.Helper()
+		db, err := sql.Open("sqlite", path+"?_pragma=query_only(1)")
+		if err != nil {
+			t.Fatalf("open %s: %v", path, err)
+		}
+		defer db.Close()
+		rows, err := db.QueryContext(t.Context(), `SELECT * FROM `+table)
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		defer rows.Close()
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		var out [][]any
+		for rows.Next() {
+			row := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range row {
+				ptrs[i] = &row[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatalf("read %s: %v", table, err)
+			}
+			out = append(out, row)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		return out
+	}
+}
+
 func TestBasic(t *testing.T)           { conformance.RunBasic(t, newStore) }
 func TestTenantIsolation(t *testing.T) { conformance.RunTenantIsolation(t, newStore) }
 func TestConcurrency(t *testing.T)     { conformance.RunConcurrency(t, newStore) }
+func TestAtRest(t *testing.T)          { conformance.RunAtRest(t, newRawStore) }
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	s := openStore(t, filepath.Join(t.TempDir(), "smartauth.db"))
