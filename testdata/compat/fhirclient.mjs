@@ -1,0 +1,88 @@
+// A server-side SMART app built on fhirclient's Node adapter, as its
+// documentation shows: GET /launch calls smart(req, res).authorize(), which
+// redirects the browser to the authorization server; GET /callback (the
+// redirect URI) calls smart(req, res).ready(), which redeems the code.
+//
+// Standalone launch: the test opens /launch, and COMPAT_ISS names the FHIR
+// server. EHR launch: the test opens /launch?iss=…&launch=…, as an EHR would.
+// After ready() the app reads the patient, refreshes its token and prints
+// what it holds as one "result" event.
+//
+// Environment: SMARTAUTH_CLIENT_ID, COMPAT_SCOPE, COMPAT_ISS (standalone only).
+import { randomBytes } from "node:crypto";
+import smart from "fhirclient";
+import { emit, fail, finish, serve, setting } from "./lib.mjs";
+
+// fhirclient keeps its state in req.session, which Express apps get from
+// express-session; this is the same thing for plain node:http, in memory.
+const sessions = new Map();
+function withSession(req, res) {
+  const m = /(?:^|;\s*)compat_sid=([0-9a-f]+)/.exec(req.headers.cookie || "");
+  let sid = m && sessions.has(m[1]) ? m[1] : "";
+  if (!sid) {
+    sid = randomBytes(16).toString("hex");
+    sessions.set(sid, {});
+    res.setHeader("set-cookie", `compat_sid=${sid}; Path=/; HttpOnly; SameSite=Lax`);
+  }
+  req.session = sessions.get(sid);
+}
+
+// step names a stage of the flow in the error it may throw.
+async function step(name, fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new Error(`${name}: ${err && err.message ? err.message : err}`, { cause: err });
+  }
+}
+
+async function main() {
+  const clientId = setting("SMARTAUTH_CLIENT_ID");
+  const scope = setting("COMPAT_SCOPE");
+  const standaloneIss = process.env.COMPAT_ISS || "";
+
+  const { server, base } = await serve(async (req, res) => {
+    withSession(req, res);
+    const path = new URL(req.url, base).pathname;
+    if (path === "/launch") {
+      // An iss query parameter (EHR launch) takes precedence over this one.
+      await step("authorize()", () =>
+        smart(req, res).authorize({ clientId, scope, redirectUri: "/callback", iss: standaloneIss || undefined }),
+      );
+      return;
+    }
+    if (path !== "/callback") {
+      res.writeHead(404).end();
+      return;
+    }
+    const client = await step("ready()", () => smart(req, res).ready());
+    const tokenResponse = { ...client.getState("tokenResponse") };
+    const patient = await step("client.patient.read()", () => client.patient.read());
+    const before = {
+      serverUrl: client.getState("serverUrl"),
+      codeVerifierUsed: Boolean(client.getState("codeVerifier")),
+      tokenResponse,
+      patientId: client.getPatientId(),
+      encounterId: client.getEncounterId(),
+      fhirUser: client.getFhirUser(),
+      userType: client.getUserType(),
+      userId: client.getUserId(),
+      idToken: client.getIdToken(),
+      patientResource: patient,
+    };
+    // A refresh failure is reported, not thrown, so the test still sees
+    // everything the app obtained before it.
+    let refreshed = null;
+    let refreshError = "";
+    try {
+      const st = await client.refresh();
+      refreshed = { accessToken: st.tokenResponse.access_token, refreshToken: st.tokenResponse.refresh_token, scope: st.tokenResponse.scope };
+    } catch (err) {
+      refreshError = String(err && err.message ? err.message : err);
+    }
+    finish(server, res, { ...before, refreshed, refreshError });
+  });
+  await emit("listening", { base, redirectUri: base + "/callback" });
+}
+
+main().catch(fail);
