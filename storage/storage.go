@@ -406,9 +406,12 @@ type Launch struct {
 	TenantID string
 	// ID is the raw launch value the app presents. Backends store only
 	// LaunchKey(ID) and return the value they were asked for.
-	ID        string
-	ClientID  string
-	UserID    string
+	ID       string
+	ClientID string
+	UserID   string
+	// Aud is the FHIR base URL the EHR launched the app against, the iss
+	// it was given; authorization must be for that server.
+	Aud       string
 	Context   LaunchContext
 	CreatedAt time.Time
 	ExpiresAt time.Time

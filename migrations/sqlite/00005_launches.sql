@@ -7,7 +7,13 @@
 -- an EHR launch begun before the upgrade has to be started again.
 DELETE FROM launches;
 
+-- aud is the FHIR base URL the EHR launched the app against (the iss it was
+-- given), so that authorization can hold the app to that server.
+ALTER TABLE launches ADD COLUMN aud TEXT NOT NULL DEFAULT '';
+
 -- +goose Down
+ALTER TABLE launches DROP COLUMN aud;
+
 -- A digest cannot be turned back into a launch value, so the earlier code
 -- could not find these launches either.
 DELETE FROM launches;

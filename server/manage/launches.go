@@ -134,6 +134,7 @@ func (s *Service) createLaunch(ctx context.Context, in LaunchInput, who Actor) (
 		ID:        value,
 		ClientID:  c.ID,
 		UserID:    userID,
+		Aud:       res.Iss,
 		Context:   lc,
 		CreatedAt: now,
 		ExpiresAt: now.Add(LaunchTTL),

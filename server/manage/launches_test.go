@@ -207,14 +207,14 @@ func TestCreateLaunch(t *testing.T) {
 	if raw, err := base64.RawURLEncoding.DecodeString(value); err != nil || len(raw) != 32 {
 		t.Fatalf("launch value %q is not 256 random bits", value)
 	}
-	if l.ClientID != "chart" || l.UserID != dr.ID || l.ExpiresAt.Sub(l.CreatedAt) != LaunchTTL || string(l.Context.FHIRContext) != `[{"reference":"DiagnosticReport/123"}]` {
+	if l.ClientID != "chart" || l.UserID != dr.ID || l.Aud != "https://fhir.example/r5" || l.ExpiresAt.Sub(l.CreatedAt) != LaunchTTL || string(l.Context.FHIRContext) != `[{"reference":"DiagnosticReport/123"}]` {
 		t.Fatalf("launch %+v", l)
 	}
 	stored, err := store.GetLaunch(ctx, "clinic", value, l.CreatedAt)
 	if err != nil {
 		t.Fatalf("the launch value does not find the stored launch: %v", err)
 	}
-	if stored.ClientID != "chart" || stored.Context.Patient != "123" || stored.Context.Encounter != "e-9" || *stored.Context.NeedPatientBanner ||
+	if stored.ClientID != "chart" || stored.Aud != "https://fhir.example/r5" || stored.Context.Patient != "123" || stored.Context.Encounter != "e-9" || *stored.Context.NeedPatientBanner ||
 		stored.Context.Intent != "reconcile-medications" || stored.Context.SmartStyleURL != "https://ehr.example/style.json" {
 		t.Fatalf("stored launch %+v", stored)
 	}
@@ -241,6 +241,11 @@ func TestCreateLaunch(t *testing.T) {
 	}
 	if res.Launch == value || res.ExpiresIn != 600 || res.Iss != "https://fhir.example/r4" {
 		t.Fatalf("second launch %+v", res)
+	}
+	// Without aud the launch is for the tenant's first FHIR base URL, the
+	// iss the EHR was given.
+	if stored, err := store.GetLaunch(ctx, "clinic", res.Launch, l.CreatedAt); err != nil || stored.Aud != res.Iss {
+		t.Fatalf("second launch as stored: %+v, %v", stored, err)
 	}
 	u, err := url.Parse(res.LaunchURL)
 	if err != nil || u.Query().Get("launch") != res.Launch || u.Query().Get("iss") != res.Iss || u.Query().Get("site") != "1" {

@@ -204,6 +204,7 @@ func launchFixture(tenantID, id string) storage.Launch {
 		ID:       id,
 		ClientID: "app",
 		UserID:   "user-of-" + tenantID,
+		Aud:      "https://fhir.example/" + tenantID + "/r4",
 		Context: storage.LaunchContext{
 			Patient:           "Patient/" + tenantID + "-1",
 			Encounter:         "Encounter/" + tenantID + "-2",

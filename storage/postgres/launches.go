@@ -14,7 +14,7 @@ import (
 
 // launchColumns are a launch's columns; id holds storage.LaunchKey of the
 // launch value, never the value itself.
-const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
+const launchColumns = `tenant_id, id, client_id, user_id, aud, context, created_at, expires_at`
 
 // scanLaunch reads a launch row found by the raw value launchID. The row
 // holds only the key, so the launch gets launchID back as its ID.
@@ -23,7 +23,7 @@ func scanLaunch(row pgx.Row, launchID string) (storage.Launch, error) {
 	var key string
 	var launchContext []byte
 	var created, expires pgtype.Timestamptz
-	if err := row.Scan(&l.TenantID, &key, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+	if err := row.Scan(&l.TenantID, &key, &l.ClientID, &l.UserID, &l.Aud, &launchContext, &created, &expires); err != nil {
 		return storage.Launch{}, err
 	}
 	if err := fromJSON(launchContext, &l.Context); err != nil {
@@ -45,8 +45,8 @@ func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
 	if err != nil {
 		return wrap("create launch", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		l.TenantID, storage.LaunchKey(l.ID), l.ClientID, l.UserID, launchContext, tstz(l.CreatedAt), tstz(l.ExpiresAt))
+	_, err = s.pool.Exec(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		l.TenantID, storage.LaunchKey(l.ID), l.ClientID, l.UserID, l.Aud, launchContext, tstz(l.CreatedAt), tstz(l.ExpiresAt))
 	return wrap("create launch", err)
 }
 

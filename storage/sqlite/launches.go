@@ -12,7 +12,7 @@ import (
 
 // launchColumns are a launch's columns; id holds storage.LaunchKey of the
 // launch value, never the value itself.
-const launchColumns = `tenant_id, id, client_id, user_id, context, created_at, expires_at`
+const launchColumns = `tenant_id, id, client_id, user_id, aud, context, created_at, expires_at`
 
 // scanLaunch reads a launch row found by the raw value launchID. The row
 // holds only the key, so the launch gets launchID back as its ID.
@@ -20,7 +20,7 @@ func scanLaunch(sc scanner, launchID string) (storage.Launch, error) {
 	var l storage.Launch
 	var key, launchContext string
 	var created, expires sql.NullInt64
-	if err := sc.Scan(&l.TenantID, &key, &l.ClientID, &l.UserID, &launchContext, &created, &expires); err != nil {
+	if err := sc.Scan(&l.TenantID, &key, &l.ClientID, &l.UserID, &l.Aud, &launchContext, &created, &expires); err != nil {
 		return storage.Launch{}, err
 	}
 	if err := fromJSON(launchContext, &l.Context); err != nil {
@@ -42,8 +42,8 @@ func (s *Store) CreateLaunch(ctx context.Context, l storage.Launch) error {
 	if err != nil {
 		return wrap("create launch", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		l.TenantID, storage.LaunchKey(l.ID), l.ClientID, l.UserID, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
+	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (`+launchColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		l.TenantID, storage.LaunchKey(l.ID), l.ClientID, l.UserID, l.Aud, launchContext, micros(l.CreatedAt), micros(l.ExpiresAt))
 	return wrap("create launch", err)
 }
 
