@@ -198,9 +198,10 @@ type Storage interface {
 	// with none is no error.
 	ClearFailures(ctx context.Context, tenantID, key string) error
 
-	// SweepExpired deletes expired sessions, grant records, launches,
-	// assertion jtis and sign-in failure counters and returns how many rows
-	// went.
+	// SweepExpired deletes expired sessions, grant records, revoked-request
+	// markers, launches, assertion jtis, sign-in failure counters and
+	// remembered consents (those without expiry stay) and returns how many
+	// rows went.
 	SweepExpired(ctx context.Context, now time.Time) (int64, error)
 }
 

@@ -965,6 +965,11 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	tokens[0].ExpiresAt, tokens[1].ExpiresAt = past, future
 	launches := []storage.Launch{launchFixture("acme", "old"), launchFixture("acme", "live")}
 	launches[0].ExpiresAt, launches[1].ExpiresAt = past, future
+	// A consent needs its user and client; a zero ExpiresAt never expires.
+	must(t, "create user", s.CreateUser(ctx, userFixture("acme", "u", "u@acme.example")))
+	consents := []storage.Consent{consentFixture("acme", "u", "c-old"), consentFixture("acme", "u", "c-edge"),
+		consentFixture("acme", "u", "c-live"), consentFixture("acme", "u", "c-forever")}
+	consents[0].ExpiresAt, consents[1].ExpiresAt, consents[2].ExpiresAt, consents[3].ExpiresAt = past, now, future, time.Time{}
 	for _, x := range sessions {
 		must(t, "create session "+x.ID, s.CreateSession(ctx, x))
 	}
@@ -973,6 +978,10 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	}
 	for _, x := range launches {
 		must(t, "create launch "+x.ID, s.CreateLaunch(ctx, x))
+	}
+	for _, x := range consents {
+		must(t, "create client "+x.ClientID, s.CreateClient(ctx, clientFixture("acme", x.ClientID)))
+		must(t, "save consent to "+x.ClientID, s.SaveConsent(ctx, x))
 	}
 	must(t, "record old jti", s.RecordAssertionJTI(ctx, "acme", "c", "old", past))
 	must(t, "record live jti", s.RecordAssertionJTI(ctx, "acme", "c", "live", future))
@@ -984,8 +993,8 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 
 	n, err := s.SweepExpired(ctx, now)
 	must(t, "sweep", err)
-	if n != 6 {
-		t.Fatalf("sweep: got %d rows removed, want 6 (2 sessions, 1 token, 1 launch, 1 jti, 1 failure counter)", n)
+	if n != 8 {
+		t.Fatalf("sweep: got %d rows removed, want 8 (2 sessions, 1 token, 1 launch, 1 jti, 1 failure counter, 2 consents)", n)
 	}
 	n, err = s.SweepExpired(ctx, now)
 	must(t, "sweep again", err)
@@ -1009,6 +1018,10 @@ func testSweepExpired(t *testing.T, s storage.Storage) {
 	mustErr(t, "consume swept launch", err, storage.ErrNotFound)
 	_, err = s.ConsumeLaunch(ctx, "acme", "live", earlier)
 	must(t, "consume live launch", err)
+	// ListConsents shows expired consents until they are swept.
+	left, err := s.ListConsents(ctx, "acme", "u")
+	must(t, "list consents after sweep", err)
+	mustEqual(t, "consents after sweep", left, []storage.Consent{consents[3], consents[2]})
 	must(t, "record swept jti again", s.RecordAssertionJTI(ctx, "acme", "c", "old", future))
 	// The swept counter starts afresh even with a window that would still
 	// cover it; the live one keeps counting.

@@ -12,7 +12,8 @@
 //     nil or empty.
 //   - A record expires at its ExpiresAt: GetSession hides it from that instant
 //     on, ConsumeLaunch reports ErrExpired, and SweepExpired(now) deletes every
-//     row with ExpiresAt <= now. Expiring records need a non-zero ExpiresAt.
+//     row with ExpiresAt <= now. Expiring records need a non-zero ExpiresAt;
+//     a consent with a zero one is never swept.
 //   - Creating a record for a tenant that does not exist fails with
 //     ErrNotFound; creating one whose key exists fails with ErrAlreadyExists.
 //   - Update and single-record Delete methods fail with ErrNotFound when the
