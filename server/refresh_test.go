@@ -281,3 +281,33 @@ func TestConcurrentRefresh(t *testing.T) {
 		}
 	})
 }
+
+// TestPublicClientRefreshWithoutClientID: SMART lists no client_id for a
+// refresh, and a public client has nothing to authenticate with, so the
+// refresh token alone must do.
+func TestPublicClientRefreshWithoutClientID(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		first := refreshTokens(t, e)
+		refresh := func(form url.Values) (int, map[string]any) {
+			resp, err := http.PostForm(e.iss+"/token", form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			return resp.StatusCode, body
+		}
+		st, body := refresh(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first["refresh_token"].(string)}})
+		if st != http.StatusOK || body["access_token"] == nil || body["patient"] != authzPatient {
+			t.Fatalf("public refresh without client_id: %d %v", st, body)
+		}
+		// A made-up token is still refused, as before.
+		if st, body := refresh(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"made-up.token"}}); st < 400 || st >= 500 {
+			t.Errorf("made-up refresh token without client_id: %d %v", st, body)
+		}
+
+	})
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -33,6 +34,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(grantTypes, gt) {
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
 		return nil
+	}
+	if err := s.namePublicRefreshClient(ctx, t.ID, p, r); err != nil {
+		return err
 	}
 	sess := oauth.NewSession(t.ID)
 	ar, err := p.NewAccessRequest(ctx, r, sess)
@@ -106,6 +110,40 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
 		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
 	p.WriteAccessResponse(ctx, w, ar, resp)
+	return nil
+}
+
+// namePublicRefreshClient fills in client_id for a public client's refresh
+// request that leaves it out. SMART App Launch 2.2 lists no client_id for
+// refresh requests and RFC 6749 §6 asks a public client for no
+// authentication, so apps (the SMART JavaScript client among them) send only
+// the refresh token; fosite needs to know the client. Only a public client
+// is named this way: a confidential client must still authenticate, and a
+// token nobody holds is left for fosite to refuse.
+func (s *Server) namePublicRefreshClient(ctx context.Context, tenantID string, p *oauth.Provider, r *http.Request) error {
+	form := r.PostForm
+	if form.Get("grant_type") != "refresh_token" || form.Has("client_id") || form.Has("client_assertion") ||
+		r.Header.Get("Authorization") != "" || form.Get("refresh_token") == "" {
+		return nil
+	}
+	rec, err := s.store.GetToken(ctx, tenantID, storage.KindRefreshToken, p.RefreshTokenSignature(ctx, form.Get("refresh_token")))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find the client of a refresh token: %w", err)
+	}
+	c, err := s.store.GetClient(ctx, tenantID, rec.ClientID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load the client of a refresh token: %w", err)
+	}
+	if c.Type == storage.ClientPublic {
+		form.Set("client_id", c.ID)
+		r.Form.Set("client_id", c.ID)
+	}
 	return nil
 }
 

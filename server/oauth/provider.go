@@ -64,6 +64,14 @@ type Provider struct {
 	Config *fosite.Config
 	Store  *Store
 	Tenant storage.Tenant
+	// tokens computes token signatures, the keys of grant records.
+	tokens foauth2.CoreStrategy
+}
+
+// RefreshTokenSignature is the key under which a refresh token's record is
+// stored; it says nothing about whether the token is valid.
+func (p *Provider) RefreshTokenSignature(ctx context.Context, token string) string {
+	return p.tokens.RefreshTokenSignature(ctx, token)
 }
 
 // Providers builds and caches a provider per tenant.
@@ -171,7 +179,7 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
-	return &Provider{OAuth2Provider: provider, Config: cfg, Store: st, Tenant: t}, nil
+	return &Provider{OAuth2Provider: provider, Config: cfg, Store: st, Tenant: t, tokens: access}, nil
 }
 
 // tenantAudiences allows exactly the tenant's FHIR base URLs as audiences,
