@@ -24,15 +24,9 @@ const rememberConsentFor = 90 * 24 * time.Hour
 
 // consentPage is what templates/consent.html shows.
 type consentPage struct {
-	Tenant     storage.Tenant
-	ClientName string
-	Action     string
-	CSRF       string
-	Authz      string
-	Ticket     string
-	Email      string
-	FHIRBase   string
-	Acting     storage.Profile
+	stepPage
+	FHIRBase string
+	Acting   storage.Profile
 	// Patient and Encounter are the context the app will get, if any.
 	Patient   *patientChoice
 	Encounter string
@@ -95,17 +89,14 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, t storage.Te
 	if err != nil {
 		return err
 	}
-	page.CSRF, page.Ticket = csrf, ticket
+	page.stepPage = s.newStepPage(t, a, u, "consent", csrf, ticket)
 	s.render(w, r, http.StatusOK, "consent", page)
 	return nil
 }
 
 func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequest, u storage.User, tk loginTicket,
 	profile storage.Profile) (consentPage, error) {
-	page := consentPage{
-		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/consent",
-		Authz: a.params.Encode(), Email: u.Email, FHIRBase: a.aud, Acting: profile, EHRLaunch: a.launch != nil,
-	}
+	page := consentPage{FHIRBase: a.aud, Acting: profile, EHRLaunch: a.launch != nil}
 	requested := a.ar.GetRequestedScopes()
 	mayHave, _ := smart.Grant(requested, a.client.Scopes, requested)
 	kept, refused := smart.Contextual(mayHave, available(a, tk, profile))

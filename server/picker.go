@@ -19,32 +19,38 @@ import (
 // the authorization request and the signed ticket; each choice is written
 // into a freshly signed ticket, so nothing is kept on the server between steps.
 
-// rolePage is what templates/role.html shows.
-type rolePage struct {
+// stepPage is what every page after sign-in carries: the tenant, the app,
+// who is signed in, and the hidden fields the next form posts back.
+type stepPage struct {
 	Tenant     storage.Tenant
 	ClientName string
+	Email      string
 	Action     string
 	CSRF       string
 	Authz      string
 	Ticket     string
-	Email      string
-	Profiles   []storage.Profile
+}
+
+// newStepPage fills a step page for the form posting to endpoint.
+func (s *Server) newStepPage(t storage.Tenant, a *authzRequest, u storage.User, endpoint, csrf, ticket string) stepPage {
+	return stepPage{Tenant: t, ClientName: clientName(a.client), Email: u.Email, Action: s.Issuer(t.ID) + "/" + endpoint,
+		CSRF: csrf, Authz: a.params.Encode(), Ticket: ticket}
+}
+
+// rolePage is what templates/role.html shows.
+type rolePage struct {
+	stepPage
+	Profiles []storage.Profile
 }
 
 // patientPage is what templates/patient.html shows.
 type patientPage struct {
-	Tenant     storage.Tenant
-	ClientName string
-	Action     string
-	CSRF       string
-	Authz      string
-	Ticket     string
-	Email      string
-	Acting     storage.Profile
-	Query      storage.PatientQuery
-	Searched   bool
-	Results    []patientChoice
-	Error      string
+	stepPage
+	Acting   storage.Profile
+	Query    storage.PatientQuery
+	Searched bool
+	Results  []patientChoice
+	Error    string
 	// Notice says the results may be incomplete.
 	Notice string
 }
@@ -294,8 +300,7 @@ func (s *Server) renderRole(w http.ResponseWriter, r *http.Request, t storage.Te
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "role", rolePage{Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/role",
-		CSRF: csrf, Authz: a.params.Encode(), Ticket: ticket, Email: u.Email, Profiles: u.Profiles})
+	s.render(w, r, http.StatusOK, "role", rolePage{stepPage: s.newStepPage(t, a, u, "role", csrf, ticket), Profiles: u.Profiles})
 	return nil
 }
 
@@ -306,8 +311,7 @@ func (s *Server) renderPatients(w http.ResponseWriter, r *http.Request, status i
 		return err
 	}
 	acting, _ := findProfile(u.Profiles, tk.Role)
-	page.Tenant, page.ClientName, page.Action = t, clientName(a.client), s.Issuer(t.ID)+"/patient"
-	page.CSRF, page.Authz, page.Ticket, page.Email, page.Acting = csrf, a.params.Encode(), ticket, u.Email, acting
+	page.stepPage, page.Acting = s.newStepPage(t, a, u, "patient", csrf, ticket), acting
 	s.render(w, r, status, "patient", page)
 	return nil
 }
