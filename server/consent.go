@@ -85,7 +85,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, t storage.Te
 	if err != nil {
 		return err
 	}
-	page, err := s.consentPage(r.Context(), t, a, u, tk, profile)
+	page, err := s.consentPage(r.Context(), t, a, tk, profile)
 	if err != nil {
 		return err
 	}
@@ -94,8 +94,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, t storage.Te
 	return nil
 }
 
-func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequest, u storage.User, tk loginTicket,
-	profile storage.Profile) (consentPage, error) {
+func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequest, tk loginTicket, profile storage.Profile) (consentPage, error) {
 	page := consentPage{FHIRBase: a.aud, Acting: profile, EHRLaunch: a.launch != nil}
 	requested := a.ar.GetRequestedScopes()
 	mayHave, _ := smart.Grant(requested, a.client.Scopes, requested)
