@@ -97,7 +97,7 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 	if err != nil {
 		return nil, refuse(err)
 	}
-	launch, err := s.checkLaunch(ctx, t.ID, client.ID, params.Get("launch"), ar.GetRequestedScopes())
+	launch, err := s.checkLaunch(ctx, t.ID, client.ID, aud, params.Get("launch"), ar.GetRequestedScopes())
 	if err != nil {
 		var rfc *fosite.RFC6749Error
 		if errors.As(err, &rfc) {
@@ -112,8 +112,9 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 // Launch 2.2 §EHR Launch). It is only looked at here, on every step of
 // sign-in; it is consumed once, when the code is issued. A launch value
 // belongs to the tenant and the app it was created for: at any other it is
-// as unknown as a made-up one.
-func (s *Server) checkLaunch(ctx context.Context, tenantID, clientID, value string, scopes fosite.Arguments) (*storage.Launch, error) {
+// as unknown as a made-up one. A launch made for one FHIR server (the iss
+// the EHR gave the app) holds the app to it: aud must name that server.
+func (s *Server) checkLaunch(ctx context.Context, tenantID, clientID, aud, value string, scopes fosite.Arguments) (*storage.Launch, error) {
 	if value == "" {
 		if scopes.Has("launch") {
 			return nil, fosite.ErrInvalidRequest.WithHint("The launch scope needs the launch parameter the EHR gave the app.")
@@ -133,6 +134,8 @@ func (s *Server) checkLaunch(ctx context.Context, tenantID, clientID, value stri
 		return nil, fosite.ErrInvalidRequest.WithHint("The launch has already been used. Open the app from the health record again.")
 	case err != nil:
 		return nil, fmt.Errorf("load launch: %w", err)
+	case l.Aud != "" && strings.TrimSuffix(l.Aud, "/") != strings.TrimSuffix(aud, "/"):
+		return nil, fosite.ErrInvalidRequest.WithHint("The aud parameter must be the iss the EHR gave the app for this launch.")
 	}
 	return &l, nil
 }

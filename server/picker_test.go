@@ -152,6 +152,23 @@ func TestEHRLaunchRefusals(t *testing.T) {
 		refusedAtApp(t, "launch scope without launch", start(e, ""), "invalid_request")
 		refusedAtApp(t, "another app's launch", start(e, createLaunch(t, srv, authzTenant, "other-app", "", ctx)), "invalid_request")
 		refusedAtApp(t, "another tenant's launch", start(e, createLaunch(t, srv, "elsewhere", "ehr-app", "", ctx)), "invalid_request")
+		// A launch for one FHIR server cannot be used to get tokens for another.
+		tn, err := srv.Store.GetTenant(context.Background(), authzTenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.FHIRBaseURLs = append(tn.FHIRBaseURLs, e.fhirBase+"-other")
+		if err := srv.Store.UpdateTenant(context.Background(), tn); err != nil {
+			t.Fatal(err)
+		}
+		otherServer, err := srv.Manage.LaunchApp(context.Background(), manage.LaunchInput{TenantID: authzTenant, ClientID: "ehr-app",
+			Patient: authzPatient, Aud: e.fhirBase + "-other"}, authzActor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if desc := refusedAtApp(t, "launch for another FHIR server", start(e, otherServer.Launch), "invalid_request"); !strings.Contains(desc, "iss the EHR gave") {
+			t.Errorf("launch for another FHIR server: description %q", desc)
+		}
 		expiring := createLaunch(t, srv, authzTenant, "ehr-app", "", ctx)
 		srv.Clock.Advance(11 * time.Minute)
 		if desc := refusedAtApp(t, "expired launch", start(e, expiring), "invalid_request"); !strings.Contains(desc, "expired") {
