@@ -46,6 +46,8 @@ type openIDConfiguration struct {
 	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	TokenEndpointAuthSigning []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	CodeChallengeMethods     []string `json:"code_challenge_methods_supported,omitempty"`
+	// EndSessionEndpoint signs the person out (RP-Initiated Logout 1.0).
+	EndSessionEndpoint string `json:"end_session_endpoint,omitempty"`
 	// IssParameterSupported announces iss in authorization responses (RFC 9207).
 	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 }
@@ -99,6 +101,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 		AuthorizationEndpoint:    iss + "/authorize",
 		TokenEndpoint:            iss + "/token",
 		UserinfoEndpoint:         iss + "/userinfo",
+		EndSessionEndpoint:       iss + "/logout",
 		IntrospectionEndpoint:    iss + "/introspect",
 		RevocationEndpoint:       iss + "/revoke",
 		SubjectTypesSupported:    []string{"public"},

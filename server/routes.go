@@ -42,6 +42,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/role", s.page(s.role))
 	mux.Handle("POST /t/{tenant}/patient", s.page(s.patient))
 	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
+	// Sign-out, OpenID Connect's end_session endpoint (logout.go).
+	mux.Handle("GET /t/{tenant}/logout", s.page(s.logout))
+	mux.Handle("POST /t/{tenant}/logout", s.page(s.logout))
 
 	// The demo SMART app, a public client that runs in the browser and
 	// talks to this server (demoapp.go, web/demo-app/).

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/servertest"
+	"github.com/smartauth/smartauth/storage"
+)
+
+func TestLogoutEndsSessionAndOnlineAccess(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		if _, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: "online-app", Name: "Online",
+			Type: storage.ClientPublic, RedirectURIs: []string{authzCallback}, Scopes: []string{"openid", "online_access"}}, authzActor); err != nil {
+			t.Fatal(err)
+		}
+		app := e.as("online-app", []string{"openid", "online_access"})
+		verifier := oauth2.GenerateVerifier()
+		consent := app.signIn(t, app.authURL(verifier))
+		q := authzCallbackParams(t, app.decide(t, consent, "allow", consent.offered(), nil))
+		tok, err := app.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		logoutURL := e.iss + "/logout?" + url.Values{"client_id": {"online-app"}, "post_logout_redirect_uri": {authzCallback}, "state": {"bye-123"}}.Encode()
+
+		// An address the app did not register is refused, and nobody is signed out.
+		bad := app.get(t, app.browser, e.iss+"/logout?"+url.Values{"client_id": {"online-app"}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode())
+		if bad.status != http.StatusBadRequest || bad.header.Get("Location") != "" {
+			t.Errorf("unregistered post_logout_redirect_uri: %d Location %q", bad.status, bad.header.Get("Location"))
+		}
+		// GET only asks; a post without the CSRF token does nothing.
+		confirm := app.get(t, app.browser, logoutURL)
+		if confirm.status != http.StatusOK || !strings.Contains(confirm.body, "Sign out?") || confirm.hidden["csrf_token"] == "" {
+			t.Fatalf("sign-out page: %d\n%s", confirm.status, confirm.body)
+		}
+		form := url.Values{}
+		for k, v := range confirm.hidden {
+			form.Set(k, v)
+		}
+		noToken := url.Values{}
+		for k, v := range form {
+			noToken[k] = v
+		}
+		noToken.Del("csrf_token")
+		if p := app.post(t, app.browser, e.iss+"/logout", noToken, nil); p.status != http.StatusForbidden {
+			t.Errorf("sign-out without the CSRF token: %d, want 403", p.status)
+		}
+		if st, body := app.refresh(t, tok.RefreshToken, nil); st != http.StatusOK {
+			t.Fatalf("refresh before sign-out: %d %v", st, body)
+		} else {
+			tok.RefreshToken = body["refresh_token"].(string)
+		}
+
+		done := app.post(t, app.browser, e.iss+"/logout", form, nil)
+		if done.status != http.StatusSeeOther || done.header.Get("Location") != authzCallback+"?state=bye-123" {
+			t.Fatalf("sign-out: %d Location %q", done.status, done.header.Get("Location"))
+		}
+		if !strings.Contains(done.header.Get("Set-Cookie"), "Max-Age=0") {
+			t.Errorf("sign-out did not clear the session cookie: %q", done.header.Values("Set-Cookie"))
+		}
+		if st, body := app.refresh(t, tok.RefreshToken, nil); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Errorf("online_access refresh after sign-out: %d %v, want 400 invalid_grant", st, body)
+		}
+		events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "logout"})
+		if err != nil || len(events) != 1 || events[0].Subject != e.userID {
+			t.Errorf("logout audit %v, %v", events, err)
+		}
+	})
+}
