@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,4 +78,47 @@ func TestLogoutEndsSessionAndOnlineAccess(t *testing.T) {
 			t.Errorf("logout audit %v, %v", events, err)
 		}
 	})
+}
+
+// TestSignInStartsNewSession: each sign-in gets a new session id, so a
+// session id known before sign-in (planted, or left by someone else on a
+// shared workstation) is worth nothing after it.
+func TestSignInStartsNewSession(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	sessionCookie := func() string {
+		u, _ := url.Parse(e.iss + "/")
+		for _, c := range e.browser.Jar.Cookies(u) {
+			if c.Name == "smartauth_session" {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+	first := sessionCookie()
+	if first == "" {
+		t.Fatal("sign-in set no session cookie")
+	}
+	e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+	second := sessionCookie()
+	if second == "" || second == first {
+		t.Fatalf("second sign-in kept session cookie %q", first)
+	}
+	// The first session is gone from the database, not just from the browser.
+	handle := func(cookie string) string {
+		secret, err := base64.RawURLEncoding.DecodeString(cookie)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(secret)
+		return base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if _, err := srv.Store.GetSession(context.Background(), authzTenant, handle(second), srv.Clock.Now()); err != nil {
+		t.Fatalf("the new session is not stored: %v", err)
+	}
+	if _, err := srv.Store.GetSession(context.Background(), authzTenant, handle(first), srv.Clock.Now()); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the session before sign-in is still stored: %v", err)
+	}
 }
