@@ -8,7 +8,6 @@ package federation
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -29,13 +28,16 @@ type Identity struct {
 	Claims map[string]any
 }
 
-// Connector is one upstream identity provider of a tenant.
+// Connector is one upstream identity provider of a tenant. The caller
+// chooses state, nonce and the PKCE verifier, keeps them in the person's
+// session, and checks state itself when the browser comes back.
 type Connector interface {
-	// LoginURL is where to send the browser; state, nonce and the PKCE
-	// verifier are chosen by the caller and kept in the person's session.
-	LoginURL(state, nonce, verifier string) (string, error)
-	// HandleCallback redeems the provider's answer and verifies its ID token.
-	HandleCallback(ctx context.Context, r *http.Request, nonce, verifier string) (Identity, error)
+	// AuthURL returns where to send the browser: the provider's
+	// authorization endpoint with PKCE S256, state and nonce.
+	AuthURL(ctx context.Context, state, nonce, verifier, redirectURI string) (string, error)
+	// Exchange redeems the authorization code and returns the identity its
+	// verified ID token asserts; a refused token yields a *RefusalError.
+	Exchange(ctx context.Context, code, verifier, redirectURI, nonce string) (Identity, error)
 }
 
 // ErrNotRouted means no provider is configured for an email's domain.
@@ -58,10 +60,12 @@ func Domain(email string) (string, error) {
 	if at <= 0 || at == len(email)-1 {
 		return "", errors.New("federation: not an email address")
 	}
-	return normalizeDomain(email[at+1:])
+	return NormalizeDomain(email[at+1:])
 }
 
-func normalizeDomain(d string) (string, error) {
+// NormalizeDomain returns a domain in the form routes are stored and matched:
+// lower case, internationalized names in ASCII (punycode), no final dot.
+func NormalizeDomain(d string) (string, error) {
 	d = strings.TrimSuffix(strings.TrimSpace(d), ".")
 	ascii, err := idna.Lookup.ToASCII(d)
 	if err != nil || ascii == "" || !strings.Contains(ascii, ".") {
@@ -79,7 +83,7 @@ func Match(email string, routes []Route) (Route, error) {
 	}
 	best, bestLen := Route{}, -1
 	for _, r := range routes {
-		rd, err := normalizeDomain(r.Domain)
+		rd, err := NormalizeDomain(r.Domain)
 		if err != nil {
 			continue
 		}

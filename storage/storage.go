@@ -478,3 +478,85 @@ type AuditFilter struct {
 	// Limit caps the result; zero means 1000.
 	Limit int
 }
+
+// IdentityProviderType names the kind of an upstream identity provider.
+type IdentityProviderType string
+
+// The identity provider types: any OpenID Connect provider, and two presets of it.
+const (
+	IdentityProviderOIDC    IdentityProviderType = "oidc"
+	IdentityProviderCognito IdentityProviderType = "cognito"
+	IdentityProviderOkta    IdentityProviderType = "okta"
+)
+
+// IdentityProvider is an upstream OpenID Connect provider of a tenant.
+type IdentityProvider struct {
+	TenantID    string
+	ID          string
+	Type        IdentityProviderType
+	DisplayName string
+	Settings    IdentityProviderSettings
+	// ClientSecretSealed is the client secret sealed under the master key,
+	// bound to the tenant and provider id; the secret itself is never stored.
+	ClientSecretSealed []byte
+	ClaimMapping       ClaimMapping
+	// FederationOnly forbids local passwords for the provider's email domains.
+	FederationOnly bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// IdentityProviderSettings locate an identity provider and name the client
+// registered there; presets keep what the operator typed next to the issuer
+// derived from it.
+type IdentityProviderSettings struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes,omitempty"`
+	// UserInfo asks the userinfo endpoint for claims the ID token lacks.
+	UserInfo bool `json:"userinfo,omitempty"`
+	// Region, UserPoolID and HostedUIDomain describe a Cognito user pool.
+	Region         string `json:"region,omitempty"`
+	UserPoolID     string `json:"user_pool_id,omitempty"`
+	HostedUIDomain string `json:"hosted_ui_domain,omitempty"`
+	// OrgURL and AuthorizationServerID describe an Okta authorization server.
+	OrgURL                string `json:"org_url,omitempty"`
+	AuthorizationServerID string `json:"authorization_server_id,omitempty"`
+}
+
+// ClaimMapping says how an identity provider's ID token claims become a
+// person's context at the tenant; empty claim names are not consulted.
+type ClaimMapping struct {
+	// TenantClaim names a claim that must equal the tenant id, such as "custom:tenant_id".
+	TenantClaim string `json:"tenant_claim,omitempty"`
+	// PatientClaim names a claim holding a Patient id, such as "custom:patient_id".
+	PatientClaim string `json:"patient_claim,omitempty"`
+	// FHIRUserClaim names a claim holding a relative reference, such as "Practitioner/7".
+	FHIRUserClaim string `json:"fhir_user_claim,omitempty"`
+	// GroupsClaim names a claim listing groups, such as "groups" or "cognito:groups".
+	GroupsClaim string `json:"groups_claim,omitempty"`
+	// GroupRoles maps a group to the role label it gives.
+	GroupRoles map[string]string `json:"group_roles,omitempty"`
+}
+
+// DomainRoute sends the people of one email domain of a tenant to one of
+// its identity providers.
+type DomainRoute struct {
+	TenantID string
+	// Domain is lower case, internationalized names in ASCII (punycode) form.
+	Domain     string
+	ProviderID string
+	// IncludeSubdomains routes the domain's subdomains too.
+	IncludeSubdomains bool
+	CreatedAt         time.Time
+}
+
+// IdentityLink ties an upstream identity, named for ever by its issuer and
+// subject, to a user of the tenant.
+type IdentityLink struct {
+	TenantID  string
+	Issuer    string
+	Subject   string
+	UserID    string
+	CreatedAt time.Time
+}
