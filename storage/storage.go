@@ -11,9 +11,9 @@
 //   - Atomicity: each method is one transaction. A method that writes several
 //     rows (CreateTenant with its keys, RotateSigningKeys, UpsertPatients)
 //     writes all of them or none.
-//   - Single use: ConsumeToken and ConsumeLaunch are conditional updates;
-//     when several callers race on one record exactly one succeeds and the
-//     others get ErrConsumed.
+//   - Single use: ConsumeToken, ConsumeLaunch, ConsumeRecoveryCode and
+//     UseTOTPStep are conditional writes; when several callers race on one
+//     record exactly one succeeds and the others get ErrConsumed.
 //   - Upsert: SaveConsent is one atomic upsert on (tenant, user, client), so
 //     concurrent saves never fail for being concurrent and leave one record.
 //   - Counting: RecordFailure is one atomic upsert, so concurrent failures
@@ -198,10 +198,45 @@ type Storage interface {
 	// with none is no error.
 	ClearFailures(ctx context.Context, tenantID, key string) error
 
+	// SaveTOTPEnrollment stores a user's pending TOTP enrollment, replacing
+	// any earlier pending one; the user's confirmed secret is left alone.
+	// The user must exist (ErrNotFound otherwise).
+	SaveTOTPEnrollment(ctx context.Context, e TOTPEnrollment) error
+	// GetTOTPEnrollment returns a user's pending TOTP enrollment; one that is
+	// absent or whose ExpiresAt is at or before now yields ErrNotFound.
+	GetTOTPEnrollment(ctx context.Context, tenantID, userID string, now time.Time) (TOTPEnrollment, error)
+	// ConfirmTOTPEnrollment, in one transaction, makes the pending
+	// enrollment whose SecretSealed equals secretSealed the user's
+	// TOTPSecret (setting UpdatedAt to now), deletes it, and replaces the
+	// user's recovery codes with recoveryHashes. When no such enrollment is
+	// pending at now (none, replaced, confirmed or expired) it yields
+	// ErrNotFound and changes nothing.
+	ConfirmTOTPEnrollment(ctx context.Context, tenantID, userID string, secretSealed []byte, recoveryHashes [][]byte, now time.Time) error
+	// ResetTOTP removes a user's TOTP secret (setting UpdatedAt to now),
+	// pending enrollment and recovery codes in one transaction; the user
+	// must exist (ErrNotFound otherwise).
+	ResetTOTP(ctx context.Context, tenantID, userID string, now time.Time) error
+	// UseTOTPStep records that a TOTP code of time step step was accepted
+	// for a user. Unless step is above every step recorded for that user, it
+	// yields ErrConsumed and changes nothing; it is one conditional upsert,
+	// so of concurrent callers with one step exactly one succeeds. An
+	// unknown user yields ErrNotFound.
+	UseTOTPStep(ctx context.Context, tenantID, userID string, step int64) error
+	// ReplaceRecoveryCodes replaces all of a user's recovery codes, used or
+	// not, with unused codes of the given digests, in one transaction. The
+	// user must exist (ErrNotFound otherwise).
+	ReplaceRecoveryCodes(ctx context.Context, tenantID, userID string, hashes [][]byte, now time.Time) error
+	// ConsumeRecoveryCode marks a user's unused recovery code with that
+	// digest used at now, in one conditional update, so of concurrent
+	// callers exactly one succeeds. Unknown: ErrNotFound; used: ErrConsumed.
+	ConsumeRecoveryCode(ctx context.Context, tenantID, userID string, hash []byte, now time.Time) error
+	// CountRecoveryCodes returns how many unused recovery codes a user has.
+	CountRecoveryCodes(ctx context.Context, tenantID, userID string) (int, error)
+
 	// SweepExpired deletes expired sessions, grant records, revoked-request
-	// markers, launches, assertion jtis, sign-in failure counters and
-	// remembered consents (those without expiry stay) and returns how many
-	// rows went.
+	// markers, launches, assertion jtis, sign-in failure counters, pending
+	// TOTP enrollments and remembered consents (those without expiry stay)
+	// and returns how many rows went.
 	SweepExpired(ctx context.Context, now time.Time) (int64, error)
 }
 
@@ -447,6 +482,17 @@ type Consent struct {
 	CreatedAt time.Time
 	// ExpiresAt ends the consent; zero means it does not expire.
 	ExpiresAt time.Time
+}
+
+// TOTPEnrollment is a TOTP secret waiting for its first correct code
+// before it becomes the user's.
+type TOTPEnrollment struct {
+	TenantID string
+	UserID   string
+	// SecretSealed is the TOTP seed sealed by its owner; the seed itself is never stored.
+	SecretSealed []byte
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
 }
 
 // AuditEvent is one row of a tenant's append-only, hash-chained audit trail.

@@ -30,6 +30,8 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 		{"SaveConsent", testRaceSaveConsent},
 		{"RecordAssertionJTI", testRaceAssertionJTI},
 		{"RecordFailure", testRaceRecordFailure},
+		{"UseTOTPStep", testRaceUseTOTPStep},
+		{"ConsumeRecoveryCode", testRaceConsumeRecoveryCode},
 		{"AppendAudit", testRaceAppendAudit},
 		{"AppendAudits", testRaceAppendAudits},
 		{"MixedWriters", testMixedWriters},

@@ -116,9 +116,10 @@ func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti 
 }
 
 // SweepExpired deletes expired sessions, grant records, revoked-request
-// markers, launches, assertion jtis, sign-in failure counters and consents,
-// in one statement, and returns how many rows went. A consent without
-// expiry has a NULL expires_at, which no comparison matches, so it stays.
+// markers, launches, assertion jtis, sign-in failure counters, consents and
+// pending TOTP enrollments, in one statement, and returns how many rows
+// went. A consent without expiry has a NULL expires_at, which no comparison
+// matches, so it stays.
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `WITH
@@ -128,9 +129,10 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) 
 		j AS (DELETE FROM assertion_jtis WHERE expires_at <= $1 RETURNING 1),
 		r AS (DELETE FROM revoked_requests WHERE expires_at <= $1 RETURNING 1),
 		f AS (DELETE FROM signin_failures WHERE expires_at <= $1 RETURNING 1),
-		c AS (DELETE FROM consents WHERE expires_at <= $1 RETURNING 1)
+		c AS (DELETE FROM consents WHERE expires_at <= $1 RETURNING 1),
+		e AS (DELETE FROM totp_enrollments WHERE expires_at <= $1 RETURNING 1)
 		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM l) + (SELECT count(*) FROM j) + (SELECT count(*) FROM r)
-			+ (SELECT count(*) FROM f) + (SELECT count(*) FROM c)`,
+			+ (SELECT count(*) FROM f) + (SELECT count(*) FROM c) + (SELECT count(*) FROM e)`,
 		now).Scan(&n)
 	if err != nil {
 		return 0, wrap("sweep expired", err)

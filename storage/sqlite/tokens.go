@@ -131,13 +131,14 @@ func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti 
 }
 
 // SweepExpired deletes expired sessions, grant records, revoked-request
-// markers, launches, assertion jtis, sign-in failure counters and consents,
-// and returns how many rows went. A consent without expiry has a NULL
-// expires_at, which no comparison matches, so it stays.
+// markers, launches, assertion jtis, sign-in failure counters, consents and
+// pending TOTP enrollments, and returns how many rows went. A consent
+// without expiry has a NULL expires_at, which no comparison matches, so it
+// stays.
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis", "revoked_requests", "signin_failures", "consents"} {
+		for _, table := range []string{"sessions", "tokens", "launches", "assertion_jtis", "revoked_requests", "signin_failures", "consents", "totp_enrollments"} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at <= ?`, now.UnixMicro())
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
