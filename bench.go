@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -51,12 +53,21 @@ type benchResult struct {
 	// PeakRSSMiB is the server's peak resident memory so far; it only grows,
 	// so scenarios run in order of expected memory use.
 	PeakRSSMiB float64 `json:"server_peak_rss_mib"`
+	// ServerCPUus and LoadCPUus are the CPU time the server and this load
+	// generator spent per successful request. Unlike throughput they hardly
+	// depend on what else the machine is doing, so they show what a change
+	// costs or saves on a busy machine.
+	ServerCPUus float64 `json:"server_cpu_us_per_request"`
+	LoadCPUus   float64 `json:"load_cpu_us_per_request"`
+	// DatabaseCPUus is the same for the PostgreSQL backends serving the
+	// benchmark's database, when they run on this machine; zero otherwise.
+	DatabaseCPUus float64 `json:"database_cpu_us_per_request"`
 }
 
 // benchScenario makes one request; it returns an error for anything but success.
 type benchScenario struct {
 	name string
-	do   func(c *http.Client) error
+	do   func(c *benchClient) error
 }
 
 // bench starts "smartauth serve" as a child process on loopback, drives it
@@ -69,6 +80,7 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 	duration := fs.Duration("duration", 5*time.Second, "how long each scenario runs at each concurrency")
 	levels := fs.String("concurrency", "8,64", "comma-separated numbers of concurrent clients")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	only := fs.String("scenarios", "", "comma-separated scenario names to run (a name matches a scenario it begins); all when empty")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -106,14 +118,17 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 		_ = child.Wait()
 	}()
 	iss := base + "/t/" + fix.tenant
-	scenarios := benchScenarios(iss, fix)
+	scenarios := selectScenarios(benchScenarios(iss, fix), *only)
+	if len(scenarios) == 0 {
+		return usageError{fmt.Sprintf("--scenarios %q matches no scenario", *only)}
+	}
 	var results []benchResult
 	for _, sc := range scenarios {
 		for _, n := range conc {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			res := runScenario(ctx, sc, n, *duration)
+			res := runScenario(ctx, sc, strings.TrimPrefix(base, "http://"), n, *duration, child.Process.Pid, databaseName(c))
 			res.PeakRSSMiB = peakRSS(child.Process.Pid)
 			results = append(results, res)
 		}
@@ -131,6 +146,24 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nserver peak resident memory: %.1f MiB\n", peak)
 	return nil
+}
+
+// selectScenarios keeps the scenarios whose names begin with one of the
+// comma-separated prefixes in only, so one endpoint can be measured alone.
+func selectScenarios(all []benchScenario, only string) []benchScenario {
+	if strings.TrimSpace(only) == "" {
+		return all
+	}
+	var out []benchScenario
+	for _, sc := range all {
+		for _, p := range strings.Split(only, ",") {
+			if p = strings.TrimSpace(p); p != "" && strings.HasPrefix(sc.name, p) {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func storeKind(c config) string {
@@ -227,49 +260,49 @@ func startChild(ctx context.Context, c config, masterKey []byte, stderr io.Write
 }
 
 func benchScenarios(iss string, f *fixture) []benchScenario {
-	tokenURL := iss + "/token"
+	tokenPath := tenantPath(iss) + "/token"
+	introspectPath := tenantPath(iss) + "/introspect"
 	ccForm := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}.Encode()
-	basic := func(c *http.Client, endpoint, body string) (map[string]any, error) {
-		req, _ := http.NewRequest("POST", endpoint, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(url.QueryEscape(f.symID), url.QueryEscape(f.secret))
-		return benchDo(c, req)
-	}
+	basicAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(f.symID)+":"+url.QueryEscape(f.secret)))
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: jose.JSONWebKey{Key: f.asymKey, KeyID: "bench"}}, nil)
 	var once sync.Once
-	var introspected string
+	var introspectBody string
 	return []benchScenario{
-		{"client_credentials client_secret_basic", func(c *http.Client) error {
-			_, err := basic(c, tokenURL, ccForm)
+		{"client_credentials client_secret_basic", func(c *benchClient) error {
+			out, err := c.post(tokenPath, basicAuth, ccForm)
+			if err == nil && out.AccessToken == "" {
+				err = errors.New("no access token")
+			}
 			return err
 		}},
-		{"client_credentials private_key_jwt ES384", func(c *http.Client) error {
+		{"client_credentials private_key_jwt ES384", func(c *benchClient) error {
 			now := time.Now()
-			a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: f.asymID, Subject: f.asymID, Audience: jwt.Audience{tokenURL},
+			a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: f.asymID, Subject: f.asymID, Audience: jwt.Audience{iss + "/token"},
 				ID: rand.Text(), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
 			if err != nil {
 				return err
 			}
 			form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
 				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
-			req, _ := http.NewRequest("POST", tokenURL, strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			_, err = benchDo(c, req)
+			out, err := c.post(tokenPath, "", form.Encode())
+			if err == nil && out.AccessToken == "" {
+				err = errors.New("no access token")
+			}
 			return err
 		}},
-		{"introspection", func(c *http.Client) error {
+		{"introspection", func(c *benchClient) error {
 			var err error
 			once.Do(func() {
-				var tok map[string]any
-				if tok, err = basic(c, tokenURL, ccForm); err == nil {
-					introspected, _ = tok["access_token"].(string)
+				var tok benchResponse
+				if tok, err = c.post(tokenPath, basicAuth, ccForm); err == nil && tok.AccessToken != "" {
+					introspectBody = url.Values{"token": {tok.AccessToken}}.Encode()
 				}
 			})
-			if err != nil || introspected == "" {
+			if err != nil || introspectBody == "" {
 				return fmt.Errorf("no token to introspect: %v", err)
 			}
-			out, err := basic(c, iss+"/introspect", url.Values{"token": {introspected}}.Encode())
-			if err == nil && out["active"] != true {
+			out, err := c.post(introspectPath, basicAuth, introspectBody)
+			if err == nil && !out.Active {
 				err = errors.New("token introspected inactive")
 			}
 			return err
@@ -279,12 +312,21 @@ func benchScenarios(iss string, f *fixture) []benchScenario {
 	}
 }
 
+// tenantPath is the path part of an issuer URL.
+func tenantPath(iss string) string {
+	u, err := url.Parse(iss)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}
+
 // refreshScenario keeps a pool of refresh token chains: a request takes a
 // chain's current token, rotates it, and puts the new one back. Chains are
 // started through the real sign-in and consent pages.
-func refreshScenario(iss string, f *fixture) func(c *http.Client) error {
+func refreshScenario(iss string, f *fixture) func(c *benchClient) error {
 	pool := make(chan string, 1024)
-	return func(c *http.Client) error {
+	return func(c *benchClient) error {
 		var rt string
 		select {
 		case rt = <-pool:
@@ -295,18 +337,15 @@ func refreshScenario(iss string, f *fixture) func(c *http.Client) error {
 			}
 		}
 		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {f.appID}}
-		req, _ := http.NewRequest("POST", iss+"/token", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		out, err := benchDo(c, req)
+		out, err := c.post(tenantPath(iss)+"/token", "", form.Encode())
 		if err != nil {
 			return err
 		}
-		next, _ := out["refresh_token"].(string)
-		if next == "" {
+		if out.RefreshToken == "" {
 			return errors.New("refresh gave no new refresh token")
 		}
 		select {
-		case pool <- next:
+		case pool <- out.RefreshToken:
 		default:
 		}
 		return nil
@@ -316,9 +355,9 @@ func refreshScenario(iss string, f *fixture) func(c *http.Client) error {
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
 
 // signInForRefreshToken runs the authorization code flow as a browser would.
-func signInForRefreshToken(shared *http.Client, iss string, f *fixture) (string, error) {
+func signInForRefreshToken(c *benchClient, iss string, f *fixture) (string, error) {
 	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Transport: shared.Transport, Jar: jar, Timeout: shared.Timeout,
+	browser := &http.Client{Transport: c.browser, Jar: jar, Timeout: benchTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	verifier := oauth2.GenerateVerifier()
 	q := url.Values{"response_type": {"code"}, "client_id": {f.appID}, "redirect_uri": {benchRedirect},
@@ -361,53 +400,126 @@ func signInForRefreshToken(shared *http.Client, iss string, f *fixture) (string,
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {benchRedirect},
 		"client_id": {f.appID}, "code_verifier": {verifier}}
-	req, _ := http.NewRequest("POST", iss+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	out, err := benchDo(shared, req)
+	out, err := c.post(tenantPath(iss)+"/token", "", form.Encode())
 	if err != nil {
 		return "", err
 	}
-	rt, _ := out["refresh_token"].(string)
-	if rt == "" {
+	if out.RefreshToken == "" {
 		return "", errors.New("code exchange gave no refresh token")
 	}
-	return rt, nil
+	return out.RefreshToken, nil
 }
 
-func benchDo(c *http.Client, req *http.Request) (map[string]any, error) {
-	resp, err := c.Do(req)
+// benchTimeout bounds one request of the load generator.
+const benchTimeout = 10 * time.Second
+
+// benchClient is one simulated API client with a keep-alive connection of
+// its own. The load generator shares the machine with the server, so it
+// writes each request with one system call and reads the answer on the same
+// goroutine; net/http's transport would add goroutine hand-offs and header
+// maps per request, CPU taken from the server being measured. Responses are
+// still parsed by net/http, so they must be valid HTTP/1.1.
+type benchClient struct {
+	addr string // host:port of the server
+	// browser carries the sign-in pages, which need cookies and redirects.
+	browser *http.Transport
+	conn    net.Conn
+	r       *bufio.Reader
+	buf     []byte
+	body    bytes.Buffer
+}
+
+// benchResponse holds the fields the scenarios check.
+type benchResponse struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Active       bool   `json:"active"`
+	Error        string `json:"error"`
+}
+
+// post sends a form to path, with an Authorization header unless
+// authorization is empty, and decodes a 200 answer; any other status is an error.
+func (c *benchClient) post(path, authorization, form string) (benchResponse, error) {
+	if c.conn == nil {
+		conn, err := net.DialTimeout("tcp", c.addr, benchTimeout)
+		if err != nil {
+			return benchResponse{}, err
+		}
+		c.conn, c.r = conn, bufio.NewReader(conn)
+	}
+	b := append(c.buf[:0], "POST "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, c.addr...)
+	b = append(b, "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(form)), 10)
+	if authorization != "" {
+		b = append(b, "\r\nAuthorization: "...)
+		b = append(b, authorization...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, form...)
+	c.buf = b
+	out, keep, err := c.roundTrip(b)
+	if !keep || err != nil {
+		c.close()
+	}
+	return out, err
+}
+
+func (c *benchClient) roundTrip(req []byte) (benchResponse, bool, error) {
+	if err := c.conn.SetDeadline(time.Now().Add(benchTimeout)); err != nil {
+		return benchResponse{}, false, err
+	}
+	if _, err := c.conn.Write(req); err != nil {
+		return benchResponse{}, false, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
 	if err != nil {
-		return nil, err
+		return benchResponse{}, false, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body) // all of it, so the connection is reused
+	c.body.Reset()
+	_, err = c.body.ReadFrom(resp.Body) // all of it, so the connection can be reused
+	resp.Body.Close()
 	if err != nil {
-		return nil, err
+		return benchResponse{}, false, err
 	}
-	var out map[string]any
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, err
+	var out benchResponse
+	if err := json.Unmarshal(c.body.Bytes(), &out); err != nil {
+		return benchResponse{}, !resp.Close, fmt.Errorf("status %d: %w", resp.StatusCode, err)
 	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("status %d: %v", resp.StatusCode, out["error"])
+	if resp.StatusCode != http.StatusOK {
+		return benchResponse{}, !resp.Close, fmt.Errorf("status %d: %s", resp.StatusCode, out.Error)
 	}
-	return out, nil
+	return out, !resp.Close, nil
+}
+
+func (c *benchClient) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn, c.r = nil, nil
+	}
 }
 
 // runScenario runs n clients in a loop for d after a short warm-up.
-func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) benchResult {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
-	defer client.CloseIdleConnections()
+func runScenario(ctx context.Context, sc benchScenario, addr string, n int, d time.Duration, serverPID int, database string) benchResult {
+	browser := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}
+	defer browser.CloseIdleConnections()
+	clients := make([]*benchClient, n)
+	for i := range clients {
+		clients[i] = &benchClient{addr: addr, browser: browser}
+		defer clients[i].close()
+	}
 	// Warm up with every client, so connections, caches and (for refresh)
 	// each client's token chain exist before anything is measured.
 	warm := time.Now().Add(min(max(d/5, 2*time.Second), d))
 	var wwg sync.WaitGroup
-	for range n {
+	for _, c := range clients {
 		wwg.Add(1)
 		go func() {
 			defer wwg.Done()
 			for time.Now().Before(warm) && ctx.Err() == nil {
-				_ = sc.do(client)
+				_ = sc.do(c)
 			}
 		}()
 	}
@@ -417,8 +529,9 @@ func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) 
 	errs := 0
 	end := time.Now().Add(d)
 	var wg sync.WaitGroup
+	serverCPU0, loadCPU0, dbCPU0 := processCPU(serverPID), processCPU(os.Getpid()), databaseCPU(database)
 	start := time.Now()
-	for range n {
+	for _, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -426,7 +539,7 @@ func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) 
 			bad := 0
 			for time.Now().Before(end) && ctx.Err() == nil {
 				t0 := time.Now()
-				if err := sc.do(client); err != nil {
+				if err := sc.do(c); err != nil {
 					bad++
 					continue
 				}
@@ -440,6 +553,8 @@ func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	serverCPU, loadCPU := processCPU(serverPID)-serverCPU0, processCPU(os.Getpid())-loadCPU0
+	dbCPU := databaseCPU(database) - dbCPU0
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
 		if len(lat) == 0 {
@@ -447,8 +562,81 @@ func runScenario(ctx context.Context, sc benchScenario, n int, d time.Duration) 
 		}
 		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
 	}
+	perRequest := func(cpu time.Duration) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(cpu.Microseconds()) / float64(len(lat))
+	}
 	return benchResult{Scenario: sc.name, Concurrency: n, Requests: len(lat), Errors: errs,
-		PerSecond: float64(len(lat)) / elapsed.Seconds(), P50ms: pct(0.50), P99ms: pct(0.99)}
+		PerSecond: float64(len(lat)) / elapsed.Seconds(), P50ms: pct(0.50), P99ms: pct(0.99),
+		ServerCPUus: perRequest(serverCPU), LoadCPUus: perRequest(loadCPU), DatabaseCPUus: perRequest(dbCPU)}
+}
+
+// databaseName is the PostgreSQL database the configuration names, or "".
+func databaseName(c config) string {
+	if !c.isPostgres() {
+		return ""
+	}
+	u, err := url.Parse(c.databaseURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+// databaseCPU adds up the CPU time of the local PostgreSQL backend
+// processes connected to database, found by the process title PostgreSQL
+// gives them ("postgres: user database host state"). The pool keeps its
+// connections for the whole run, so the same processes are counted before
+// and after a scenario.
+func databaseCPU(database string) time.Duration {
+	if database == "" {
+		return 0
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		title, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !bytes.HasPrefix(title, []byte("postgres: ")) || !bytes.Contains(title, []byte(" "+database+" ")) {
+			continue
+		}
+		total += processCPU(pid)
+	}
+	return total
+}
+
+// processCPU reads the user and system CPU time a process has used so far
+// from /proc; zero where that is not available.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields 14 and 15 (utime, stime) follow the parenthesised command
+	// name, which may itself hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	// The kernel counts in clock ticks of 1/100 s on every Linux platform Go supports.
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // peakRSS reads a process's peak resident set size in MiB from /proc.
