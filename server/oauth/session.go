@@ -28,7 +28,7 @@ type Session struct {
 	Subject   string                         `json:"sub"`
 	ClientID  string                         `json:"client_id"`
 	ExpiresAt map[fosite.TokenType]time.Time `json:"exp"`
-	AuthTime  time.Time                      `json:"auth_time,omitempty"`
+	AuthTime  time.Time                      `json:"auth_time,omitzero"`
 	// AccessDigest is the SHA-256 of the access token issued with this
 	// session: introspection compares it instead of verifying a signature.
 	AccessDigest []byte `json:"at_digest,omitempty"`

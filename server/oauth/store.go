@@ -53,16 +53,20 @@ func WatchReuse(ctx context.Context) (context.Context, *Reuse) {
 
 // storedRequest is a fosite request as kept in storage.Token.Data; the
 // client is kept by id and reloaded, so a changed registration applies.
+// Empty fields are left out: introspection decodes a record on every call,
+// and the smaller it is the less that costs.
 type storedRequest struct {
-	ID                string          `json:"id"`
-	RequestedAt       time.Time       `json:"requested_at"`
-	ClientID          string          `json:"client_id"`
-	RequestedScope    []string        `json:"requested_scope"`
-	GrantedScope      []string        `json:"granted_scope"`
-	RequestedAudience []string        `json:"requested_audience"`
-	GrantedAudience   []string        `json:"granted_audience"`
-	Form              url.Values      `json:"form"`
-	Session           json.RawMessage `json:"session"`
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"requested_at"`
+	ClientID          string     `json:"client_id"`
+	RequestedScope    []string   `json:"requested_scope,omitempty"`
+	GrantedScope      []string   `json:"granted_scope,omitempty"`
+	RequestedAudience []string   `json:"requested_audience,omitempty"`
+	GrantedAudience   []string   `json:"granted_audience,omitempty"`
+	Form              url.Values `json:"form,omitempty"`
+	// Session is decoded in place into the session fosite passes in, so a
+	// record is read in one pass.
+	Session fosite.Session `json:"session"`
 }
 
 // GetClient returns a client of this tenant.
@@ -82,7 +86,7 @@ func (s *Store) create(ctx context.Context, kind storage.TokenKind, tokenType fo
 	if sess == nil {
 		return fmt.Errorf("oauth: session of type %T, want *oauth.Session", req.GetSession())
 	}
-	data, err := encodeRequest(req)
+	data, err := encodeRequest(kind, req, sess)
 	if err != nil {
 		return err
 	}
@@ -130,10 +134,18 @@ func (s *Store) get(ctx context.Context, kind storage.TokenKind, signature strin
 	return req, nil
 }
 
-func encodeRequest(req fosite.Requester) ([]byte, error) {
-	sess, err := json.Marshal(req.GetSession())
-	if err != nil {
-		return nil, fmt.Errorf("oauth: encode session: %w", err)
+// encodeRequest serializes what later reads of a record of this kind need.
+// An access token record is read by introspection, userinfo and revocation,
+// which use neither the request form (kept for codes, whose redirect_uri and
+// PKCE challenge are checked at redemption) nor the ID token claims (kept
+// for codes and refresh tokens, which issue ID tokens).
+func encodeRequest(kind storage.TokenKind, req fosite.Requester, sess *Session) ([]byte, error) {
+	form := req.GetRequestForm()
+	if kind == storage.KindAccessToken {
+		form = nil
+		stripped := *sess // a copy: the caller's session still issues the ID token
+		stripped.IDToken, stripped.IDHeaders = nil, nil
+		sess = &stripped
 	}
 	b, err := json.Marshal(storedRequest{
 		ID:                req.GetID(),
@@ -143,7 +155,7 @@ func encodeRequest(req fosite.Requester) ([]byte, error) {
 		GrantedScope:      req.GetGrantedScopes(),
 		RequestedAudience: req.GetRequestedAudience(),
 		GrantedAudience:   req.GetGrantedAudience(),
-		Form:              req.GetRequestForm(),
+		Form:              form,
 		Session:           sess,
 	})
 	if err != nil {
@@ -153,19 +165,24 @@ func encodeRequest(req fosite.Requester) ([]byte, error) {
 }
 
 func (s *Store) decodeRequest(ctx context.Context, data []byte, session fosite.Session) (*fosite.Request, error) {
-	var sr storedRequest
-	if err := json.Unmarshal(data, &sr); err != nil {
-		return nil, fmt.Errorf("oauth: decode request: %w", err)
-	}
 	if session == nil {
 		session = NewSession(s.tenant)
 	}
-	if err := json.Unmarshal(sr.Session, session); err != nil {
-		return nil, fmt.Errorf("oauth: decode session: %w", err)
+	sr := storedRequest{Session: session}
+	if err := json.Unmarshal(data, &sr); err != nil {
+		return nil, fmt.Errorf("oauth: decode request: %w", err)
+	}
+	if sr.Session != session {
+		// The record held "session": null, or the prototype was not a pointer.
+		return nil, fmt.Errorf("oauth: decode request: no session in the record")
 	}
 	client, err := s.clients(ctx, sr.ClientID)
 	if err != nil {
 		return nil, err
+	}
+	form := sr.Form
+	if form == nil {
+		form = url.Values{}
 	}
 	return &fosite.Request{
 		ID:                sr.ID,
@@ -175,7 +192,7 @@ func (s *Store) decodeRequest(ctx context.Context, data []byte, session fosite.S
 		GrantedScope:      sr.GrantedScope,
 		RequestedAudience: sr.RequestedAudience,
 		GrantedAudience:   sr.GrantedAudience,
-		Form:              sr.Form,
+		Form:              form,
 		Session:           session,
 	}, nil
 }
