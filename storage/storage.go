@@ -169,6 +169,37 @@ type Storage interface {
 	// DeleteConsent removes a user's consent to a client (ErrNotFound when absent).
 	DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error
 
+	// CreateIdentityProvider stores an upstream identity provider of a
+	// tenant; its id is unique per tenant.
+	CreateIdentityProvider(ctx context.Context, p IdentityProvider) error
+	// GetIdentityProvider returns one identity provider of a tenant.
+	GetIdentityProvider(ctx context.Context, tenantID, providerID string) (IdentityProvider, error)
+	// ListIdentityProviders returns a tenant's identity providers ordered by id.
+	ListIdentityProviders(ctx context.Context, tenantID string) ([]IdentityProvider, error)
+	// UpdateIdentityProvider replaces every mutable field of an identity provider.
+	UpdateIdentityProvider(ctx context.Context, p IdentityProvider) error
+	// DeleteIdentityProvider removes an identity provider and its domain
+	// routes; identity links stay, as they name the issuer, not the provider.
+	DeleteIdentityProvider(ctx context.Context, tenantID, providerID string) error
+	// CreateDomainRoute sends an email domain of a tenant to one of its
+	// identity providers; a domain has at most one route per tenant
+	// (ErrAlreadyExists), and the provider must exist (ErrNotFound).
+	CreateDomainRoute(ctx context.Context, r DomainRoute) error
+	// ListDomainRoutes returns a tenant's domain routes ordered by domain.
+	ListDomainRoutes(ctx context.Context, tenantID string) ([]DomainRoute, error)
+	// DeleteDomainRoute removes the route of one domain.
+	DeleteDomainRoute(ctx context.Context, tenantID, domain string) error
+	// CreateIdentityLink links an upstream (issuer, subject) to a user of
+	// the tenant; the pair is unique per tenant (ErrAlreadyExists), and the
+	// user must exist (ErrNotFound). Deleting the user deletes its links.
+	CreateIdentityLink(ctx context.Context, l IdentityLink) error
+	// GetIdentityLink returns the link of an upstream (issuer, subject).
+	GetIdentityLink(ctx context.Context, tenantID, issuer, subject string) (IdentityLink, error)
+	// ListIdentityLinks returns a user's links ordered by issuer, then subject.
+	ListIdentityLinks(ctx context.Context, tenantID, userID string) ([]IdentityLink, error)
+	// DeleteIdentityLink removes the link of an upstream (issuer, subject).
+	DeleteIdentityLink(ctx context.Context, tenantID, issuer, subject string) error
+
 	// RecordAssertionJTI remembers a client assertion's jti until expiresAt;
 	// a jti already remembered yields ErrAlreadyExists.
 	RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error

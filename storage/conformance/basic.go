@@ -35,6 +35,8 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"GetLaunch", testGetLaunch},
 		{"Consents", testConsents},
 		{"ConsentsEndWithUserAndClient", testConsentsEndWithUserAndClient},
+		{"IdentityProviders", testIdentityProviders},
+		{"IdentityLinks", testIdentityLinks},
 		{"AssertionJTIs", testAssertionJTIs},
 		{"FailureCounters", testFailureCounters},
 		{"TOTPEnrollment", testTOTPEnrollment},

@@ -137,6 +137,7 @@ func RunTenantIsolation(t *testing.T, newStore NewStore) {
 	})
 
 	t.Run("ConsentsStayInTenant", func(t *testing.T) { testConsentsStayInTenant(t, newStore(t)) })
+	t.Run("IdentityProvidersStayInTenant", func(t *testing.T) { testIdentityProvidersStayInTenant(t, newStore(t)) })
 	t.Run("TOTPStaysInTenant", func(t *testing.T) { testTOTPStaysInTenant(t, newStore(t)) })
 
 	t.Run("FailureCountersStayInTenant", func(t *testing.T) {
