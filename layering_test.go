@@ -22,6 +22,7 @@ func TestLayering(t *testing.T) {
 		"server/clientauth": {"storage", "server/clientsecret"},
 		"server/fhirsearch": {"storage", "server/clientauth", "server/clientsecret", "server/keys", "server/roster"},
 		"server/sessions":   {"storage", "server/keys"},
+		"server/mfa":        {"storage", "server/keys"},
 		"server/smart":      nil,
 		"server/oauth":      {"storage", "server/keys", "server/smart"},
 	}
