@@ -35,7 +35,7 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// manageCommand runs "tenant", "client", "user", "patient", "keys" and "launch".
+// manageCommand runs "tenant", "client", "user", "patient", "keys", "launch" and "idp".
 func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbs := map[string][]string{
 		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
@@ -44,6 +44,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		"patient": {"import"},
 		"keys":    {"rotate"},
 		"launch":  {"create"},
+		"idp":     {"add", "list", "delete"},
 	}[noun]
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, strings.Join(verbs, ", "))}
@@ -223,6 +224,10 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			ks, err := d.manage.RotateKeys(ctx, *t, *retire, cliActor)
 			return keysView(ks), err
 		}
+	case "idp add", "idp list", "idp delete":
+		var req []string
+		act, req = idpCommand(ctx, verb, fs, tenant(), stdin)
+		required = append(required, req...)
 	case "launch create":
 		var in manage.LaunchInput
 		var banner, fhirContext string

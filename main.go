@@ -49,6 +49,8 @@ commands:
   patient import            import FHIR Patient resources into a tenant's roster
   keys rotate               add new signing keys to a tenant, retiring the old
   launch create             create an EHR launch of an app in a clinical context
+  idp add|list|delete       manage a tenant's upstream identity providers and email domains
+                            (client secret read from stdin)
   bench                     load-test a server started on loopback and report throughput
 
 Run "smartauth COMMAND -h" for a command's flags.
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		err = migrate(ctx, args, env, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args, env, stdout, stderr)
-	case "tenant", "client", "user", "patient", "keys", "launch":
+	case "tenant", "client", "user", "patient", "keys", "launch", "idp":
 		err = manageCommand(ctx, cmd, args, env, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
