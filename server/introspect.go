@@ -63,7 +63,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	resp := introspectionResponse{}
-	use, ar, err := p.IntrospectToken(ctx, token, tokenUse(r.PostForm.Get("token_type_hint")), oauth.NewSession(t.ID))
+	// A bare session to decode the record into: introspection issues no ID
+	// token, so the empty ID token claims NewSession prepares would be waste.
+	use, ar, err := p.IntrospectToken(ctx, token, tokenUse(r.PostForm.Get("token_type_hint")), &oauth.Session{SMART: oauth.Context{Tenant: t.ID}})
 	if err == nil {
 		sess, _ := ar.GetSession().(*oauth.Session)
 		if sess != nil {
