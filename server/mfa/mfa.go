@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,6 +149,56 @@ func (e Enrollment) LogValue() slog.Value { return slog.StringValue(e.String()) 
 // theirs still waiting for confirmation. The user's confirmed second factor,
 // if any, stays in force until Confirm succeeds.
 func (s *Service) Begin(ctx context.Context, tenant storage.Tenant, user storage.User) (Enrollment, error) {
+	seed := make([]byte, seedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: generate key for user %s: %w", user.ID, err)
+	}
+	key, err := enrollmentKey(tenant, user, seed)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	sealed, err := s.sealer.Seal([]byte(key.Secret()), seedAAD(tenant.ID, user.ID))
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: seal seed of user %s: %w", user.ID, err)
+	}
+	now := s.now()
+	e := storage.TOTPEnrollment{TenantID: tenant.ID, UserID: user.ID, SecretSealed: sealed,
+		CreatedAt: now, ExpiresAt: now.Add(EnrollmentTTL)}
+	if err := s.store.SaveTOTPEnrollment(ctx, e); err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: save enrollment of user %s: %w", user.ID, err)
+	}
+	return present(key, e.ExpiresAt)
+}
+
+// Pending shows a user's pending enrollment again, for a page that must be
+// drawn once more (after a mistyped code) without changing the key the
+// person already scanned; ErrNoEnrollment when none is pending.
+func (s *Service) Pending(ctx context.Context, tenant storage.Tenant, user storage.User) (Enrollment, error) {
+	e, err := s.store.GetTOTPEnrollment(ctx, tenant.ID, user.ID, s.now())
+	if errors.Is(err, storage.ErrNotFound) {
+		return Enrollment{}, ErrNoEnrollment
+	}
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: load enrollment of user %s: %w", user.ID, err)
+	}
+	secret, err := s.sealer.Open(e.SecretSealed, seedAAD(tenant.ID, user.ID))
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: open enrollment of user %s: %w", user.ID, err)
+	}
+	seed, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(string(secret))
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: enrollment of user %s: %w", user.ID, err)
+	}
+	key, err := enrollmentKey(tenant, user, seed)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	return present(key, e.ExpiresAt)
+}
+
+// enrollmentKey is the TOTP key of a seed, labelled for authenticator apps
+// with the tenant's name and the user's email.
+func enrollmentKey(tenant storage.Tenant, user storage.User, seed []byte) (*otp.Key, error) {
 	issuer := tenant.Name
 	if issuer == "" {
 		issuer = tenant.ID
@@ -157,34 +208,24 @@ func (s *Service) Begin(ctx context.Context, tenant storage.Tenant, user storage
 		account = user.ID
 	}
 	key, err := totp.Generate(totp.GenerateOpts{
-		Issuer: issuer, AccountName: account, Period: period, SecretSize: seedSize,
-		Digits: digits, Algorithm: algorithm, Rand: rand.Reader,
+		Issuer: issuer, AccountName: account, Period: period, Secret: seed,
+		Digits: digits, Algorithm: algorithm,
 	})
 	if err != nil {
-		return Enrollment{}, fmt.Errorf("mfa: generate key for user %s: %w", user.ID, err)
+		return nil, fmt.Errorf("mfa: key for user %s: %w", user.ID, err)
 	}
-	sealed, err := s.sealer.Seal([]byte(key.Secret()), seedAAD(tenant.ID, user.ID))
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("mfa: seal seed of user %s: %w", user.ID, err)
-	}
-	qr, err := qrDataURL(key)
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("mfa: QR code for user %s: %w", user.ID, err)
-	}
-	now := s.now()
-	e := storage.TOTPEnrollment{TenantID: tenant.ID, UserID: user.ID, SecretSealed: sealed,
-		CreatedAt: now, ExpiresAt: now.Add(EnrollmentTTL)}
-	if err := s.store.SaveTOTPEnrollment(ctx, e); err != nil {
-		return Enrollment{}, fmt.Errorf("mfa: save enrollment of user %s: %w", user.ID, err)
-	}
-	return Enrollment{URL: key.URL(), ManualKey: groups(key.Secret(), 4, ' '), QRCode: qr, ExpiresAt: e.ExpiresAt}, nil
+	return key, nil
 }
 
-// Confirm completes a pending enrollment with its first correct code: the
-// new seed becomes the user's second factor, replacing any earlier one, and
-// ten new recovery codes replace any earlier ones. It returns the recovery
-// codes, to be shown once. Errors: ErrNoEnrollment, ErrThrottled,
-// ErrWrongCode, ErrReplayed.
+// present is what the enrollment page shows of a key.
+func present(key *otp.Key, expires time.Time) (Enrollment, error) {
+	qr, err := qrDataURL(key)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: QR code: %w", err)
+	}
+	return Enrollment{URL: key.URL(), ManualKey: groups(key.Secret(), 4, ' '), QRCode: qr, ExpiresAt: expires}, nil
+}
+
 func (s *Service) Confirm(ctx context.Context, tenantID, userID, code string) (RecoveryCodes, error) {
 	now := s.now()
 	e, err := s.store.GetTOTPEnrollment(ctx, tenantID, userID, now)

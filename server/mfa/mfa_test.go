@@ -673,3 +673,31 @@ func TestNext(t *testing.T) {
 		})
 	}
 }
+
+func TestPendingShowsTheSameKey(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		f := newFixture(t, b, "u1", "u2")
+		if _, err := f.svc.Pending(t.Context(), f.tn, f.user(t, "u1")); !errors.Is(err, mfa.ErrNoEnrollment) {
+			t.Fatalf("pending before Begin: %v, want ErrNoEnrollment", err)
+		}
+		began, seed := f.begin(t, "u1")
+		again, err := f.svc.Pending(t.Context(), f.tn, f.user(t, "u1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.URL != began.URL || again.ManualKey != began.ManualKey || again.QRCode == "" {
+			t.Fatalf("pending enrollment shows another key: %q / %q", again.ManualKey, began.ManualKey)
+		}
+		// The key shown again is the one that confirms.
+		if _, err := f.svc.Confirm(t.Context(), tenantID, "u1", code(t, seed, f.clock.now())); err != nil {
+			t.Fatalf("confirm with the key shown again: %v", err)
+		}
+		if _, err := f.svc.Pending(t.Context(), f.tn, f.user(t, "u1")); !errors.Is(err, mfa.ErrNoEnrollment) {
+			t.Errorf("pending after confirmation: %v, want ErrNoEnrollment", err)
+		}
+		// Another user's pending enrollment is theirs alone.
+		if _, err := f.svc.Pending(t.Context(), f.tn, f.user(t, "u2")); !errors.Is(err, mfa.ErrNoEnrollment) {
+			t.Errorf("pending of a user who never began: %v", err)
+		}
+	})
+}
