@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -11,20 +12,21 @@ import (
 func TestLayering(t *testing.T) {
 	const mod = "github.com/smartauth/smartauth"
 	allowed := map[string][]string{
-		"storage":           nil,
-		"migrations":        nil,
-		"templates":         nil,
-		"web":               nil,
-		"storage/sqlite":    {"storage", "migrations"},
-		"storage/postgres":  {"storage", "migrations"},
-		"federation":        {"storage"},
-		"server/keys":       {"storage"},
-		"server/clientauth": {"storage", "server/clientsecret"},
-		"server/fhirsearch": {"storage", "server/clientauth", "server/clientsecret", "server/keys", "server/roster"},
-		"server/sessions":   {"storage", "server/keys"},
-		"server/mfa":        {"storage", "server/keys"},
-		"server/smart":      nil,
-		"server/oauth":      {"storage", "server/keys", "server/smart"},
+		"storage":             nil,
+		"migrations":          nil,
+		"templates":           nil,
+		"web":                 nil,
+		"storage/sqlite":      {"storage", "migrations"},
+		"storage/postgres":    {"storage", "migrations"},
+		"federation":          {"storage"},
+		"federation/oidctest": {"federation", "storage"},
+		"server/keys":         {"storage"},
+		"server/clientauth":   {"storage", "server/clientsecret"},
+		"server/fhirsearch":   {"storage", "server/clientauth", "server/clientsecret", "server/keys", "server/roster"},
+		"server/sessions":     {"storage", "server/keys"},
+		"server/mfa":          {"storage", "server/keys"},
+		"server/smart":        nil,
+		"server/oauth":        {"storage", "server/keys", "server/smart"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+"/"+pkg).Output()
@@ -43,6 +45,34 @@ func TestLayering(t *testing.T) {
 			if !permitted {
 				t.Errorf("%s imports %s, which is above it", pkg, rel)
 			}
+		}
+	}
+}
+
+// TestTestProviderStaysInTests keeps the OpenID provider of the tests out of
+// the server: it signs in anyone with a known password, so no package built
+// into the program may import it.
+func TestTestProviderStaysInTests(t *testing.T) {
+	const oidctest = "github.com/smartauth/smartauth/federation/oidctest"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps .: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == oidctest {
+			t.Errorf("the program imports %s, which is for tests only", oidctest)
+		}
+	}
+	// Nor may any other package of ours outside its tests, so that none
+	// can bring it into the program later.
+	out, err = exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		if pkg != oidctest && slices.Contains(strings.Fields(imports), oidctest) {
+			t.Errorf("%s imports %s, which is for tests only", pkg, oidctest)
 		}
 	}
 }

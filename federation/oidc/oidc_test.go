@@ -10,24 +10,25 @@ import (
 
 	"github.com/smartauth/smartauth/federation"
 	"github.com/smartauth/smartauth/federation/oidc"
+	"github.com/smartauth/smartauth/federation/oidctest"
 	smstorage "github.com/smartauth/smartauth/storage"
 )
 
 var (
-	cognitoPatient = person{id: "c-sub-1", username: "pat@clinic.example", password: "pw-1", email: "pat@clinic.example", emailVerified: true,
-		claims: map[string]any{"custom:tenant_id": "acme", "custom:patient_id": "p-42", "email": "pat@clinic.example", "email_verified": true}}
-	cognitoStranger = person{id: "c-sub-2", username: "x@other.example", password: "pw-2", email: "x@other.example",
-		claims: map[string]any{"custom:tenant_id": "other-clinic", "custom:patient_id": "p-1"}}
-	oktaDoctor = person{id: "00u-okta-7", username: "dr@hospital.example", password: "pw-3", email: "dr@hospital.example", emailVerified: true,
-		claims: map[string]any{"groups": []any{"Everyone", "Doctors"}, "fhirUser": "Practitioner/7"}}
+	cognitoPatient = oidctest.Person{ID: "c-sub-1", Username: "pat@clinic.example", Password: "pw-1", Email: "pat@clinic.example", EmailVerified: true,
+		Claims: map[string]any{"custom:tenant_id": "acme", "custom:patient_id": "p-42", "email": "pat@clinic.example", "email_verified": true}}
+	cognitoStranger = oidctest.Person{ID: "c-sub-2", Username: "x@other.example", Password: "pw-2", Email: "x@other.example",
+		Claims: map[string]any{"custom:tenant_id": "other-clinic", "custom:patient_id": "p-1"}}
+	oktaDoctor = oidctest.Person{ID: "00u-okta-7", Username: "dr@hospital.example", Password: "pw-3", Email: "dr@hospital.example", EmailVerified: true,
+		Claims: map[string]any{"groups": []any{"Everyone", "Doctors"}, "fhirUser": "Practitioner/7"}}
 
 	cognitoMapping = smstorage.ClaimMapping{TenantClaim: "custom:tenant_id", PatientClaim: "custom:patient_id"}
 	oktaMapping    = smstorage.ClaimMapping{FHIRUserClaim: "fhirUser", GroupsClaim: "groups", GroupRoles: map[string]string{"Doctors": "Attending physician"}}
 )
 
-func connector(t *testing.T, p *provider, userinfo bool) *oidc.Connector {
+func connector(t *testing.T, p *oidctest.Provider, userinfo bool) *oidc.Connector {
 	t.Helper()
-	c, err := oidc.New(oidc.Config{Issuer: p.issuer, ClientID: p.clientID, ClientSecret: p.clientSecret, UserInfo: userinfo})
+	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID, ClientSecret: p.ClientSecret, UserInfo: userinfo})
 	if err != nil {
 		t.Fatalf("new connector: %v", err)
 	}
@@ -37,14 +38,14 @@ func connector(t *testing.T, p *provider, userinfo bool) *oidc.Connector {
 // signIn runs one sign-in as the lead's handlers will: AuthURL, the
 // browser at the provider, then Exchange with what the session kept.
 // exchangeNonce, when set, replaces the nonce given to Exchange.
-func signIn(t *testing.T, p *provider, c *oidc.Connector, who person, exchangeNonce string) (federation.Identity, error) {
+func signIn(t *testing.T, p *oidctest.Provider, c *oidc.Connector, who oidctest.Person, exchangeNonce string) (federation.Identity, error) {
 	t.Helper()
 	state, nonce, verifier := randomString(t), randomString(t), randomString(t)
 	authURL, err := c.AuthURL(t.Context(), state, nonce, verifier, redirectURI)
 	if err != nil {
 		t.Fatalf("AuthURL: %v", err)
 	}
-	back := p.login(t, authURL, who.username, who.password)
+	back := login(t, p, authURL, who)
 	if back.Get("state") != state {
 		t.Fatalf("state came back as %q, want %q", back.Get("state"), state)
 	}
@@ -55,14 +56,14 @@ func signIn(t *testing.T, p *provider, c *oidc.Connector, who person, exchangeNo
 }
 
 func TestCognitoShapedProvider(t *testing.T) {
-	p := startProvider(t, "/eu-west-1_TestPool1", cognitoPatient, cognitoStranger)
+	p := startProvider(t, oidctest.ShapeCognito, cognitoPatient, cognitoStranger)
 	c := connector(t, p, false)
 
 	id, err := signIn(t, p, c, cognitoPatient, "")
 	if err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
-	if id.Issuer != p.issuer || id.Subject != cognitoPatient.id || id.Email != cognitoPatient.email || !id.EmailVerified {
+	if id.Issuer != p.Issuer() || id.Subject != cognitoPatient.ID || id.Email != cognitoPatient.Email || !id.EmailVerified {
 		t.Fatalf("identity = %+v", id)
 	}
 	m, err := federation.MapClaims("acme", cognitoMapping, id.Claims)
@@ -83,7 +84,7 @@ func TestCognitoShapedProvider(t *testing.T) {
 }
 
 func TestOktaShapedProvider(t *testing.T) {
-	p := startProvider(t, "/oauth2/default", oktaDoctor)
+	p := startProvider(t, oidctest.ShapeOkta, oktaDoctor)
 	c := connector(t, p, true)
 	id, err := signIn(t, p, c, oktaDoctor, "")
 	if err != nil {
@@ -91,7 +92,7 @@ func TestOktaShapedProvider(t *testing.T) {
 	}
 	// Email comes from userinfo: with an access token issued, the provider
 	// leaves profile claims out of the ID token.
-	if id.Issuer != p.issuer || id.Subject != oktaDoctor.id || id.Email != oktaDoctor.email || !id.EmailVerified || !slices.Equal(id.AMR, []string{"pwd"}) {
+	if id.Issuer != p.Issuer() || id.Subject != oktaDoctor.ID || id.Email != oktaDoctor.Email || !id.EmailVerified || !slices.Equal(id.AMR, []string{"pwd"}) {
 		t.Fatalf("identity = %+v", id)
 	}
 	m, err := federation.MapClaims("acme", oktaMapping, id.Claims)
@@ -101,14 +102,14 @@ func TestOktaShapedProvider(t *testing.T) {
 }
 
 func TestRefusedTokens(t *testing.T) {
-	p := startProvider(t, "/eu-west-1_TestPool1", cognitoPatient)
+	p := startProvider(t, oidctest.ShapeCognito, cognitoPatient)
 	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type tamper = func(t *testing.T, claims map[string]any) (string, any)
+	type tamper = oidctest.RewriteFunc
 	signedWith := func(key any, change func(map[string]any)) tamper {
-		return func(t *testing.T, claims map[string]any) (string, any) {
+		return func(claims map[string]any) (string, any) {
 			change(claims)
 			return "RS256", key
 		}
@@ -119,7 +120,7 @@ func TestRefusedTokens(t *testing.T) {
 		nonce  string
 		reason federation.Reason
 	}{
-		{"wrong issuer", signedWith(nil, func(c map[string]any) { c["iss"] = p.srv.URL + "/eu-west-1_OtherPool" }), "", federation.ReasonWrongIssuer},
+		{"wrong issuer", signedWith(nil, func(c map[string]any) { c["iss"] = p.ServerURL() + "/eu-west-1_OtherPool" }), "", federation.ReasonWrongIssuer},
 		{"wrong audience", signedWith(nil, func(c map[string]any) { c["aud"] = []string{"another-client"} }), "", federation.ReasonWrongAudience},
 		{"expired", signedWith(nil, func(c map[string]any) {
 			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
@@ -127,9 +128,9 @@ func TestRefusedTokens(t *testing.T) {
 		}), "", federation.ReasonExpired},
 		{"nonce changed by the provider", signedWith(nil, func(c map[string]any) { c["nonce"] = "replayed-nonce" }), "", federation.ReasonNonceMismatch},
 		{"nonce of another sign-in", nil, "nonce-of-another-sign-in", federation.ReasonNonceMismatch},
-		{"unsigned", func(t *testing.T, c map[string]any) (string, any) { return "none", nil }, "", federation.ReasonMalformedToken},
+		{"unsigned", func(c map[string]any) (string, any) { return "none", nil }, "", federation.ReasonMalformedToken},
 		{"key not in the JWKS", signedWith(foreign, func(map[string]any) {}), "", federation.ReasonBadSignature},
-		{"claims changed after signing", func(t *testing.T, c map[string]any) (string, any) {
+		{"claims changed after signing", func(c map[string]any) (string, any) {
 			c["custom:tenant_id"] = "acme-evil"
 			return "RS256", foreign
 		}, "", federation.ReasonBadSignature},
@@ -137,8 +138,8 @@ func TestRefusedTokens(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connector(t, p, false)
-			p.setTamper(tc.tamper)
-			defer p.setTamper(nil)
+			p.SetIDTokenRewrite(tc.tamper)
+			defer p.SetIDTokenRewrite(nil)
 			id, err := signIn(t, p, c, cognitoPatient, tc.nonce)
 			var re *federation.RefusalError
 			if !errors.As(err, &re) || re.Reason != tc.reason {
@@ -153,14 +154,14 @@ func TestRefusedTokens(t *testing.T) {
 }
 
 func TestWrongVerifierIsRefusedByTheProvider(t *testing.T) {
-	p := startProvider(t, "/oauth2/default", oktaDoctor)
+	p := startProvider(t, oidctest.ShapeOkta, oktaDoctor)
 	c := connector(t, p, false)
 	state, nonce, verifier := randomString(t), randomString(t), randomString(t)
 	authURL, err := c.AuthURL(t.Context(), state, nonce, verifier, redirectURI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := p.login(t, authURL, oktaDoctor.username, oktaDoctor.password)
+	back := login(t, p, authURL, oktaDoctor)
 	_, err = c.Exchange(t.Context(), back.Get("code"), randomString(t), redirectURI, nonce)
 	var re *federation.RefusalError
 	if !errors.As(err, &re) || re.Reason != federation.ReasonExchangeFailed {
