@@ -90,7 +90,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, t storage.Te
 		return err
 	}
 	page.stepPage = s.newStepPage(t, a, u, "consent", csrf, ticket)
-	s.render(w, r, http.StatusOK, "consent", page)
+	s.renderFlow(w, r, http.StatusOK, "consent", page, a.params.Get("redirect_uri"))
 	return nil
 }
 

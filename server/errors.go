@@ -74,9 +74,19 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", pageCSP)
+	if w.Header().Get("Content-Security-Policy") == "" {
+		w.Header().Set("Content-Security-Policy", pageCSP)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// renderFlow renders a page of the sign-in flow, whose forms may end in a
+// redirect to the app: browsers apply form-action to every redirect a form
+// post leads to, so the app's redirect URI must be allowed besides 'self'.
+func (s *Server) renderFlow(w http.ResponseWriter, r *http.Request, status int, page string, data any, appURI string) {
+	w.Header().Set("Content-Security-Policy", pageCSPWithFormTarget(appURI))
+	s.render(w, r, status, page, data)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

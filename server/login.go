@@ -207,10 +207,10 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 	if err != nil {
 		return err
 	}
-	s.render(w, r, status, "login", loginPage{
+	s.renderFlow(w, r, status, "login", loginPage{
 		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/login",
 		CSRF: csrf, Authz: a.params.Encode(), Email: email, Error: message,
-	})
+	}, a.params.Get("redirect_uri"))
 	return nil
 }
 

@@ -49,7 +49,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		if redirect != "" {
 			page.RedirectURI = r.Form.Get("post_logout_redirect_uri")
 		}
-		s.render(w, r, http.StatusOK, "logout", page)
+		s.renderFlow(w, r, http.StatusOK, "logout", page, page.RedirectURI)
 		return nil
 	}
 	if _, err := s.checkCSRF(r); err != nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -14,6 +16,47 @@ const apiCSP = "default-src 'none'; frame-ancestors 'none'"
 
 // pageCSP lets pages use only our own styles, scripts and forms.
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// pageCSPWithFormTarget is pageCSP whose forms may also lead to target: a
+// registered redirect URI, checked before any page shows it. Only its
+// origin (or, for an app's private-use scheme, the scheme) is named, and
+// only when it cannot change the policy's meaning; otherwise the page
+// keeps pageCSP and such a redirect is blocked rather than the policy bent.
+func pageCSPWithFormTarget(target string) string {
+	src, ok := cspSource(target)
+	if !ok {
+		return pageCSP
+	}
+	return strings.Replace(pageCSP, "form-action 'self'", "form-action 'self' "+src, 1)
+}
+
+// cspSource is the CSP source expression for a URL's origin, or its scheme
+// alone for a private-use scheme such as com.example.app:/callback.
+func cspSource(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	for _, c := range scheme {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return "", false
+		}
+	}
+	if scheme != "http" && scheme != "https" {
+		return scheme + ":", true
+	}
+	host := u.Host
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return "", false
+		}
+	}
+	if host == "" {
+		return "", false
+	}
+	return scheme + "://" + host, true
+}
 
 type ctxKey int
 

@@ -75,3 +75,27 @@ func TestHSTSOnlyOverHTTPS(t *testing.T) {
 		t.Fatal("HSTS sent behind an http base URL")
 	}
 }
+
+func TestPageCSPWithFormTarget(t *testing.T) {
+	for _, tc := range []struct {
+		target, want string
+	}{
+		{"https://app.example/callback?x=1", "form-action 'self' https://app.example;"},
+		{"http://127.0.0.1:9999/callback", "form-action 'self' http://127.0.0.1:9999;"},
+		{"com.example.app:/oauth/callback", "form-action 'self' com.example.app:;"},
+		{"HTTPS://App.Example/cb", "form-action 'self' https://App.Example;"},
+		// Nothing that could end the directive or add a source gets in.
+		{"https://evil.example;script-src *", "form-action 'self';"},
+		{"https://a.example%20*/cb", "form-action 'self';"},
+		{"", "form-action 'self';"},
+		{"not a url", "form-action 'self';"},
+	} {
+		got := pageCSPWithFormTarget(tc.target)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("pageCSPWithFormTarget(%q) = %q, want it to contain %q", tc.target, got, tc.want)
+		}
+		if strings.Count(got, ";") != strings.Count(pageCSP, ";") || !strings.Contains(got, "frame-ancestors 'none'") {
+			t.Errorf("pageCSPWithFormTarget(%q) changed other directives: %q", tc.target, got)
+		}
+	}
+}

@@ -300,7 +300,8 @@ func (s *Server) renderRole(w http.ResponseWriter, r *http.Request, t storage.Te
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "role", rolePage{stepPage: s.newStepPage(t, a, u, "role", csrf, ticket), Profiles: u.Profiles})
+	s.renderFlow(w, r, http.StatusOK, "role", rolePage{stepPage: s.newStepPage(t, a, u, "role", csrf, ticket), Profiles: u.Profiles},
+		a.params.Get("redirect_uri"))
 	return nil
 }
 
@@ -312,6 +313,6 @@ func (s *Server) renderPatients(w http.ResponseWriter, r *http.Request, status i
 	}
 	acting, _ := findProfile(u.Profiles, tk.Role)
 	page.stepPage, page.Acting = s.newStepPage(t, a, u, "patient", csrf, ticket), acting
-	s.render(w, r, status, "patient", page)
+	s.renderFlow(w, r, status, "patient", page, a.params.Get("redirect_uri"))
 	return nil
 }

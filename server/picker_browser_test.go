@@ -2,13 +2,18 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/server/browsertest"
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -29,12 +34,7 @@ func TestDemoAppStandalonePatientPicker(t *testing.T) {
 	}
 	tab := browsertest.New(t)
 	e.start(t, tab, "openid fhirUser launch/patient patient/*.rs offline_access")
-	status := tab.Navigating(
-		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), demoAppEmail),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), demoAppPassword),
-		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-	)
-	if status != http.StatusOK || tab.Text("h1") != "Choose a patient" {
+	if status := signInInBrowser(t, tab, demoAppEmail, demoAppPassword); status != http.StatusOK || tab.Text("h1") != "Choose a patient" {
 		t.Fatalf("after sign-in: %d %q, want the patient picker", status, tab.Text("h1"))
 	}
 	// Search by typing and pressing Enter, as a keyboard user would.
@@ -65,4 +65,55 @@ func TestDemoAppStandalonePatientPicker(t *testing.T) {
 		t.Errorf("the app shows patient %q, want p-2", got)
 	}
 	noConsoleErrors(t, tab)
+}
+
+// TestAppOnAnotherOriginReceivesCode: real apps live on their own origin.
+// Browsers apply a page's form-action to every redirect its form post leads
+// to, so the sign-in pages must let the consent post end at the app's
+// registered redirect URI, in a real browser, and nowhere else.
+func TestAppOnAnotherOriginReceivesCode(t *testing.T) {
+	t.Parallel()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>app</title><h1 id="app">app</h1>`)
+	}))
+	t.Cleanup(app.Close)
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	if _, _, err := srv.Manage.CreateClient(context.Background(), manage.ClientInput{TenantID: authzTenant, ID: "elsewhere-app", Name: "Elsewhere",
+		Type: storage.ClientPublic, RedirectURIs: []string{app.URL + "/callback"}, Scopes: []string{"openid", "fhirUser"}}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	conf := *e.conf
+	conf.ClientID, conf.RedirectURL, conf.Scopes = "elsewhere-app", app.URL+"/callback", []string{"openid", "fhirUser"}
+	authURL := conf.AuthCodeURL(authzState, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("aud", e.fhirBase))
+
+	tab := browsertest.New(t)
+	tab.Navigate(authURL)
+	if csp := browsertest.Eval[string](tab, `document.querySelector("form") ? "form" : ""`); csp != "form" {
+		t.Fatalf("no sign-in form: %s", tab.PageText())
+	}
+	signInInBrowser(t, tab, authzEmail, authzPassword)
+	tab.Navigating(chromedp.Click(chromedp.CSS(`button[name="decision"][value="allow"]`)))
+	loc, err := url.Parse(tab.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loc.Scheme + "://" + loc.Host + loc.Path; got != app.URL+"/callback" || loc.Query().Get("code") == "" {
+		t.Fatalf("after Allow the browser is at %s, want the app's callback with a code\n%v", tab.Location(), tab.ConsoleErrors())
+	}
+	if tab.Text("#app") != "app" {
+		t.Error("the app's page did not load")
+	}
+}
+
+// signInInBrowser fills in the sign-in page as a person does and returns
+// the status of the page it leads to.
+func signInInBrowser(t *testing.T, tab *browsertest.Tab, email, password string) int64 {
+	t.Helper()
+	return tab.Navigating(
+		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), email),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), password),
+		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
+	)
 }
