@@ -65,7 +65,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.authzFailed(w, r, t.ID, err)
 	}
-	return s.renderLogin(w, r, http.StatusOK, t, a, a.params.Get("login_hint"), "")
+	return s.renderLogin(w, r, http.StatusOK, t, a, a.params.Get("login_hint"), "", false)
 }
 
 // checkAuthorize validates authorization request parameters, from the

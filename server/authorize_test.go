@@ -322,9 +322,20 @@ func TestAuthorizeCodeFlow(t *testing.T) {
 		if csp := login.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
 			t.Errorf("sign-in page CSP %q", csp)
 		}
-		for _, want := range []string{`<label for="email">`, `<label for="password">`, `autocomplete="current-password"`} {
+		// Email first: the password is asked for once the email is known not
+		// to belong to an organization that signs its people in elsewhere.
+		for _, want := range []string{`<label for="email">`, `autocomplete="username"`, `id="continue"`} {
 			if !strings.Contains(login.body, want) {
 				t.Errorf("sign-in page lacks %s", want)
+			}
+		}
+		if strings.Contains(login.body, `type="password"`) {
+			t.Error("the first sign-in page asks for a password before the email")
+		}
+		passwordStep := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, ""), nil)
+		for _, want := range []string{`<label for="password">`, `autocomplete="current-password"`, `value="` + authzEmail + `"`} {
+			if !strings.Contains(passwordStep.body, want) {
+				t.Errorf("password step lacks %s", want)
 			}
 		}
 		if strings.Contains(login.body, "<script") || strings.Contains(login.body, "style=") {
@@ -577,7 +588,6 @@ func TestSignInFailures(t *testing.T) {
 			{"wrong password", authzEmail, "not the password at all"},
 			{"unknown email", "nobody@clinic.example", authzPassword},
 			{"disabled user", "gone@clinic.example", authzPassword},
-			{"empty password", authzEmail, ""},
 		} {
 			page := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, tc.email, tc.password), nil)
 			if page.status != http.StatusUnauthorized || page.header.Get("Location") != "" || page.hidden["ticket"] != "" ||
@@ -585,12 +595,23 @@ func TestSignInFailures(t *testing.T) {
 				t.Errorf("%s: %d Location %q, want the sign-in page again with status 401\n%s", tc.name, page.status, page.header.Get("Location"), page.body)
 			}
 		}
+		// Email first: without a password, an unrouted email is asked for
+		// its password, which is no failure, and says nothing of the account.
+		for _, email := range []string{authzEmail, "nobody@clinic.example"} {
+			page := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, email, ""), nil)
+			if page.status != http.StatusOK || !strings.Contains(page.body, `autocomplete="current-password"`) || strings.Contains(page.body, "not right") {
+				t.Errorf("email step for %s: %d, want the password step\n%s", email, page.status, page.body)
+			}
+		}
+		if page := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, "", ""), nil); page.status != http.StatusBadRequest {
+			t.Errorf("no email: %d, want 400", page.status)
+		}
 		events, err := srv.Store.ListAudit(ctx, authzTenant, storage.AuditFilter{Type: "login.failure"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(events) != 4 {
-			t.Fatalf("%d login.failure events, want 4", len(events))
+		if len(events) != 3 {
+			t.Fatalf("%d login.failure events, want 3", len(events))
 		}
 		for _, ev := range events {
 			if ev.Details["email"] == "" || strings.Contains(strings.Join(slices.Collect(maps.Values(ev.Details)), " "), "password at all") {

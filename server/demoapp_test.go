@@ -85,12 +85,7 @@ func (e *demoAppEnv) start(t *testing.T, tab *browsertest.Tab, scope string) url
 // signIn fills in the sign-in page and waits for the consent page.
 func (e *demoAppEnv) signIn(t *testing.T, tab *browsertest.Tab) {
 	t.Helper()
-	status := tab.Navigating(
-		chromedp.SendKeys(chromedp.CSS(`input[name="email"]`), demoAppEmail),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), demoAppPassword),
-		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-	)
-	if status != http.StatusOK {
+	if status := signInInBrowser(t, tab, demoAppEmail, demoAppPassword); status != http.StatusOK {
 		t.Fatalf("sign-in answered %d, want the consent page", status)
 	}
 	tab.Text(`button[name="decision"][value="allow"]`)

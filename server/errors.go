@@ -67,6 +67,11 @@ func (s *Server) classify(r *http.Request, err error) *httpError {
 
 // render writes a page rendered fully in memory first.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+	s.renderCSP(w, r, status, page, data, pageCSP)
+}
+
+// renderCSP writes a page under the given Content-Security-Policy.
+func (s *Server) renderCSP(w http.ResponseWriter, r *http.Request, status int, page string, data any, csp string) {
 	body, err := s.templates.Render(page, data)
 	if err != nil {
 		s.logger(r).Error("render page", "page", page, "err", err)
@@ -74,9 +79,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if w.Header().Get("Content-Security-Policy") == "" {
-		w.Header().Set("Content-Security-Policy", pageCSP)
-	}
+	w.Header().Set("Content-Security-Policy", csp)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -85,8 +88,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 // redirect to the app: browsers apply form-action to every redirect a form
 // post leads to, so the app's redirect URI must be allowed besides 'self'.
 func (s *Server) renderFlow(w http.ResponseWriter, r *http.Request, status int, page string, data any, appURI string) {
-	w.Header().Set("Content-Security-Policy", pageCSPWithFormTarget(appURI))
-	s.render(w, r, status, page, data)
+	s.renderCSP(w, r, status, page, data, pageCSPWithFormTarget(appURI))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smartauth/smartauth/federation"
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
 	"github.com/smartauth/smartauth/server/sessions"
@@ -76,10 +78,15 @@ type loginPage struct {
 	Authz      string
 	Email      string
 	Error      string
+	// AskPassword shows the password step; otherwise only the email is asked.
+	AskPassword bool
 }
 
-// login checks an email and password and, on success, moves on to the
-// next step (role, patient, consent) with a signed ticket standing for the sign-in.
+// login is the sign-in form: email first. An email whose domain the tenant
+// routes to an identity provider goes there; any other is asked for its
+// local password. A form that carries both (a password manager's, say)
+// is checked at once. On success the person moves on to the second factor
+// when one is owed, then the role, patient and consent steps.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	t, p, err := s.tenantProvider(r)
 	if err != nil {
@@ -94,6 +101,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return s.authzFailed(w, r, t.ID, err)
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
+	password := r.PostForm.Get("password")
+	if email == "" {
+		return s.renderLogin(w, r, http.StatusBadRequest, t, a, "", "Enter your email address.", false)
+	}
+	route, err := s.routeEmail(r.Context(), t.ID, email)
+	switch {
+	case err == nil && (route.FederationOnly || password == ""):
+		return s.startFederation(w, r, t, a, route, email)
+	case err != nil && !errors.Is(err, federation.ErrNotRouted):
+		return fmt.Errorf("route sign-in: %w", err)
+	}
+	if password == "" {
+		// The email step is done; the password is asked for next.
+		return s.renderLogin(w, r, http.StatusOK, t, a, email, "", true)
+	}
 	throttled, err := s.tooManyFailures(r, t.ID, email)
 	if err != nil {
 		return err
@@ -101,9 +123,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if throttled {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
 			Details: map[string]string{"email": truncate(email, 320), "reason": "throttled"}})
-		return s.renderLogin(w, r, http.StatusTooManyRequests, t, a, email, signInThrottled)
+		return s.renderLogin(w, r, http.StatusTooManyRequests, t, a, email, signInThrottled, true)
 	}
-	u, err := s.authenticate(r.Context(), t.ID, email, r.PostForm.Get("password"))
+	u, err := s.authenticate(r.Context(), t.ID, email, password)
 	var fail *signInError
 	if errors.As(err, &fail) {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
@@ -111,7 +133,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		if err := s.recordSignInFailure(r, t.ID, email); err != nil {
 			return err
 		}
-		return s.renderLogin(w, r, http.StatusUnauthorized, t, a, email, signInFailed)
+		return s.renderLogin(w, r, http.StatusUnauthorized, t, a, email, signInFailed, true)
 	}
 	if err != nil {
 		return err
@@ -119,20 +141,72 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.ClearFailures(r.Context(), t.ID, emailThrottleKey(email)); err != nil {
 		return fmt.Errorf("clear sign-in failures: %w", err)
 	}
+	return s.signedIn(w, r, t, p, a, u, csrf, signInMethod{name: "password"})
+}
+
+// signInMethod is how a person proved who they are, for the audit trail
+// and the second-factor rule.
+type signInMethod struct {
+	// name is "password" or "federated".
+	name string
+	// provider is the identity provider of a federated sign-in.
+	provider string
+	// amr is what the identity provider says of how the person signed in.
+	amr []string
+}
+
+// signedIn continues after a first factor: to the second factor when the
+// tenant or the user asks for one, otherwise straight to completing the sign-in.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, a *authzRequest,
+	u storage.User, csrf string, how signInMethod) error {
 	authTime := s.now().UTC().Truncate(time.Second)
-	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
-		Subject: u.ID, Details: map[string]string{"email": u.Email, "method": "password"}})
-	sid, err := s.startSession(w, r, t.ID, u.ID, authTime)
-	if err != nil {
-		return err
-	}
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return fmt.Errorf("login ticket nonce: %w", err)
 	}
 	tk := loginTicket{UserID: u.ID, AuthTime: authTime.Unix(), Expiry: authTime.Add(loginTicketTTL).Unix(),
-		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce, SessionID: sid}
+		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce, Method: how.name, Provider: how.provider}
+	switch mfa.Next(t.Policy, u, how.amr) {
+	case mfa.StepVerify:
+		tk.MFA = mfaVerify
+		return s.renderSecondFactor(w, r, http.StatusOK, t, a, u, tk, csrf, "")
+	case mfa.StepEnroll:
+		tk.MFA = mfaEnroll
+		if _, err := s.mfa.Begin(r.Context(), t, u); err != nil {
+			return err
+		}
+		return s.renderEnrollment(w, r, http.StatusOK, t, a, u, tk, csrf, "")
+	}
+	return s.completeSignIn(w, r, t, p, a, u, tk, csrf)
+}
+
+// completeSignIn records a finished sign-in, starts the browser session and
+// moves on to the role, patient and consent steps.
+func (s *Server) completeSignIn(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, a *authzRequest,
+	u storage.User, tk loginTicket, csrf string) error {
+	tk, err := s.finishSignIn(w, r, t, a, u, tk)
+	if err != nil {
+		return err
+	}
 	return s.advance(w, r, t, p, a, u, tk, csrf)
+}
+
+// finishSignIn audits a sign-in whose every factor is given and starts its
+// browser session; the ticket it returns stands for the complete sign-in.
+func (s *Server) finishSignIn(w http.ResponseWriter, r *http.Request, t storage.Tenant, a *authzRequest, u storage.User,
+	tk loginTicket) (loginTicket, error) {
+	details := map[string]string{"email": u.Email, "method": tk.Method}
+	if tk.Provider != "" {
+		details["provider"] = tk.Provider
+	}
+	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.success", Outcome: "success", ClientID: a.client.ID,
+		Subject: u.ID, Details: details})
+	sid, err := s.startSession(w, r, t.ID, u.ID, timeOf(tk.AuthTime))
+	if err != nil {
+		return loginTicket{}, err
+	}
+	tk.MFA, tk.SessionID = "", sid
+	return tk, nil
 }
 
 // startSession begins a new browser session for a person who just signed
@@ -153,6 +227,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, tenantID, 
 	}
 	return sess.ID, nil
 }
+
+// timeOf is a ticket's Unix time as a time.
+func timeOf(unix int64) time.Time { return time.Unix(unix, 0).UTC() }
 
 // tooManyFailures reports whether the email or the client address has had
 // too many failed sign-ins in the current window. An empty email is never
@@ -201,15 +278,16 @@ func (s *Server) authzFromForm(r *http.Request, t storage.Tenant, p *oauth.Provi
 	return s.checkAuthorize(r.Context(), t, p, params)
 }
 
-// renderLogin shows the sign-in page for a checked authorization request.
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, t storage.Tenant, a *authzRequest, email, message string) error {
+// renderLogin shows the sign-in page for a checked authorization request:
+// the email step, or with askPassword the password step.
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, t storage.Tenant, a *authzRequest, email, message string, askPassword bool) error {
 	csrf, err := s.csrfToken(w, r, t.ID)
 	if err != nil {
 		return err
 	}
 	s.renderFlow(w, r, status, "login", loginPage{
 		Tenant: t, ClientName: clientName(a.client), Action: s.Issuer(t.ID) + "/login",
-		CSRF: csrf, Authz: a.params.Encode(), Email: email, Error: message,
+		CSRF: csrf, Authz: a.params.Encode(), Email: email, Error: message, AskPassword: askPassword,
 	}, a.params.Get("redirect_uri"))
 	return nil
 }
@@ -302,8 +380,13 @@ type loginTicket struct {
 	// one sign-in yields one code however often its last form is posted.
 	Nonce []byte `json:"n"`
 	// SessionID is the browser session begun at this sign-in, which
-	// online_access grants are bound to.
+	// online_access grants are bound to; empty until the sign-in is complete.
 	SessionID string `json:"sid,omitempty"`
+	// MFA is the second-factor step still owed: mfaVerify or mfaEnroll.
+	MFA string `json:"mfa,omitempty"`
+	// Method and Provider say how the first factor was given, for the audit trail.
+	Method   string `json:"m,omitempty"`
+	Provider string `json:"idp,omitempty"`
 }
 
 // useKey is the single-use record of a ticket's sign-in, kept in the

@@ -126,10 +126,23 @@ func findProfile(profiles []storage.Profile, chosen string) (storage.Profile, bo
 	return storage.Profile{}, false
 }
 
-// stepForm checks a step's form: CSRF, the authorization request, the ticket
-// and that its user may still sign in. A nil step with a nil error means
-// the request was already answered: a refusal sent back to the app.
+// stepForm checks the form of a step after sign-in: as checkStepForm, and
+// the ticket must stand for a complete sign-in, second factor included.
 func (s *Server) stepForm(w http.ResponseWriter, r *http.Request) (*signInStep, error) {
+	st, err := s.checkStepForm(w, r)
+	if st == nil {
+		return nil, err
+	}
+	if st.tk.MFA != "" || st.tk.SessionID == "" {
+		return nil, errTicket
+	}
+	return st, nil
+}
+
+// checkStepForm checks a step's form: CSRF, the authorization request, the
+// ticket and that its user may still sign in. A nil step with a nil error
+// means the request was already answered: a refusal sent back to the app.
+func (s *Server) checkStepForm(w http.ResponseWriter, r *http.Request) (*signInStep, error) {
 	t, p, err := s.tenantProvider(r)
 	if err != nil {
 		return nil, err

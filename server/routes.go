@@ -37,6 +37,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /t/{tenant}/authorize", s.page(s.authorize))
 	mux.Handle("POST /t/{tenant}/authorize", s.page(s.authorize))
 	mux.Handle("POST /t/{tenant}/login", s.page(s.login))
+	// Federated sign-in returns here from the upstream provider (federation.go).
+	mux.Handle("GET /t/{tenant}/federation/callback", s.page(s.federationCallback))
+	// The second factor (secondfactor.go).
+	mux.Handle("POST /t/{tenant}/mfa", s.page(s.secondFactor))
+	mux.Handle("POST /t/{tenant}/mfa/enroll", s.page(s.enrollSecondFactor))
+	mux.Handle("POST /t/{tenant}/continue", s.page(s.continueSignIn))
 	// Steps after sign-in (picker.go, consent.go): the role picker, the
 	// patient picker of a standalone launch, and consent.
 	mux.Handle("POST /t/{tenant}/role", s.page(s.role))

@@ -20,6 +20,7 @@ import (
 	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
 	"github.com/smartauth/smartauth/server/sessions"
@@ -87,6 +88,10 @@ type Server struct {
 	sessions *sessions.Manager
 	// patientSearch reaches tenants' FHIR servers for the patient picker.
 	patientSearch *fhirsearch.Searchers
+	// idps keeps the connectors of tenants' upstream identity providers.
+	idps connectors
+	// mfa checks and enrolls TOTP second factors.
+	mfa *mfa.Service
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -133,6 +138,9 @@ func New(cfg Config) (*Server, error) {
 	s.sessions, err = sessions.NewManager(sessions.Config{Store: cfg.Store, MasterKey: cfg.MasterKey, BaseURL: cfg.BaseURL,
 		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout, Now: s.now})
 	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.mfa, err = mfa.New(cfg.Store, cfg.MasterKey, s.now); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.patientSearch = fhirsearch.NewSearchers(cfg.Keys.Sealer(), fhirsearch.Options{AllowPrivateNetworks: cfg.AllowPrivateFHIR})
