@@ -206,6 +206,7 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) erro
 		return s.authzFailed(w, r, t.ID, err)
 	}
 	refused := func(reason, detail string) error {
+		s.logger(r).Info("federated sign-in refused", "tenant", t.ID, "idp", st.Provider, "reason", reason, "detail", truncate(detail, 200))
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
 			Details: map[string]string{"method": "federated", "provider": st.Provider, "reason": reason, "detail": truncate(detail, 200)}})
 		return browserError(http.StatusForbidden, "Your organization's sign-in could not be accepted here. Contact your organization if this keeps happening.")

@@ -1,0 +1,146 @@
+package server_test
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartauth/smartauth/federation/oidctest"
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/servertest"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// fedEnv is the authz tenant with an upstream OpenID provider, shaped like
+// a Cognito user pool, routed for the domain clinic-idp.example.
+type fedEnv struct {
+	*authzEnv
+	idp *oidctest.Provider
+}
+
+const fedDomain = "clinic-idp.example"
+
+func fedSetup(t *testing.T, srv *servertest.Server, policy storage.TenantPolicy, people ...oidctest.Person) *fedEnv {
+	t.Helper()
+	e := authzSetup(t, srv)
+	ctx := context.Background()
+	tn, err := srv.Store.GetTenant(ctx, authzTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Policy = policy
+	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	idp := oidctest.Start(t, oidctest.Options{Shape: oidctest.ShapeCognito, RedirectURIs: []string{e.iss + "/federation/callback"}, People: people})
+	if _, _, err := srv.Manage.AddIdentityProvider(ctx, authzTenant, manage.IdentityProviderInput{
+		ID: "pool", Type: storage.IdentityProviderOIDC, DisplayName: "Clinic sign-in",
+		Settings:     storage.IdentityProviderSettings{Issuer: idp.Issuer(), ClientID: idp.ClientID, UserInfo: true},
+		ClientSecret: idp.ClientSecret,
+		ClaimMapping: storage.ClaimMapping{TenantClaim: "custom:tenant_id", PatientClaim: "custom:patient_id"},
+		Domains:      []string{fedDomain}, FederationOnly: true,
+	}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	return &fedEnv{authzEnv: e, idp: idp}
+}
+
+var continueLink = regexp.MustCompile(`<a id="continue" href="([^"]+)"`)
+
+// federate enters an email on the sign-in page, follows smartauth to the
+// provider, signs in there, and returns smartauth's answer to the callback.
+func (e *fedEnv) federate(t *testing.T, authURL, email, password string) authzPage {
+	t.Helper()
+	login := e.get(t, e.browser, authURL)
+	redirect := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, email, ""), nil)
+	m := continueLink.FindStringSubmatch(redirect.body)
+	if redirect.status != http.StatusOK || m == nil {
+		t.Fatalf("email step for a routed domain: %d, want the page that sends the browser on\n%s", redirect.status, redirect.body)
+	}
+	upstream := html.UnescapeString(m[1])
+	if !strings.HasPrefix(upstream, e.idp.ServerURL()) {
+		t.Fatalf("sent to %s, want the identity provider", upstream)
+	}
+	back := e.idp.Login(t, e.browser, upstream, email, password)
+	return e.get(t, e.browser, back.String())
+}
+
+func TestFederatedSignIn(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := fedSetup(t, srv, storage.TenantPolicy{JITProvisioning: true},
+			oidctest.Person{ID: "sub-pat", Username: "pat@" + fedDomain, Password: "upstream-pw", Email: "pat@" + fedDomain, EmailVerified: true,
+				Claims: map[string]any{"custom:tenant_id": authzTenant, "custom:patient_id": "777"}},
+			oidctest.Person{ID: "sub-other", Username: "other@" + fedDomain, Password: "upstream-pw", Email: "other@" + fedDomain, EmailVerified: true,
+				Claims: map[string]any{"custom:tenant_id": "another-clinic"}})
+		app := e.as(authzClientID, []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"})
+		fed := &fedEnv{authzEnv: app, idp: e.idp}
+		verifier := oauth2.GenerateVerifier()
+		// A patient signed in upstream is provisioned with their record and
+		// bound to it without a picker.
+		consent := fed.federate(t, app.authURL(verifier), "pat@"+fedDomain, "upstream-pw")
+		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) || !strings.Contains(consent.body, "Patient/777") {
+			t.Fatalf("after federated sign-in: %d, want consent for Patient/777\n%s", consent.status, consent.body)
+		}
+		q := authzCallbackParams(t, app.decide(t, consent, "allow", consent.offered(), nil))
+		tok, err := app.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Extra("patient") != "777" {
+			t.Errorf("patient %v, want 777", tok.Extra("patient"))
+		}
+		u, err := srv.Store.GetUserByEmail(context.Background(), authzTenant, "pat@"+fedDomain)
+		if err != nil || len(u.Profiles) != 1 || u.Profiles[0].FHIRUser != "Patient/777" || u.PasswordHash != "" {
+			t.Fatalf("provisioned user %+v, %v", u, err)
+		}
+		link, err := srv.Store.GetIdentityLink(context.Background(), authzTenant, e.idp.Issuer(), "sub-pat")
+		if err != nil || link.UserID != u.ID {
+			t.Errorf("identity link %+v, %v", link, err)
+		}
+
+		// A person whose provider names another tenant is refused, with a page and an audit event.
+		refused := fed.federate(t, app.authURL(oauth2.GenerateVerifier()), "other@"+fedDomain, "upstream-pw")
+		if refused.status != http.StatusForbidden || refused.header.Get("Location") != "" {
+			t.Errorf("tenant claim of another clinic: %d Location %q, want a 403 page", refused.status, refused.header.Get("Location"))
+		}
+		events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "login.failure"})
+		if err != nil || len(events) != 1 || events[0].Details["reason"] != "tenant_mismatch" || events[0].Details["provider"] != "pool" {
+			t.Errorf("refusal audit %v, %v", events, err)
+		}
+		// A federation-only domain never gets a password step, even when a password is posted.
+		login := app.get(t, app.browser, app.authURL(oauth2.GenerateVerifier()))
+		if p := app.post(t, app.browser, e.iss+"/login", authzLoginForm(login, "pat@"+fedDomain, "guess"), nil); continueLink.FindString(p.body) == "" {
+			t.Errorf("password posted for a federation-only domain: %d, want the provider\n%s", p.status, p.body)
+		}
+	})
+}
+
+func TestFederatedSignInRefusals(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	// Without just-in-time provisioning or email linking, an unknown person has no account.
+	e := fedSetup(t, srv, storage.TenantPolicy{},
+		oidctest.Person{ID: "sub-new", Username: "new@" + fedDomain, Password: "pw", Email: "new@" + fedDomain, EmailVerified: true,
+			Claims: map[string]any{"custom:tenant_id": authzTenant}})
+	page := e.federate(t, e.authURL(oauth2.GenerateVerifier()), "new@"+fedDomain, "pw")
+	if page.status != http.StatusForbidden {
+		t.Errorf("unknown person without provisioning: %d, want 403", page.status)
+	}
+	// A callback whose state this browser never started is refused.
+	stranger := authzBrowser(t)
+	cb := e.iss + "/federation/callback?" + url.Values{"state": {"made-up"}, "code": {"x"}}.Encode()
+	if p := e.get(t, stranger, cb); p.status != http.StatusBadRequest {
+		t.Errorf("callback with an unknown state: %d, want 400", p.status)
+	}
+	events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "login.failure"})
+	if err != nil || len(events) != 1 || events[0].Details["reason"] != "no_account" {
+		t.Errorf("refusal audit %v, %v", events, err)
+	}
+}
