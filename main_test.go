@@ -127,6 +127,12 @@ func TestTenantCommands(t *testing.T) {
 	if len(b.FHIRBaseURLs) != 2 || b.Name != "clinic-b" {
 		t.Fatalf("tenant b: %+v", b)
 	}
+	var c tenantJSON
+	env.ok(t, &c, "", "tenant", "create", "--id", "clinic-c", "--fhir-base-url", "https://fhir.c.example/r4",
+		"--mfa-required", "--jit-provisioning", "--allow-email-linking")
+	if !c.Policy.MFARequired || !c.Policy.JITProvisioning || !c.Policy.AllowEmailLinking || a.Policy.MFARequired || a.Policy.JITProvisioning {
+		t.Fatalf("sign-in policy flags: c %+v, a %+v", c.Policy, a.Policy)
+	}
 	if len(a.Keys) != 2 || len(b.Keys) != 2 {
 		t.Fatalf("want 2 keys per tenant, got %d and %d", len(a.Keys), len(b.Keys))
 	}
@@ -139,7 +145,7 @@ func TestTenantCommands(t *testing.T) {
 	}
 	var list []tenantJSON
 	env.ok(t, &list, "", "tenant", "list")
-	if len(list) != 2 || list[0].ID != "clinic-a" || list[1].ID != "clinic-b" {
+	if len(list) != 3 || list[0].ID != "clinic-a" || list[1].ID != "clinic-b" || list[2].ID != "clinic-c" {
 		t.Fatalf("tenant list: %+v", list)
 	}
 	env.fails(t, 1, "already exists", "", "tenant", "create", "--id", "clinic-a", "--fhir-base-url", "https://x.example")
