@@ -176,6 +176,11 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, t storage.Tena
 			return err
 		}
 		return s.renderEnrollment(w, r, http.StatusOK, t, a, u, tk, csrf, "")
+	case mfa.StepNone:
+		if t.Policy.MFAOffered && how.name == "password" && !mfa.Enrolled(u) {
+			tk.MFA = mfaOffer
+			return s.renderOffer(w, r, t, a, u, tk, csrf)
+		}
 	}
 	return s.completeSignIn(w, r, t, p, a, u, tk, csrf)
 }

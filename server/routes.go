@@ -42,6 +42,7 @@ func (s *Server) routes() http.Handler {
 	// The second factor (secondfactor.go).
 	mux.Handle("POST /t/{tenant}/mfa", s.page(s.secondFactor))
 	mux.Handle("POST /t/{tenant}/mfa/enroll", s.page(s.enrollSecondFactor))
+	mux.Handle("POST /t/{tenant}/mfa/offer", s.page(s.offerSecondFactor))
 	mux.Handle("POST /t/{tenant}/continue", s.page(s.continueSignIn))
 	// Steps after sign-in (picker.go, consent.go): the role picker, the
 	// patient picker of a standalone launch, and consent.

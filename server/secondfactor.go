@@ -15,10 +15,12 @@ import (
 // the tenant requires a second factor of someone who has none yet,
 // enrollment with a QR code and ten recovery codes shown once.
 
-// Second-factor steps a ticket may still owe.
+// Second-factor steps a ticket may still owe. An offer is not owed: the
+// person may take it up or skip it, but must answer before going on.
 const (
 	mfaVerify = "verify"
 	mfaEnroll = "enroll"
+	mfaOffer  = "offer"
 )
 
 // secondFactorPage is what templates/totp.html shows.
@@ -130,6 +132,36 @@ func (s *Server) enrollSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	}
 	s.renderFlow(w, r, http.StatusOK, "recovery_codes", recoveryCodesPage{
 		stepPage: s.newStepPage(st.t, st.a, st.u, "continue", st.csrf, ticket), Codes: codes}, st.a.params.Get("redirect_uri"))
+	return nil
+}
+
+// offerSecondFactor answers the offer of a second factor: set one up now,
+// or go on without.
+func (s *Server) offerSecondFactor(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.secondFactorForm(w, r, mfaOffer)
+	if st == nil {
+		return err
+	}
+	switch r.PostForm.Get("decision") {
+	case "skip":
+		return s.completeSignIn(w, r, st.t, st.p, st.a, st.u, st.tk, st.csrf)
+	case "setup":
+		if _, err := s.mfa.Begin(r.Context(), st.t, st.u); err != nil {
+			return err
+		}
+		st.tk.MFA = mfaEnroll
+		return s.renderEnrollment(w, r, http.StatusOK, st.t, st.a, st.u, st.tk, st.csrf, "")
+	}
+	return browserError(http.StatusBadRequest, "Choose to set up a second step now, or not now.")
+}
+
+func (s *Server) renderOffer(w http.ResponseWriter, r *http.Request, t storage.Tenant, a *authzRequest, u storage.User, tk loginTicket, csrf string) error {
+	ticket, err := s.signTicket(t.ID, tk)
+	if err != nil {
+		return err
+	}
+	s.renderFlow(w, r, http.StatusOK, "totp_offer", secondFactorPage{stepPage: s.newStepPage(t, a, u, "mfa/offer", csrf, ticket)},
+		a.params.Get("redirect_uri"))
 	return nil
 }
 

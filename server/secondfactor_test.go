@@ -140,3 +140,48 @@ func TestSecondFactor(t *testing.T) {
 		}
 	})
 }
+
+func TestSecondFactorOffered(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	ctx := context.Background()
+	tn, err := srv.Store.GetTenant(ctx, authzTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Policy.MFAOffered = true
+	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	signIn := func() (*http.Client, authzPage) {
+		b := authzBrowser(t)
+		login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
+		return b, e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+	}
+	b, offer := signIn()
+	if offer.status != http.StatusOK || !strings.Contains(offer.body, `value="skip"`) {
+		t.Fatalf("password sign-in in a tenant that offers a second factor: %d, want the offer\n%s", offer.status, offer.body)
+	}
+	// The offer must be answered: its ticket reaches nothing else.
+	if p := e.post(t, b, e.iss+"/consent", stepForm(offer, url.Values{"decision": {"allow"}}), nil); p.status != http.StatusBadRequest {
+		t.Errorf("consent with the offer's ticket: %d, want 400", p.status)
+	}
+	if p := e.post(t, b, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"skip"}}), nil); !strings.Contains(p.body, "Choose a patient") {
+		t.Fatalf("skipping the offer: %d, want the patient picker\n%s", p.status, p.body)
+	}
+	b, offer = signIn()
+	enroll := e.post(t, b, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"setup"}}), nil)
+	m := manualKey.FindStringSubmatch(enroll.body)
+	if m == nil {
+		t.Fatalf("taking up the offer: %d, want the enrollment page\n%s", enroll.status, enroll.body)
+	}
+	codes := e.post(t, b, e.iss+"/mfa/enroll", stepForm(enroll, url.Values{"code": {totpCode(t, html.UnescapeString(m[1]), srv.Clock.Now())}}), nil)
+	if len(recoveryCodes.FindAllString(codes.body, -1)) != 10 {
+		t.Fatalf("confirming: %d\n%s", codes.status, codes.body)
+	}
+	// Enrolled now, the next sign-in asks for a code rather than offering.
+	if _, next := signIn(); !strings.Contains(next.body, `autocomplete="one-time-code"`) || strings.Contains(next.body, `value="skip"`) {
+		t.Errorf("sign-in after enrolling: %d, want the code page\n%s", next.status, next.body)
+	}
+}

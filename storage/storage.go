@@ -284,6 +284,9 @@ type Tenant struct {
 type TenantPolicy struct {
 	// MFARequired forces a second factor for every local sign-in.
 	MFARequired bool `json:"mfa_required,omitempty"`
+	// MFAOffered offers a second factor, which they may skip, to users who
+	// sign in with a password and have none; MFARequired leaves no choice.
+	MFAOffered bool `json:"mfa_offered,omitempty"`
 	// AllowEmailLinking lets an upstream identity link to a local user by verified email.
 	AllowEmailLinking bool `json:"allow_email_linking,omitempty"`
 	// JITProvisioning creates users on their first federated sign-in.
