@@ -94,7 +94,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 		for field, want := range map[string][]string{
 			"token_endpoint_auth_signing_alg_values_supported": {"RS384", "ES384"},
 			"token_endpoint_auth_methods_supported":            {"client_secret_basic", "client_secret_post", "private_key_jwt"},
-			"grant_types_supported":                            {"authorization_code", "refresh_token", "client_credentials"},
+			"grant_types_supported":                            {"authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"},
 		} {
 			for _, w := range want {
 				if !slices.Contains(list(smart, field), w) {

@@ -261,19 +261,11 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) erro
 // reason refuses the sign-in.
 func (s *Server) linkUser(ctx context.Context, t storage.Tenant, idp storage.IdentityProvider, id federation.Identity,
 	mapped federation.Mapped) (storage.User, string, error) {
-	link, err := s.store.GetIdentityLink(ctx, t.ID, id.Issuer, id.Subject)
-	var u storage.User
+	u, linked, reason, err := s.linkedUser(ctx, t.ID, id)
+	if err != nil || linked {
+		return u, reason, err
+	}
 	switch {
-	case err == nil:
-		u, err = s.store.GetUser(ctx, t.ID, link.UserID)
-		if errors.Is(err, storage.ErrNotFound) {
-			return storage.User{}, "no_account", nil
-		}
-		if err != nil {
-			return storage.User{}, "", fmt.Errorf("load linked user: %w", err)
-		}
-	case !errors.Is(err, storage.ErrNotFound):
-		return storage.User{}, "", fmt.Errorf("load identity link: %w", err)
 	case t.Policy.AllowEmailLinking && id.EmailVerified && id.Email != "":
 		u, err = s.store.GetUserByEmail(ctx, t.ID, id.Email)
 		if errors.Is(err, storage.ErrNotFound) && t.Policy.JITProvisioning {
@@ -297,6 +289,31 @@ func (s *Server) linkUser(ctx context.Context, t storage.Tenant, idp storage.Ide
 		return storage.User{}, "disabled", nil
 	}
 	return u, "", nil
+}
+
+// linkedUser finds the user an upstream identity is already linked to by
+// its issuer and subject. linked is false when there is no link; when there
+// is one, a non-empty reason refuses it (the user is gone or disabled).
+// Token exchange accepts only such identities.
+func (s *Server) linkedUser(ctx context.Context, tenantID string, id federation.Identity) (u storage.User, linked bool, reason string, err error) {
+	link, err := s.store.GetIdentityLink(ctx, tenantID, id.Issuer, id.Subject)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, false, "", nil
+	}
+	if err != nil {
+		return storage.User{}, false, "", fmt.Errorf("load identity link: %w", err)
+	}
+	u, err = s.store.GetUser(ctx, tenantID, link.UserID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, true, "no_account", nil
+	}
+	if err != nil {
+		return storage.User{}, true, "", fmt.Errorf("load linked user: %w", err)
+	}
+	if u.Disabled {
+		return storage.User{}, true, "disabled", nil
+	}
+	return u, true, "", nil
 }
 
 // provision creates a user for a first federated sign-in, with the profile

@@ -18,7 +18,7 @@ import (
 
 // grantTypes are the grants the token endpoint knows; anything else is
 // unsupported_grant_type (RFC 6749 §5.2), which fosite would call invalid_request.
-var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
+var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials", oauth.GrantTypeTokenExchange}
 
 // token is the token endpoint (RFC 6749 §3.2) of a tenant.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
@@ -38,22 +38,27 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err := s.namePublicRefreshClient(ctx, t.ID, p, r); err != nil {
 		return err
 	}
+	exchange := &exchangeAudit{}
+	if r.PostForm.Get("grant_type") == oauth.GrantTypeTokenExchange {
+		ctx = oauth.WithExchange(ctx, s.exchangeSubject)
+		ctx, exchange = withExchangeAudit(ctx)
+	}
 	sess := oauth.NewSession(t.ID)
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		setChallenge(w, err)
-		s.tokenFailed(r, t.ID, ar, err, reuse)
+		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 		p.WriteAccessError(ctx, w, ar, err)
 		return nil
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		if err := s.checkOnlineSession(ctx, t.ID, ar); err != nil {
-			s.tokenFailed(r, t.ID, ar, err, reuse)
+			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 			p.WriteAccessError(ctx, w, ar, err)
 			return nil
 		}
 		if err := narrowRefreshScope(ar, r.PostForm.Get("scope")); err != nil {
-			s.tokenFailed(r, t.ID, ar, err, reuse)
+			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 			p.WriteAccessError(ctx, w, ar, err)
 			return nil
 		}
@@ -92,7 +97,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was used twice at once; the grant is revoked.")
 	}
 	if err != nil {
-		s.tokenFailed(r, t.ID, ar, err, reuse)
+		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 		p.WriteAccessError(ctx, w, ar, err)
 		return nil
 	}
@@ -102,13 +107,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	event := "token.issue"
-	if ar.GetGrantTypes().ExactOne("refresh_token") {
+	details := map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}
+	switch {
+	case ar.GetGrantTypes().ExactOne("refresh_token"):
 		event = "token.refresh"
+	case ar.GetGrantTypes().ExactOne(oauth.GrantTypeTokenExchange):
+		event = "token.exchange"
+		details["provider"] = exchange.provider
+		details["aud"] = strings.Join(ar.GetGrantedAudience(), " ")
+		if granted, ok := ar.GetSession().(*oauth.Session); ok {
+			details["patient"], details["fhir_user"] = granted.SMART.Patient, granted.SMART.FHIRUser
+		}
 	}
 	// Recorded before the answer is written: a response larger than the
 	// server's buffer would start going out before the handler returned.
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
-		Subject: ar.GetSession().GetSubject(), Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
+		Subject: ar.GetSession().GetSubject(), Details: details})
 	p.WriteAccessResponse(ctx, w, ar, resp)
 	return nil
 }
@@ -203,8 +217,9 @@ func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID 
 }
 
 // tokenFailed records a refused token request; code reuse and refresh token
-// reuse get their own event types because they signal a stolen credential.
-func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error, reuse *oauth.Reuse) {
+// reuse get their own event types because they signal a stolen credential,
+// and a refused token exchange its own with the provider, subject and reason.
+func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error, reuse *oauth.Reuse, exchange *exchangeAudit) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	level := slog.LevelInfo
 	if rfc.CodeField >= 500 {
@@ -217,6 +232,15 @@ func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessR
 		e.ClientID = ar.GetClient().GetID()
 	}
 	switch {
+	case r.PostForm.Get("grant_type") == oauth.GrantTypeTokenExchange:
+		// Recorded even for invalid_client: a public client's refusal
+		// happens after client authentication, which recorded nothing.
+		e.Type = "token.exchange"
+		e.Subject = exchange.subject
+		e.Details["provider"], e.Details["reason"], e.Details["detail"] = exchange.provider, exchange.reason, exchange.detail
+		if e.Details["reason"] == "" {
+			e.Details["reason"] = rfc.ErrorField
+		}
 	case reuse.Kind == storage.KindAuthorizeCode || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		e.Type = "token.code_reuse"
 	case reuse.Kind == storage.KindRefreshToken || errors.Is(err, fosite.ErrInactiveToken):

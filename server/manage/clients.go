@@ -26,6 +26,9 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
+	// GrantTokenExchange is RFC 8693 token exchange of an upstream identity
+	// provider's token for one of ours.
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
 
 // ClientInput is what an operator gives to register a client.
@@ -138,12 +141,12 @@ func validateClient(in ClientInput) (storage.Client, error) {
 	for _, g := range c.GrantTypes {
 		switch g {
 		case GrantAuthorizationCode, GrantRefreshToken:
-		case GrantClientCredentials:
+		case GrantClientCredentials, GrantTokenExchange:
 			if c.Type == storage.ClientPublic {
-				return c, invalid("a public client cannot use client_credentials: it has no credentials")
+				return c, invalid("a public client cannot use %s: it has no credentials", g)
 			}
 		default:
-			return c, invalid("grant type %q must be authorization_code, refresh_token or client_credentials", g)
+			return c, invalid("grant type %q must be authorization_code, refresh_token, client_credentials or %s", g, GrantTokenExchange)
 		}
 	}
 	for _, raw := range in.RedirectURIs {

@@ -178,6 +178,14 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		compose.OAuth2PKCEFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
+		func(fosite.Configurator, any, any) any {
+			return &tokenExchangeHandler{
+				helper: &foauth2.HandleHelper{AccessTokenStrategy: access, AccessTokenStorage: st, Config: cfg},
+				config: cfg,
+				tenant: t,
+				now:    ps.opts.Now,
+			}
+		},
 	)
 	return &Provider{OAuth2Provider: provider, Config: cfg, Store: st, Tenant: t, tokens: access}, nil
 }
