@@ -133,6 +133,24 @@ func TestFederatedSignInRefusals(t *testing.T) {
 	if page.status != http.StatusForbidden {
 		t.Errorf("unknown person without provisioning: %d, want 403", page.status)
 	}
+	// Tokens the provider's keys do not vouch for, or for another audience
+	// or sign-in, are refused with a page and the reason in the audit trail.
+	for _, tc := range []struct {
+		name    string
+		rewrite oidctest.RewriteFunc
+	}{
+		{"unsigned", func(c map[string]any) (string, any) { return "none", nil }},
+		{"other audience", func(c map[string]any) (string, any) { c["aud"] = "someone-else"; return "RS256", nil }},
+		{"other nonce", func(c map[string]any) (string, any) { c["nonce"] = "not-the-nonce-we-sent"; return "RS256", nil }},
+		{"expired", func(c map[string]any) (string, any) { c["exp"] = float64(1); return "RS256", nil }},
+	} {
+		e.idp.SetIDTokenRewrite(tc.rewrite)
+		page := e.federate(t, e.authURL(oauth2.GenerateVerifier()), "new@"+fedDomain, "pw")
+		if page.status != http.StatusForbidden || page.header.Get("Location") != "" {
+			t.Errorf("%s ID token: %d Location %q, want a 403 page", tc.name, page.status, page.header.Get("Location"))
+		}
+	}
+	e.idp.SetIDTokenRewrite(nil)
 	// A callback whose state this browser never started is refused.
 	stranger := authzBrowser(t)
 	cb := e.iss + "/federation/callback?" + url.Values{"state": {"made-up"}, "code": {"x"}}.Encode()
@@ -140,7 +158,12 @@ func TestFederatedSignInRefusals(t *testing.T) {
 		t.Errorf("callback with an unknown state: %d, want 400", p.status)
 	}
 	events, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "login.failure"})
-	if err != nil || len(events) != 1 || events[0].Details["reason"] != "no_account" {
-		t.Errorf("refusal audit %v, %v", events, err)
+	if err != nil || len(events) != 5 || events[0].Details["reason"] != "no_account" {
+		t.Fatalf("refusal audit %v, %v", events, err)
+	}
+	for _, ev := range events[1:] {
+		if r := ev.Details["reason"]; r == "" || r == "no_account" || ev.Details["provider"] != "pool" {
+			t.Errorf("refused ID token audited as %v", ev.Details)
+		}
 	}
 }
