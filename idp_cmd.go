@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -110,7 +108,7 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 			in.ClaimMapping.GroupRoles[g] = role
 		}
 		if !noSecret {
-			secret, err := readIDPSecret(stdin)
+			secret, err := readClientSecret(stdin, "idp add reads the client secret from stdin: pipe it in, or pass --public")
 			if err != nil {
 				return nil, err
 			}
@@ -122,18 +120,4 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 		}
 		return idpView(p, routes), nil
 	}, []string{"id", "type", "client-id"}
-}
-
-// readIDPSecret reads the client secret from the first line of stdin, so it
-// never appears in the process list or shell history.
-func readIDPSecret(stdin io.Reader) (string, error) {
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read client secret from stdin: %w", err)
-	}
-	secret := strings.TrimRight(line, "\r\n")
-	if secret == "" {
-		return "", usageError{"idp add reads the client secret from stdin: pipe it in, or pass --public"}
-	}
-	return secret, nil
 }

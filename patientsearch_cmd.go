@@ -41,7 +41,7 @@ func patientSearchCommand(ctx context.Context, verb string, fs *flag.FlagSet, te
 	fs.StringVar(&in.ClientID, "client-id", "", "client id registered there for client_credentials (required)")
 	fs.StringVar(&in.Scope, "scope", "", `scope to ask for, such as "system/Patient.rs"`)
 	return func(d *deps) (any, error) {
-		secret, err := readClientSecret(stdin)
+		secret, err := readClientSecret(stdin, "tenant set-patient-search reads the client secret from stdin: pipe it in")
 		if err != nil {
 			return nil, err
 		}
@@ -54,16 +54,17 @@ func patientSearchCommand(ctx context.Context, verb string, fs *flag.FlagSet, te
 	}, []string{"fhir-base-url", "token-url", "client-id"}
 }
 
-// readClientSecret reads one line from stdin, so the secret never appears
-// in the process list or shell history.
-func readClientSecret(stdin io.Reader) (string, error) {
+// readClientSecret reads a client secret from the first line of stdin, so
+// it never appears in the process list or shell history; missing is the
+// usage error when there is none.
+func readClientSecret(stdin io.Reader, missing string) (string, error) {
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read client secret from stdin: %w", err)
 	}
 	secret := strings.TrimRight(line, "\r\n")
 	if secret == "" {
-		return "", usageError{"tenant set-patient-search reads the client secret from stdin: pipe it in"}
+		return "", usageError{missing}
 	}
 	return secret, nil
 }
