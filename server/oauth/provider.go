@@ -178,6 +178,7 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		compose.OAuth2PKCEFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
+		// Token exchange (RFC 8693); the token endpoint says how to resolve subject tokens.
 		func(fosite.Configurator, any, any) any {
 			return &tokenExchangeHandler{
 				helper: &foauth2.HandleHelper{AccessTokenStrategy: access, AccessTokenStorage: st, Config: cfg},
