@@ -265,8 +265,15 @@ func (s *Server) linkUser(ctx context.Context, t storage.Tenant, idp storage.Ide
 	if err != nil || linked {
 		return u, reason, err
 	}
+	// A provider speaks for an email only when it is verified and its
+	// domain is routed to that provider: another tenant provider (a
+	// partner's, say) must not claim this organization's addresses.
+	owned, err := s.providerOwnsEmail(ctx, t.ID, idp.ID, id)
+	if err != nil {
+		return storage.User{}, "", err
+	}
 	switch {
-	case t.Policy.AllowEmailLinking && id.EmailVerified && id.Email != "":
+	case t.Policy.AllowEmailLinking && owned:
 		u, err = s.store.GetUserByEmail(ctx, t.ID, id.Email)
 		if errors.Is(err, storage.ErrNotFound) && t.Policy.JITProvisioning {
 			return s.provision(ctx, t, idp, id, mapped)
@@ -277,18 +284,35 @@ func (s *Server) linkUser(ctx context.Context, t storage.Tenant, idp storage.Ide
 		if err != nil {
 			return storage.User{}, "", fmt.Errorf("load user by email: %w", err)
 		}
+		if u.Disabled {
+			return storage.User{}, "disabled", nil
+		}
 		if err := s.link(ctx, t.ID, id, u.ID); err != nil {
 			return storage.User{}, "", err
 		}
-	case t.Policy.JITProvisioning:
+		return u, "", nil
+	case t.Policy.JITProvisioning && owned:
 		return s.provision(ctx, t, idp, id, mapped)
-	default:
-		return storage.User{}, "no_account", nil
+	case t.Policy.JITProvisioning:
+		return storage.User{}, "email_not_vouched", nil
 	}
-	if u.Disabled {
-		return storage.User{}, "disabled", nil
+	return storage.User{}, "no_account", nil
+}
+
+// providerOwnsEmail reports whether the identity's email is verified by the
+// provider and its domain is routed to that provider.
+func (s *Server) providerOwnsEmail(ctx context.Context, tenantID, providerID string, id federation.Identity) (bool, error) {
+	if !id.EmailVerified || id.Email == "" {
+		return false, nil
 	}
-	return u, "", nil
+	route, err := s.routeEmail(ctx, tenantID, id.Email)
+	if errors.Is(err, federation.ErrNotRouted) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return route.ConnectorID == providerID, nil
 }
 
 // linkedUser finds the user an upstream identity is already linked to by

@@ -71,6 +71,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := st.Destroy(r, w, sess); err != nil {
 		return fmt.Errorf("end browser session: %w", err)
 	}
+	// Forms of the signed-out sign-in are bound to this cookie: drop it too.
+	http.SetCookie(w, &http.Cookie{Name: s.csrfCookieName(), Value: "", Path: s.csrfCookiePath(t.ID), MaxAge: -1,
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	if redirect != "" {
 		w.Header().Set("Location", redirect)
 		w.WriteHeader(http.StatusSeeOther)

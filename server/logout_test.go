@@ -122,3 +122,27 @@ func TestSignInStartsNewSession(t *testing.T) {
 		t.Errorf("the session before sign-in is still stored: %v", err)
 	}
 }
+
+// TestSignedOutConsentGrantsNothing: the next person at a shared
+// workstation pressing Back after sign-out cannot approve the page left
+// behind.
+func TestSignedOutConsentGrantsNothing(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	consent := e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+	confirm := e.get(t, e.browser, e.iss+"/logout")
+	form := url.Values{}
+	for k, v := range confirm.hidden {
+		form.Set(k, v)
+	}
+	if p := e.post(t, e.browser, e.iss+"/logout", form, nil); p.status != http.StatusOK {
+		t.Fatalf("sign-out: %d", p.status)
+	}
+	// Even with the CSRF cookie put back, the ticket's session is over.
+	u, _ := url.Parse(e.iss + "/")
+	e.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "smartauth_csrf", Value: consent.hidden["csrf_token"], Path: u.Path}})
+	if p := e.decide(t, consent, "allow", consent.offered(), nil); p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+		t.Fatalf("consent after sign-out: %d Location %q, want 400 and no code", p.status, p.header.Get("Location"))
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -92,11 +93,20 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 	if needsPatientChoice(a, tk) {
 		if id, ok := ownPatient(profile); ok {
 			tk.Patient = id
-		} else {
+		} else if mayPickPatient(profile) {
 			return s.renderPatients(w, r, http.StatusOK, t, a, u, tk, csrf, patientPage{})
 		}
+		// Anyone else goes on without a patient; consent says why the
+		// patient scopes are left out.
 	}
 	return s.askConsent(w, r, t, p, a, u, tk, profile, csrf)
+}
+
+// mayPickPatient reports whether a person acting as this profile may
+// choose any patient of the tenant: clinicians may; a patient, a related
+// person or someone without a profile may not.
+func mayPickPatient(p storage.Profile) bool {
+	return strings.HasPrefix(p.FHIRUser, "Practitioner/") || strings.HasPrefix(p.FHIRUser, "PractitionerRole/")
 }
 
 // needsPatientChoice reports whether a standalone launch asked for a patient
@@ -135,6 +145,13 @@ func (s *Server) stepForm(w http.ResponseWriter, r *http.Request) (*signInStep, 
 	}
 	if st.tk.MFA != "" || st.tk.SessionID == "" {
 		return nil, errTicket
+	}
+	// A sign-in ends with its session: after sign-out, a page left open
+	// (the next person at a shared workstation pressing Back) grants nothing.
+	if err := s.sessions.Resume(r.Context(), st.t.ID, st.tk.SessionID); errors.Is(err, sessions.ErrEnded) {
+		return nil, errTicket
+	} else if err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -205,7 +222,7 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
 	if !st.tk.RoleChosen || !needsPatientChoice(st.a, st.tk) {
 		return errTicket
 	}
-	if _, ok := findProfile(st.u.Profiles, st.tk.Role); !ok {
+	if profile, ok := findProfile(st.u.Profiles, st.tk.Role); !ok || !mayPickPatient(profile) {
 		return errTicket
 	}
 	if id := r.PostForm.Get("patient"); id != "" {

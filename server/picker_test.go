@@ -417,3 +417,33 @@ func TestPatientPickerSearchesFHIRServer(t *testing.T) {
 		}
 	})
 }
+
+// TestOnlyCliniciansPickPatients: a person who is not a clinician (a
+// related person, or someone with no FHIR profile) is never shown the
+// tenant's patients, and gets no patient context to choose.
+func TestOnlyCliniciansPickPatients(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	for _, profiles := range [][]storage.Profile{{{FHIRUser: "RelatedPerson/5", Label: "Parent"}}, nil} {
+		u, err := srv.Store.GetUser(context.Background(), authzTenant, e.userID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Profiles = profiles
+		if err := srv.Store.UpdateUser(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+		consent := e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+		if !strings.Contains(consent.body, "No patient is selected") {
+			t.Errorf("profiles %v: consent does not say the patient scopes are left out", profiles)
+		}
+		// The consent page's ticket cannot be used to search or pick a patient.
+		if p := e.post(t, e.browser, e.iss+"/patient", stepForm(consent, url.Values{"patient": {authzPatient}}), nil); p.status != http.StatusBadRequest {
+			t.Errorf("profiles %v: picking a patient: %d, want 400", profiles, p.status)
+		}
+		if p := e.post(t, e.browser, e.iss+"/patient", stepForm(consent, url.Values{"name": {"okafor"}}), nil); strings.Contains(p.body, authzPatient) {
+			t.Errorf("profiles %v: the roster was shown", profiles)
+		}
+	}
+}

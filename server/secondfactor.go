@@ -51,10 +51,25 @@ func (s *Server) secondFactorForm(w http.ResponseWriter, r *http.Request, step s
 	if st == nil {
 		return nil, err
 	}
-	if st.tk.MFA != step {
+	if st.tk.MFA != step || !stillOwed(st.t.Policy, st.u, step) {
 		return nil, errTicket
 	}
 	return st, nil
+}
+
+// stillOwed reports whether a second-factor step decided at sign-in still
+// fits the user as they are now: a page left open must not skip a factor
+// set up since, nor replace it.
+func stillOwed(policy storage.TenantPolicy, u storage.User, step string) bool {
+	switch step {
+	case mfaVerify:
+		return mfa.Enrolled(u)
+	case mfaEnroll:
+		return !mfa.Enrolled(u)
+	case mfaOffer:
+		return !mfa.Enrolled(u) && !policy.MFARequired
+	}
+	return false
 }
 
 // secondFactor checks the code (or a recovery code) of an enrolled person.
@@ -144,6 +159,7 @@ func (s *Server) offerSecondFactor(w http.ResponseWriter, r *http.Request) error
 	}
 	switch r.PostForm.Get("decision") {
 	case "skip":
+		s.audit(r, storage.AuditEvent{TenantID: st.t.ID, Type: "mfa.skip", Outcome: "success", ClientID: st.a.client.ID, Subject: st.u.ID})
 		return s.completeSignIn(w, r, st.t, st.p, st.a, st.u, st.tk, st.csrf)
 	case "setup":
 		if _, err := s.mfa.Begin(r.Context(), st.t, st.u); err != nil {
@@ -188,6 +204,12 @@ func (s *Server) renderSecondFactor(w http.ResponseWriter, r *http.Request, stat
 func (s *Server) renderEnrollment(w http.ResponseWriter, r *http.Request, status int, t storage.Tenant, a *authzRequest,
 	u storage.User, tk loginTicket, csrf, message string) error {
 	e, err := s.mfa.Pending(r.Context(), t, u)
+	if errors.Is(err, mfa.ErrNoEnrollment) {
+		// The pending key expired while the page was open: a new one.
+		if e, err = s.mfa.Begin(r.Context(), t, u); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return err
 	}

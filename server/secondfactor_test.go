@@ -185,3 +185,39 @@ func TestSecondFactorOffered(t *testing.T) {
 		t.Errorf("sign-in after enrolling: %d, want the code page\n%s", next.status, next.body)
 	}
 }
+
+// TestStaleOfferCannotSkipSecondFactor: an offer page left open (by someone
+// who knows the password) stops working once the user sets up a second
+// factor elsewhere; it can neither skip it nor replace it.
+func TestStaleOfferCannotSkipSecondFactor(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	ctx := context.Background()
+	tn, err := srv.Store.GetTenant(ctx, authzTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Policy.MFAOffered = true
+	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	signIn := func() (*http.Client, authzPage) {
+		b := authzBrowser(t)
+		login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
+		return b, e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+	}
+	attacker, stale := signIn()
+	owner, offer := signIn()
+	enroll := e.post(t, owner, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"setup"}}), nil)
+	m := manualKey.FindStringSubmatch(enroll.body)
+	if m == nil {
+		t.Fatalf("setup: %d\n%s", enroll.status, enroll.body)
+	}
+	e.post(t, owner, e.iss+"/mfa/enroll", stepForm(enroll, url.Values{"code": {totpCode(t, html.UnescapeString(m[1]), srv.Clock.Now())}}), nil)
+	for _, decision := range []string{"skip", "setup"} {
+		if p := e.post(t, attacker, e.iss+"/mfa/offer", stepForm(stale, url.Values{"decision": {decision}}), nil); p.status != http.StatusBadRequest {
+			t.Errorf("stale offer, %s: %d, want 400\n%s", decision, p.status, p.body)
+		}
+	}
+}
