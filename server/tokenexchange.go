@@ -133,8 +133,15 @@ func (s *Server) exchangeSubject(ctx context.Context, t storage.Tenant, req fosi
 		audit.reason = "invalid_target"
 		return err
 	}
-	profile := exchangeProfile(u, mapped)
-	scopes, err := exchangeScopes(req, mapped, profile)
+	// The user's stored profiles decide whom the token speaks for, as at a
+	// browser sign-in; a claim may only choose among them, since some
+	// providers let people edit their own attributes.
+	profile, ok := exchangeProfile(u, mapped)
+	if !ok {
+		return refuse("profile_mismatch", mapped.FHIRUser)
+	}
+	patient, _ := ownPatient(profile)
+	scopes, err := exchangeScopes(req, patient, profile)
 	if err != nil {
 		audit.reason = "invalid_scope"
 		return err
@@ -151,7 +158,9 @@ func (s *Server) exchangeSubject(ctx context.Context, t storage.Tenant, req fosi
 	}
 	sess.Subject = u.ID
 	sess.ClientID = req.GetClient().GetID()
-	sess.SMART.Patient = mapped.Patient
+	if slices.ContainsFunc(scopes, isPatientScope) {
+		sess.SMART.Patient = patient
+	}
 	if slices.Contains(scopes, "fhirUser") && len(auds) > 0 {
 		sess.SMART.FHIRUser = fhirUserURL(auds[0], profile)
 	}
@@ -213,23 +222,37 @@ func exchangeAudiences(t storage.Tenant, req fosite.AccessRequester) ([]string, 
 	return out, nil
 }
 
-// exchangeProfile is the profile the token speaks for: the one the claims
-// name, else the user's only profile.
-func exchangeProfile(u storage.User, mapped federation.Mapped) storage.Profile {
+// exchangeProfile is the stored profile the token speaks for: the one the
+// claims name, which the user must hold, else the user's only profile; false
+// when the claims name a profile the user does not hold.
+func exchangeProfile(u storage.User, mapped federation.Mapped) (storage.Profile, bool) {
 	if mapped.FHIRUser != "" {
-		return storage.Profile{FHIRUser: mapped.FHIRUser}
+		for _, p := range u.Profiles {
+			if p.FHIRUser == mapped.FHIRUser {
+				return p, true
+			}
+		}
+		return storage.Profile{}, false
 	}
 	if len(u.Profiles) == 1 {
-		return u.Profiles[0]
+		return u.Profiles[0], true
 	}
-	return storage.Profile{}
+	return storage.Profile{}, true
+}
+
+// isPatientScope reports whether a granted scope reaches a patient's
+// compartment, so the token must say which patient.
+func isPatientScope(raw string) bool {
+	sc, err := smart.Parse(raw)
+	return err == nil && (sc.Kind == smart.KindResource && sc.Context == "patient" ||
+		sc.Kind == smart.KindLaunchContext && sc.ResourceType == "patient")
 }
 
 // exchangeScopes narrows the requested scopes (the client's registered ones
 // when none are asked for) to what the client may have and the context can
 // back. offline_access and online_access are dropped: no refresh token is
 // issued. Nothing left is invalid_scope.
-func exchangeScopes(req fosite.AccessRequester, mapped federation.Mapped, profile storage.Profile) ([]string, error) {
+func exchangeScopes(req fosite.AccessRequester, patient string, profile storage.Profile) ([]string, error) {
 	allowed := []string(req.GetClient().GetScopes())
 	requested := []string(req.GetRequestedScopes())
 	if len(requested) == 0 {
@@ -237,7 +260,7 @@ func exchangeScopes(req fosite.AccessRequester, mapped federation.Mapped, profil
 	}
 	granted, _ := smart.Grant(requested, allowed, requested)
 	granted = slices.DeleteFunc(granted, func(sc string) bool { return sc == "offline_access" || sc == "online_access" })
-	kept, _ := smart.Contextual(granted, smart.Available{Patient: mapped.Patient != "", FHIRUser: profile.FHIRUser != ""})
+	kept, _ := smart.Contextual(granted, smart.Available{Patient: patient != "", FHIRUser: profile.FHIRUser != ""})
 	if len(kept) == 0 {
 		return nil, fosite.ErrInvalidScope.WithHintf("None of the scopes %q can be granted to this client for this subject.", strings.Join(requested, " "))
 	}

@@ -185,6 +185,8 @@ func TestTokenExchange(t *testing.T) {
 			{"tenant claim of another clinic", exchangeForm(upstreamIDToken(t, idp, redirect, xStranger), tokenTypeIDToken), exchanger.ID, secret, 400, "invalid_grant", "tenant_mismatch"},
 			{"unknown user", exchangeForm(signUpstream(t, idp, nil, base(func(c map[string]any) { c["sub"] = "sub-unlinked" })), tokenTypeIDToken),
 				exchanger.ID, secret, 400, "invalid_grant", "no_account"},
+			{"patient claim the user does not hold", exchangeForm(signUpstream(t, idp, nil, base(func(c map[string]any) { c["custom:patient_id"] = "888" })), tokenTypeIDToken),
+				exchanger.ID, secret, 400, "invalid_grant", "profile_mismatch"},
 			{"no grantable scope", exchangeForm(idToken, tokenTypeIDToken, "scope", "system/*.rs"), exchanger.ID, secret, 400, "invalid_scope", "invalid_scope"},
 			{"FHIR server of no tenant", exchangeForm(idToken, tokenTypeIDToken, "resource", "https://elsewhere.example/fhir"), exchanger.ID, secret, 400, "invalid_target", "invalid_target"},
 		}
