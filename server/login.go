@@ -215,14 +215,24 @@ func (s *Server) finishSignIn(w http.ResponseWriter, r *http.Request, t storage.
 }
 
 // startSession begins a new browser session for a person who just signed
-// in. Whatever session the browser had is replaced under a new id, so an id
-// planted before sign-in is worth nothing after it. It returns the session's
-// non-secret handle.
+// in. A session the browser had is replaced under a new id, so an id planted
+// before sign-in is worth nothing after it; only a live session already
+// signed in as this same person is kept, so signing in again for a second
+// app does not end the online_access grants of the first. It returns the
+// session's non-secret handle.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, tenantID, userID string, authTime time.Time) (string, error) {
 	st := s.sessions.Tenant(tenantID)
 	sess, err := st.Get(r, sessions.CookieName)
 	if err != nil {
 		return "", fmt.Errorf("load browser session: %w", err)
+	}
+	if !sess.IsNew && sessions.UserID(sess) == userID {
+		sess.Values["auth_time"] = strconv.FormatInt(authTime.Unix(), 10)
+		if err := st.Save(r, w, sess); err == nil {
+			return sess.ID, nil
+		} else if !errors.Is(err, sessions.ErrEnded) {
+			return "", fmt.Errorf("save browser session: %w", err)
+		}
 	}
 	clear(sess.Values)
 	sessions.SetUserID(sess, userID)

@@ -80,9 +80,10 @@ func TestLogoutEndsSessionAndOnlineAccess(t *testing.T) {
 	})
 }
 
-// TestSignInStartsNewSession: each sign-in gets a new session id, so a
-// session id known before sign-in (planted, or left by someone else on a
-// shared workstation) is worth nothing after it.
+// TestSignInStartsNewSession: a sign-in gets a new session id unless the
+// browser's session is already signed in as the same person, so a session
+// id known before sign-in (planted, or left by someone else on a shared
+// workstation) is worth nothing after it.
 func TestSignInStartsNewSession(t *testing.T) {
 	t.Parallel()
 	srv := servertest.Start(t, servertest.OpenSQLite(t))
@@ -101,10 +102,22 @@ func TestSignInStartsNewSession(t *testing.T) {
 	if first == "" {
 		t.Fatal("sign-in set no session cookie")
 	}
+	// Signing in again as the same person keeps the session, so grants
+	// bound to it (online_access) live on.
 	e.signIn(t, e.authURL(oauth2.GenerateVerifier()))
+	if again := sessionCookie(); again != first {
+		t.Fatalf("signing in again as the same person replaced the session")
+	}
+	// Anyone else signing in in this browser gets a new session.
+	if _, err := srv.Manage.CreateUser(context.Background(), manage.UserInput{TenantID: authzTenant, Email: "second@clinic.example",
+		Password: authzPassword, Profiles: []storage.Profile{{FHIRUser: "Practitioner/9"}}}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	login := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier()))
+	e.throughPicker(t, e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, "second@clinic.example", authzPassword), nil))
 	second := sessionCookie()
 	if second == "" || second == first {
-		t.Fatalf("second sign-in kept session cookie %q", first)
+		t.Fatalf("another person's sign-in kept session cookie %q", first)
 	}
 	// The first session is gone from the database, not just from the browser.
 	handle := func(cookie string) string {
