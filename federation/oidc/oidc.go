@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +32,6 @@ type Config struct {
 	Scopes []string
 	// UserInfo asks the userinfo endpoint for claims the ID token lacks.
 	UserInfo bool
-	// AccessTokenAudiences are aud values accepted in JWT access tokens
-	// given to Verify, besides the client id.
-	AccessTokenAudiences []string
 	// HTTPClient talks to the provider; nil means one with a 10-second timeout.
 	HTTPClient *http.Client
 }
@@ -191,10 +187,10 @@ const (
 // Verify checks a token the provider issued that someone else presents, as
 // in token exchange (RFC 8693): the signature against the provider's JWKS,
 // the issuer and the expiry, and the audience. An ID token must be for the
-// connector's client id. A JWT access token must name the client id or one
-// of Config.AccessTokenAudiences in aud, or carry the client id in
-// client_id (Cognito) or cid (Okta), whose access tokens are for an API
-// rather than for the client. There is no nonce to check: the token was not
+// connector's client id. A JWT access token must name the client id in aud,
+// or carry it in client_id (Cognito) or cid (Okta), whose access tokens are
+// for an API rather than for the client. An API audience alone is not
+// enough: every client of that API, however little trusted, holds such tokens. There is no nonce to check: the token was not
 // asked for by this connector. A refused token yields a *federation.RefusalError.
 func (c *Connector) Verify(ctx context.Context, raw, tokenType string) (federation.Identity, error) {
 	var cfg gooidc.Config
@@ -231,7 +227,7 @@ func (c *Connector) Verify(ctx context.Context, raw, tokenType string) (federati
 // acceptsAccessToken tells whether an upstream access token is meant for this connector's client.
 func (c *Connector) acceptsAccessToken(aud []string, claims map[string]any) bool {
 	for _, a := range aud {
-		if a == c.cfg.ClientID || slices.Contains(c.cfg.AccessTokenAudiences, a) {
+		if a == c.cfg.ClientID {
 			return true
 		}
 	}

@@ -17,7 +17,7 @@ import (
 // presents, as in token exchange, each checked for the audience its type needs.
 func TestVerifyPresentedTokens(t *testing.T) {
 	p := startProvider(t, oidctest.ShapeOkta)
-	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID, AccessTokenAudiences: []string{"api://smartauth"}})
+	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestVerifyPresentedTokens(t *testing.T) {
 		{"ID token for another client", oidc.TokenTypeIDToken, map[string]any{"aud": "other"}, federation.ReasonWrongAudience},
 		{"ID token with only a configured API audience", oidc.TokenTypeIDToken, map[string]any{"aud": "api://smartauth"}, federation.ReasonWrongAudience},
 		{"access token for our client", oidc.TokenTypeJWT, map[string]any{"aud": p.ClientID}, ""},
-		{"access token for a configured audience", oidc.TokenTypeJWT, map[string]any{"aud": "api://smartauth"}, ""},
+		{"access token for an API only, issued to another client", oidc.TokenTypeJWT, map[string]any{"aud": "api://smartauth"}, federation.ReasonWrongAudience},
 		{"Okta access token with cid", oidc.TokenTypeJWT, map[string]any{"aud": "api://default", "cid": p.ClientID}, ""},
 		{"Cognito access token with client_id", oidc.TokenTypeJWT, map[string]any{"client_id": p.ClientID, "token_use": "access"}, ""},
 		{"access token for someone else", oidc.TokenTypeJWT, map[string]any{"aud": "api://default", "cid": "other"}, federation.ReasonWrongAudience},
