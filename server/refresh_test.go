@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,10 +236,24 @@ func TestRefreshNarrowsScope(t *testing.T) {
 		if claims := verifyAccessToken(t, srv, authzTenant, body["access_token"].(string)); claims["scope"] != "patient/*.rs offline_access" {
 			t.Fatalf("narrowed token carries scope %v", claims["scope"])
 		}
-		// The narrowed grant is what the next refresh starts from.
+		// Narrowing shapes one access token, not the grant: the new refresh
+		// token keeps the scope of the one it replaced (RFC 6749 §6), even
+		// when the narrowed request left out offline_access.
 		status, body = e.refresh(t, body["refresh_token"].(string), url.Values{"scope": {"openid"}})
+		if status != 200 || body["scope"] != "openid" || body["refresh_token"] == nil {
+			t.Fatalf("narrowing to a scope left out before: %d %v", status, body)
+		}
+		status, body = e.refresh(t, body["refresh_token"].(string), nil)
+		if status != 200 || body["scope"] != strings.Join(authzScopes, " ") {
+			t.Fatalf("refresh without scope after narrowing: %d %v, want the whole grant", status, body)
+		}
+		if claims := verifyAccessToken(t, srv, authzTenant, body["access_token"].(string)); claims["fhirUser"] == nil {
+			t.Errorf("fhirUser lost after a narrowing refresh: %v", claims)
+		}
+		// Widening beyond the grant is still refused.
+		status, body = e.refresh(t, body["refresh_token"].(string), url.Values{"scope": {"user/*.cruds"}})
 		if status != 400 || body["error"] != "invalid_scope" {
-			t.Fatalf("widening back after narrowing: %d %v, want invalid_scope", status, body)
+			t.Fatalf("widening beyond the grant: %d %v, want invalid_scope", status, body)
 		}
 	})
 }

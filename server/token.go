@@ -202,8 +202,15 @@ func narrowRefreshScope(ar fosite.AccessRequester, scope string) error {
 	if !ok {
 		return fosite.ErrServerError.WithDebugf("unexpected access request type %T", ar)
 	}
+	sess, ok := ar.GetSession().(*oauth.Session)
+	if !ok {
+		return fosite.ErrServerError.WithDebugf("unexpected session type %T", ar.GetSession())
+	}
+	if sess.RefreshGrant == nil {
+		sess.RefreshGrant = &oauth.RefreshGrant{Scope: slices.Clone(granted), FHIRUser: sess.SMART.FHIRUser}
+	}
 	req.GrantedScope = fosite.Arguments(requested)
-	if sess, ok := ar.GetSession().(*oauth.Session); ok && !slices.Contains(requested, "fhirUser") {
+	if !slices.Contains(requested, "fhirUser") {
 		sess.SMART.FHIRUser = ""
 	}
 	return nil

@@ -35,10 +35,20 @@ type Session struct {
 	// Backend marks a client_credentials grant: the subject is the client, not a person.
 	Backend bool `json:"backend,omitempty"`
 	// SessionID ties online_access refresh tokens to the browser session.
-	SessionID string             `json:"sid,omitempty"`
-	IDToken   *jwt.IDTokenClaims `json:"id_token,omitempty"`
-	IDHeaders *jwt.Headers       `json:"id_headers,omitempty"`
-	SMART     Context            `json:"smart"`
+	SessionID string `json:"sid,omitempty"`
+	// RefreshGrant, set when a refresh narrows the scope, is what the new
+	// refresh token keeps: RFC 6749 §6 gives it the scope of the one it
+	// replaces, so narrowing one access token never shrinks the grant.
+	RefreshGrant *RefreshGrant      `json:"refresh_grant,omitempty"`
+	IDToken      *jwt.IDTokenClaims `json:"id_token,omitempty"`
+	IDHeaders    *jwt.Headers       `json:"id_headers,omitempty"`
+	SMART        Context            `json:"smart"`
+}
+
+// RefreshGrant is the scope and fhirUser of a grant before a refresh narrowed them.
+type RefreshGrant struct {
+	Scope    []string `json:"scope"`
+	FHIRUser string   `json:"fhirUser,omitempty"`
 }
 
 // NewSession returns an empty session for a tenant, the prototype fosite fills.

@@ -255,7 +255,24 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 
 // CreateRefreshTokenSession stores the request behind a refresh token.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, _ string, req fosite.Requester) error {
-	return s.create(ctx, storage.KindRefreshToken, fosite.RefreshToken, signature, req, 30*24*time.Hour)
+	return s.create(ctx, storage.KindRefreshToken, fosite.RefreshToken, signature, unnarrowed(req), 30*24*time.Hour)
+}
+
+// unnarrowed is the request a new refresh token is stored with: when the
+// refresh narrowed the scope for its access token, the grant as it was.
+func unnarrowed(req fosite.Requester) fosite.Requester {
+	sess, ok := req.GetSession().(*Session)
+	r, isRequest := req.(*fosite.Request)
+	if !ok || sess.RefreshGrant == nil || !isRequest {
+		return req
+	}
+	kept, _ := sess.Clone().(*Session)
+	kept.SMART.FHIRUser = sess.RefreshGrant.FHIRUser
+	kept.RefreshGrant = nil
+	cp := *r
+	cp.GrantedScope = fosite.Arguments(sess.RefreshGrant.Scope)
+	cp.Session = kept
+	return &cp
 }
 
 // GetRefreshTokenSession returns the request behind a refresh token; a
