@@ -48,12 +48,18 @@ const EnrollmentTTL = 15 * time.Minute
 // in the database's failure counters, so the limit holds across replicas.
 // Once a user has MaxFailures in a window, which starts at the first
 // failure, every attempt is refused without checking the code until the
-// window is over. A correct code clears the count.
+// window is over. A correct code clears the count. A second count, of
+// refused codes only, caps them at MaxDailyFailures a day, and a correct
+// code does not clear it: five guesses every fifteen minutes would
+// otherwise add up to hundreds a day against someone who knows the password.
 const (
 	// ThrottleWindow is how long wrong codes are counted.
 	ThrottleWindow = 15 * time.Minute
 	// MaxFailures is how many refused codes a user may enter in a window.
 	MaxFailures = 5
+	// DailyWindow and MaxDailyFailures bound refused codes over a day.
+	DailyWindow      = 24 * time.Hour
+	MaxDailyFailures = 20
 )
 
 // Errors a check returns; Reason names each for the audit trail.
@@ -296,6 +302,13 @@ func throttleKey(userID string) string { return "mfa:" + userID }
 // get more than MaxFailures codes checked in a window; success clears the
 // count (see succeeded).
 func (s *Service) attempt(ctx context.Context, tenantID, userID string, now time.Time) error {
+	daily, err := s.store.FailureCount(ctx, tenantID, dailyKey(userID), now, DailyWindow)
+	if err != nil {
+		return fmt.Errorf("mfa: count refused codes of user %s: %w", userID, err)
+	}
+	if daily >= MaxDailyFailures {
+		return ErrThrottled
+	}
 	n, err := s.store.RecordFailure(ctx, tenantID, throttleKey(userID), now, ThrottleWindow)
 	if err != nil {
 		return fmt.Errorf("mfa: count attempt of user %s: %w", userID, err)
@@ -304,6 +317,17 @@ func (s *Service) attempt(ctx context.Context, tenantID, userID string, now time
 		return ErrThrottled
 	}
 	return nil
+}
+
+// dailyKey names a user's count of refused codes over a day.
+func dailyKey(userID string) string { return "mfa-day:" + userID }
+
+// refuse counts a refused code against the user's daily limit and returns why it was refused.
+func (s *Service) refuse(ctx context.Context, tenantID, userID string, now time.Time, why error) error {
+	if _, err := s.store.RecordFailure(ctx, tenantID, dailyKey(userID), now, DailyWindow); err != nil {
+		return fmt.Errorf("mfa: count refused code of user %s: %w", userID, err)
+	}
+	return why
 }
 
 // succeeded clears the user's count after a correct code.
@@ -329,11 +353,11 @@ func (s *Service) checkCode(ctx context.Context, tenantID, userID string, sealed
 		return fmt.Errorf("mfa: compute codes of user %s: %w", userID, err)
 	}
 	if !ok {
-		return ErrWrongCode
+		return s.refuse(ctx, tenantID, userID, now, ErrWrongCode)
 	}
 	err = s.store.UseTOTPStep(ctx, tenantID, userID, step)
 	if errors.Is(err, storage.ErrConsumed) {
-		return ErrReplayed
+		return s.refuse(ctx, tenantID, userID, now, ErrReplayed)
 	}
 	if err != nil {
 		return fmt.Errorf("mfa: record code use of user %s: %w", userID, err)

@@ -701,3 +701,30 @@ func TestPendingShowsTheSameKey(t *testing.T) {
 		}
 	})
 }
+
+func TestDailyLimit(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		f := newFixture(t, b, "alice")
+		ctx := t.Context()
+		seed, _ := f.enroll(t, "alice")
+		// Guessing five codes every window, with the user signing in
+		// correctly in between, still stops at the daily limit.
+		refused := 0
+		for refused < mfa.MaxDailyFailures {
+			for range mfa.MaxFailures - 1 {
+				mustIs(t, "wrong code", f.svc.Verify(ctx, tenantID, "alice", wrongCode(t, seed, f.clock.now())), mfa.ErrWrongCode)
+				refused++
+			}
+			if refused >= mfa.MaxDailyFailures {
+				break
+			}
+			f.clock.advance(30 * time.Second)
+			must(t, "the user's own sign-in", f.svc.Verify(ctx, tenantID, "alice", code(t, seed, f.clock.now())))
+			f.clock.advance(mfa.ThrottleWindow)
+		}
+		f.clock.advance(mfa.ThrottleWindow)
+		mustIs(t, "a right code after the daily limit", f.svc.Verify(ctx, tenantID, "alice", code(t, seed, f.clock.now())), mfa.ErrThrottled)
+		f.clock.advance(mfa.DailyWindow)
+		must(t, "a day later", f.svc.Verify(ctx, tenantID, "alice", code(t, seed, f.clock.now())))
+	})
+}

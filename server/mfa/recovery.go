@@ -107,7 +107,7 @@ func (s *Service) UseRecoveryCode(ctx context.Context, tenantID, userID, code st
 	}
 	normalized, ok := normalizeRecoveryCode(code)
 	if !ok {
-		return 0, ErrWrongCode
+		return 0, s.refuse(ctx, tenantID, userID, now, ErrWrongCode)
 	}
 	h, err := s.recoveryHash(tenantID, userID, normalized)
 	if err != nil {
@@ -116,9 +116,9 @@ func (s *Service) UseRecoveryCode(ctx context.Context, tenantID, userID, code st
 	err = s.store.ConsumeRecoveryCode(ctx, tenantID, userID, h, now)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return 0, ErrWrongCode
+		return 0, s.refuse(ctx, tenantID, userID, now, ErrWrongCode)
 	case errors.Is(err, storage.ErrConsumed):
-		return 0, ErrReplayed
+		return 0, s.refuse(ctx, tenantID, userID, now, ErrReplayed)
 	case err != nil:
 		return 0, fmt.Errorf("mfa: use recovery code of user %s: %w", userID, err)
 	}
