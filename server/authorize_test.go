@@ -658,6 +658,7 @@ func TestSignInAndConsentNeedCSRF(t *testing.T) {
 			t.Fatal("two browsers got the same CSRF token")
 		}
 		refused("cross-site", e.post(t, e.browser, e.iss+"/login", form, map[string]string{"Sec-Fetch-Site": "cross-site"}))
+		refused("sibling subdomain", e.post(t, e.browser, e.iss+"/login", form, map[string]string{"Sec-Fetch-Site": "same-site"}))
 
 		consent := e.post(t, e.browser, e.iss+"/login", form, map[string]string{"Sec-Fetch-Site": "same-origin"})
 		if consent.status != http.StatusOK {

@@ -62,10 +62,14 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request, tenantID stri
 	return token, nil
 }
 
-// checkCSRF refuses a form post that a browser marks as cross-site or whose
-// hidden token does not match the cookie; it returns the verified token.
+// checkCSRF refuses a form post that a browser marks as from another
+// origin, or whose hidden token does not match the cookie; it returns the
+// verified token.
 func (s *Server) checkCSRF(r *http.Request) (string, error) {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+	// Our forms post to their own origin. A sibling subdomain is
+	// "same-site" and could have planted a cookie, so only same-origin
+	// posts (or browsers that do not say) pass.
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return "", errCSRF
 	}
 	c, err := r.Cookie(s.csrfCookieName())
