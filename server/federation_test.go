@@ -167,3 +167,34 @@ func TestFederatedSignInRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderVouchesOnlyForItsDomains: linking by email trusts a provider
+// only for the email domains routed to it; a provider asserting someone
+// else's address (a partner's directory, say) does not take over their account.
+func TestProviderVouchesOnlyForItsDomains(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := fedSetup(t, srv, storage.TenantPolicy{AllowEmailLinking: true},
+		// The provider signs in its own people, and says one of them has the clinician's address.
+		oidctest.Person{ID: "sub-own", Username: "own@" + fedDomain, Password: "pw", Email: "own@" + fedDomain, EmailVerified: true,
+			Claims: map[string]any{"custom:tenant_id": authzTenant}},
+		oidctest.Person{ID: "sub-spoof", Username: "spoof@" + fedDomain, Password: "pw", Email: authzEmail, EmailVerified: true,
+			Claims: map[string]any{"custom:tenant_id": authzTenant}})
+	if _, err := srv.Manage.CreateUser(context.Background(), manage.UserInput{TenantID: authzTenant, Email: "own@" + fedDomain,
+		Profiles: []storage.Profile{{FHIRUser: "Practitioner/55"}}}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	// Linked by verified email on a domain routed to the provider.
+	consent := e.throughPicker(t, e.federate(t, e.authURL(oauth2.GenerateVerifier()), "own@"+fedDomain, "pw"))
+	if !strings.Contains(consent.body, "Practitioner/55") {
+		t.Fatalf("linking by a routed, verified email: %d\n%s", consent.status, consent.body)
+	}
+	// The same provider asserting an address on another domain links nothing.
+	page := e.federate(t, e.authURL(oauth2.GenerateVerifier()), "spoof@"+fedDomain, "pw")
+	if page.status != http.StatusForbidden {
+		t.Errorf("provider asserting another domain's address: %d, want 403", page.status)
+	}
+	if _, err := srv.Store.GetIdentityLink(context.Background(), authzTenant, e.idp.Issuer(), "sub-spoof"); err == nil {
+		t.Error("the spoofed address was linked to the clinician")
+	}
+}
