@@ -23,6 +23,7 @@
 package sessions
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -193,30 +194,12 @@ func (s *Store) New(r *http.Request, name string) (*Session, error) {
 		return sess, nil
 	}
 	id := handle(secret)
-	now := s.now()
-	row, err := s.m.store.GetSession(r.Context(), s.tenantID, id, now)
-	if errors.Is(err, storage.ErrNotFound) {
+	p, created, err := s.use(r.Context(), id)
+	if errors.Is(err, ErrEnded) {
 		return sess, nil
 	}
 	if err != nil {
-		return sess, fmt.Errorf("sessions: load: %w", err)
-	}
-	p, ok := s.open(row)
-	if !ok {
-		return sess, nil
-	}
-	created := time.UnixMicro(p.Created).UTC()
-	// The stored expiry already holds both limits; checking again here also
-	// applies time-outs shortened since the row was written.
-	if !now.Before(s.expiry(row.UpdatedAt, created)) {
-		return sess, nil
-	}
-	err = s.m.store.TouchSession(r.Context(), s.tenantID, id, now, s.expiry(now, created))
-	if errors.Is(err, storage.ErrNotFound) {
-		return sess, nil
-	}
-	if err != nil {
-		return sess, fmt.Errorf("sessions: touch: %w", err)
+		return sess, err
 	}
 	for k, v := range p.Values {
 		sess.Values[k] = v
@@ -228,6 +211,37 @@ func (s *Store) New(r *http.Request, name string) (*Session, error) {
 	sess.ID = id
 	sess.IsNew = false
 	return sess, nil
+}
+
+// use loads a live session by its ID and records the use, moving its idle
+// expiry; ErrEnded when it is gone, expired, or its row cannot be trusted.
+func (s *Store) use(ctx context.Context, id string) (payload, time.Time, error) {
+	now := s.now()
+	row, err := s.m.store.GetSession(ctx, s.tenantID, id, now)
+	if errors.Is(err, storage.ErrNotFound) {
+		return payload{}, time.Time{}, ErrEnded
+	}
+	if err != nil {
+		return payload{}, time.Time{}, fmt.Errorf("sessions: load: %w", err)
+	}
+	p, ok := s.open(row)
+	if !ok {
+		return payload{}, time.Time{}, ErrEnded
+	}
+	created := time.UnixMicro(p.Created).UTC()
+	// The stored expiry already holds both limits; checking again here also
+	// applies time-outs shortened since the row was written.
+	if !now.Before(s.expiry(row.UpdatedAt, created)) {
+		return payload{}, time.Time{}, ErrEnded
+	}
+	err = s.m.store.TouchSession(ctx, s.tenantID, id, now, s.expiry(now, created))
+	if errors.Is(err, storage.ErrNotFound) {
+		return payload{}, time.Time{}, ErrEnded
+	}
+	if err != nil {
+		return payload{}, time.Time{}, fmt.Errorf("sessions: touch: %w", err)
+	}
+	return p, created, nil
 }
 
 // Save stores the session, creating its row and cookie the first time.
