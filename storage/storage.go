@@ -88,8 +88,10 @@ type Storage interface {
 	GetUserByEmail(ctx context.Context, tenantID, email string) (User, error)
 	// ListUsers returns a tenant's users ordered by email.
 	ListUsers(ctx context.Context, tenantID string) ([]User, error)
-	// UpdateUser replaces every mutable field of a user; disabling a user
-	// also deactivates every grant record issued to it.
+	// UpdateUser replaces every mutable field of a user except the TOTP
+	// secret, which only the TOTP methods change (so an edit made from an
+	// older read cannot undo an enrollment); disabling a user also
+	// deactivates every grant record issued to it.
 	UpdateUser(ctx context.Context, u User) error
 	// DeleteUser removes a user, its sessions and its consents, and
 	// deactivates every grant record issued to it, so its refresh tokens

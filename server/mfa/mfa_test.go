@@ -597,8 +597,11 @@ func TestSealedAtRest(t *testing.T) {
 
 		// Copy alice's sealed seed onto bob: it must not open for bob.
 		alice, bob := f.user(t, "alice"), f.user(t, "bob")
-		bob.TOTPSecret = alice.TOTPSecret
-		must(t, "copy sealed seed", f.store.UpdateUser(ctx, bob))
+		// The storage methods move a sealed value as given, as someone
+		// editing the database would.
+		must(t, "stage alice's sealed seed for bob", f.store.SaveTOTPEnrollment(ctx, storage.TOTPEnrollment{TenantID: tenantID, UserID: bob.ID,
+			SecretSealed: alice.TOTPSecret, CreatedAt: f.clock.now(), ExpiresAt: f.clock.now().Add(time.Hour)}))
+		must(t, "copy sealed seed", f.store.ConfirmTOTPEnrollment(ctx, tenantID, bob.ID, alice.TOTPSecret, nil, f.clock.now()))
 		f.clock.advance(30 * time.Second)
 		err = f.svc.Verify(ctx, tenantID, "bob", code(t, seed, f.clock.now()))
 		if err == nil || mfa.Reason(err) != "" {

@@ -73,7 +73,7 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 	return out, wrap("list users", err)
 }
 
-// UpdateUser replaces every mutable field of a user.
+// UpdateUser replaces every mutable field of a user but its TOTP secret.
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
@@ -82,13 +82,13 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	var n int64
 	err = s.pool.QueryRow(ctx, `WITH updated AS (
 			UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
-				totp_secret = $7, profiles = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
+				profiles = $7, updated_at = $8 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
 		), grants_off AS (
 			UPDATE tokens SET active = false
 			WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM updated WHERE disabled)
 		)
 		SELECT count(*) FROM updated`,
-		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, tstz(u.UpdatedAt)).Scan(&n)
+		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, tstz(u.UpdatedAt)).Scan(&n)
 	if err == nil && n == 0 {
 		err = pgx.ErrNoRows
 	}

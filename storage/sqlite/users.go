@@ -77,7 +77,7 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 	return out, wrap("list users", rows.Err())
 }
 
-// UpdateUser replaces every mutable field of a user.
+// UpdateUser replaces every mutable field of a user but its TOTP secret.
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
@@ -85,8 +85,8 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
-			totp_secret = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+			profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
 		if err != nil || !u.Disabled {
 			return err
 		}
