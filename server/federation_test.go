@@ -30,14 +30,7 @@ func fedSetup(t *testing.T, srv *servertest.Server, policy storage.TenantPolicy,
 	t.Helper()
 	e := authzSetup(t, srv)
 	ctx := context.Background()
-	tn, err := srv.Store.GetTenant(ctx, authzTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Policy = policy
-	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
+	editTenantPolicy(t, srv, func(p *storage.TenantPolicy) { *p = policy })
 	idp := oidctest.Start(t, oidctest.Options{Shape: oidctest.ShapeCognito, RedirectURIs: []string{e.iss + "/federation/callback"}, People: people})
 	if _, _, err := srv.Manage.AddIdentityProvider(ctx, authzTenant, manage.IdentityProviderInput{
 		ID: "pool", Type: storage.IdentityProviderOIDC, DisplayName: "Clinic sign-in",

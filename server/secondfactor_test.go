@@ -34,19 +34,35 @@ func totpCode(t *testing.T, key string, at time.Time) string {
 	return code
 }
 
+// editTenantPolicy changes the authz tenant's policy before any request
+// reads it (tenants are cached for a few seconds).
+func editTenantPolicy(t *testing.T, srv *servertest.Server, edit func(*storage.TenantPolicy)) {
+	t.Helper()
+	tn, err := srv.Store.GetTenant(context.Background(), authzTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&tn.Policy)
+	if err := srv.Store.UpdateTenant(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// passwordSignIn opens a new browser, starts the app's request and signs in
+// with the password, returning the browser and the page that follows.
+func (e *authzEnv) passwordSignIn(t *testing.T) (*http.Client, authzPage) {
+	t.Helper()
+	b := authzBrowser(t)
+	login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
+	return b, e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+}
+
 func TestSecondFactor(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		e := authzSetup(t, srv)
 		ctx := context.Background()
-		tn, err := srv.Store.GetTenant(ctx, authzTenant)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn.Policy.MFARequired = true
-		if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
-			t.Fatal(err)
-		}
+		editTenantPolicy(t, srv, func(p *storage.TenantPolicy) { p.MFARequired = true })
 		password := func(b *http.Client) authzPage {
 			login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
 			return e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
@@ -145,21 +161,8 @@ func TestSecondFactorOffered(t *testing.T) {
 	t.Parallel()
 	srv := servertest.Start(t, servertest.OpenSQLite(t))
 	e := authzSetup(t, srv)
-	ctx := context.Background()
-	tn, err := srv.Store.GetTenant(ctx, authzTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Policy.MFAOffered = true
-	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	signIn := func() (*http.Client, authzPage) {
-		b := authzBrowser(t)
-		login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
-		return b, e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
-	}
-	b, offer := signIn()
+	editTenantPolicy(t, srv, func(p *storage.TenantPolicy) { p.MFAOffered = true })
+	b, offer := e.passwordSignIn(t)
 	if offer.status != http.StatusOK || !strings.Contains(offer.body, `value="skip"`) {
 		t.Fatalf("password sign-in in a tenant that offers a second factor: %d, want the offer\n%s", offer.status, offer.body)
 	}
@@ -170,7 +173,7 @@ func TestSecondFactorOffered(t *testing.T) {
 	if p := e.post(t, b, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"skip"}}), nil); !strings.Contains(p.body, "Choose a patient") {
 		t.Fatalf("skipping the offer: %d, want the patient picker\n%s", p.status, p.body)
 	}
-	b, offer = signIn()
+	b, offer = e.passwordSignIn(t)
 	enroll := e.post(t, b, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"setup"}}), nil)
 	m := manualKey.FindStringSubmatch(enroll.body)
 	if m == nil {
@@ -181,7 +184,7 @@ func TestSecondFactorOffered(t *testing.T) {
 		t.Fatalf("confirming: %d\n%s", codes.status, codes.body)
 	}
 	// Enrolled now, the next sign-in asks for a code rather than offering.
-	if _, next := signIn(); !strings.Contains(next.body, `autocomplete="one-time-code"`) || strings.Contains(next.body, `value="skip"`) {
+	if _, next := e.passwordSignIn(t); !strings.Contains(next.body, `autocomplete="one-time-code"`) || strings.Contains(next.body, `value="skip"`) {
 		t.Errorf("sign-in after enrolling: %d, want the code page\n%s", next.status, next.body)
 	}
 }
@@ -193,22 +196,9 @@ func TestStaleOfferCannotSkipSecondFactor(t *testing.T) {
 	t.Parallel()
 	srv := servertest.Start(t, servertest.OpenSQLite(t))
 	e := authzSetup(t, srv)
-	ctx := context.Background()
-	tn, err := srv.Store.GetTenant(ctx, authzTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.Policy.MFAOffered = true
-	if err := srv.Store.UpdateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	signIn := func() (*http.Client, authzPage) {
-		b := authzBrowser(t)
-		login := e.get(t, b, e.authURL(oauth2.GenerateVerifier()))
-		return b, e.post(t, b, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
-	}
-	attacker, stale := signIn()
-	owner, offer := signIn()
+	editTenantPolicy(t, srv, func(p *storage.TenantPolicy) { p.MFAOffered = true })
+	attacker, stale := e.passwordSignIn(t)
+	owner, offer := e.passwordSignIn(t)
 	enroll := e.post(t, owner, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"setup"}}), nil)
 	m := manualKey.FindStringSubmatch(enroll.body)
 	if m == nil {
