@@ -39,12 +39,13 @@ func (l *listFlag) Set(v string) error {
 func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbs := map[string][]string{
 		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
-		"client":  {"create", "list", "delete", "rotate-secret"},
+		"client":  {"create", "list", "delete", "rotate-secret", "initial-access-token"},
 		"user":    {"create"},
 		"patient": {"import"},
 		"keys":    {"rotate"},
 		"launch":  {"create"},
 		"idp":     {"add", "list", "delete"},
+		"admin":   {"create", "create-client"},
 	}[noun]
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, strings.Join(verbs, ", "))}
@@ -103,7 +104,10 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			ts, err := d.store.ListTenants(ctx)
 			out := []tenantJSON{}
 			for _, t := range ts {
-				out = append(out, tenantView(t, nil))
+				// The operator realm holds operators, not a tenant's data.
+				if t.ID != storage.OperatorRealm {
+					out = append(out, tenantView(t, nil))
+				}
 			}
 			return out, err
 		}
@@ -171,6 +175,8 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			secret, err := d.manage.RotateClientSecret(ctx, *t, *id, cliActor)
 			return map[string]string{"client_id": *id, "client_secret": secret}, err
 		}
+	case "client initial-access-token":
+		act = initialAccessTokenCommand(ctx, fs, tenant())
 	case "user create":
 		var in manage.UserInput
 		var profiles listFlag
@@ -204,6 +210,29 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			}
 			return userJSON{Tenant: u.TenantID, ID: u.ID, Email: u.Email, Profiles: u.Profiles, HasPassword: u.PasswordHash != ""}, nil
 		}
+	case "admin create":
+		required = append(required, "email")
+		email := fs.String("email", "", "email address, the admin's sign-in name (required)")
+		t := fs.String("tenant", "", "make an admin of this tenant only; without it, an operator of every tenant")
+		act = func(d *deps) (any, error) {
+			pw, err := readPassword(stdin)
+			if err != nil {
+				return nil, err
+			}
+			u, err := d.manage.CreateAdmin(ctx, *t, *email, pw, cliActor)
+			if err != nil {
+				return nil, err
+			}
+			signIn := "/admin/login"
+			if *t != "" {
+				signIn = "/admin/t/" + *t + "/login"
+			}
+			return adminJSON{Tenant: *t, ID: u.ID, Email: u.Email, Operator: *t == "", SignInPath: signIn}, nil
+		}
+	case "admin create-client":
+		var req []string
+		act, req = adminClientCommand(ctx, fs, env)
+		required = append(required, req...)
 	case "patient import":
 		t := tenant()
 		file := fs.String("file", "-", "FHIR Bundle, Patient or NDJSON file; - reads stdin")
@@ -295,9 +324,18 @@ func readPassword(stdin io.Reader) (string, error) {
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	if pw == "" {
-		return "", usageError{"user create reads the password from stdin: pipe it in, or pass --no-password"}
+		return "", usageError{"smartauth reads the password from stdin: pipe it in (user create also takes --no-password)"}
 	}
 	return pw, nil
+}
+
+// adminJSON describes a new admin account; the second factor is enrolled at its first sign-in.
+type adminJSON struct {
+	Tenant     string `json:"tenant,omitempty"`
+	ID         string `json:"id"`
+	Email      string `json:"email"`
+	Operator   bool   `json:"operator"`
+	SignInPath string `json:"sign_in_path"`
 }
 
 func printJSON(w io.Writer, v any) error {

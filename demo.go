@@ -23,6 +23,8 @@ const (
 	demoClinicianPass = "demo-clinician"
 	demoPatientUser   = "patient@demo.test"
 	demoPatientPass   = "demo-patient"
+	demoOperator      = "operator@demo.test"
+	demoOperatorPass  = "demo-operator"
 )
 
 //go:embed testdata/demo-patients.ndjson
@@ -82,6 +84,13 @@ func seedDemo(ctx context.Context, d *deps, base string) (*demoInfo, error) {
 			return err
 		}})
 	}
+	steps = append(steps, demoStep{"operator", func() error {
+		_, err := st.GetUserByEmail(ctx, storage.OperatorRealm, demoOperator)
+		return err
+	}, func() error {
+		_, err := m.CreateAdmin(ctx, "", demoOperator, demoOperatorPass, demoActor)
+		return err
+	}})
 	created := false
 	for _, s := range steps {
 		err := s.get()
@@ -114,6 +123,8 @@ func (i *demoInfo) print(w io.Writer) {
 	fmt.Fprintf(tw, "  Demo SMART app\t%s\n", i.demoAppURL())
 	fmt.Fprintf(tw, "  Clinician\t%s / %s\n", demoClinician, demoClinicianPass)
 	fmt.Fprintf(tw, "  Patient\t%s / %s\n", demoPatientUser, demoPatientPass)
+	fmt.Fprintf(tw, "  Admin pages\t%s/admin/\n", i.base)
+	fmt.Fprintf(tw, "  Operator\t%s / %s (an authenticator app is set up at first sign-in)\n", demoOperator, demoOperatorPass)
 	tw.Flush()
 	fmt.Fprintln(w, "An EHR launch of the demo app for a patient (prints the URL to open):")
 	fmt.Fprintf(w, "  go run . launch create --tenant %s --client %s --patient demo-1\n", demoTenant, demoClientID)

@@ -43,9 +43,13 @@ commands:
   tenant set-patient-search|clear-patient-search
                             let the patient picker search the tenant's FHIR server
                             (client secret read from stdin)
-  client create|list|delete|rotate-secret
+  client create|list|delete|rotate-secret|initial-access-token
                             manage a tenant's OAuth clients
   user create               create a local user (password read from stdin)
+  admin create              create an operator, or with --tenant a tenant's admin
+                            (password read from stdin; TOTP set up at first sign-in)
+  admin create-client       create an admin API client (client_credentials, scope admin):
+                            an operator's, or with --tenant one tenant's; secret printed once
   patient import            import FHIR Patient resources into a tenant's roster
   keys rotate               add new signing keys to a tenant, retiring the old
   launch create             create an EHR launch of an app in a clinical context
@@ -70,7 +74,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		err = migrate(ctx, args, env, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args, env, stdout, stderr)
-	case "tenant", "client", "user", "patient", "keys", "launch", "idp":
+	case "tenant", "client", "user", "patient", "keys", "launch", "idp", "admin":
 		err = manageCommand(ctx, cmd, args, env, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -389,15 +389,18 @@ func TestServeDemo(t *testing.T) {
 	base, stdout, stop := startServe(t, env)
 	iss := base + "/t/demo"
 	demoApp := base + "/demo-app/?tenant=demo&iss=" + demoFHIRBase
-	for _, want := range []string{iss + "/.well-known/smart-configuration", demoClinician, demoPatientPass, demoClientID, demoApp} {
+	for _, want := range []string{iss + "/.well-known/smart-configuration", demoClinician, demoPatientPass, demoClientID, demoApp,
+		base + "/admin/", demoOperator, demoOperatorPass} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	if resp, err := http.Get(demoApp); err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("GET %s: %v %v", demoApp, resp, err)
-	} else {
-		resp.Body.Close()
+	for _, u := range []string{demoApp, base + "/admin/login"} {
+		if resp, err := http.Get(u); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %v %v", u, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
 	var smart, oidc map[string]any
 	fetchJSON(t, iss+"/.well-known/smart-configuration", &smart)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -69,9 +70,15 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	go srv.Sweep(sweepCtx, time.Minute)
 
 	d.log.Info("serving", "addr", ln.Addr().String(), "base_url", c.baseURL.String(), "schema_version", d.version)
-	fmt.Fprintf(stdout, "smartauth is listening on %s (public URL %s)\n", ln.Addr(), c.baseURL)
+	// One write, so a reader watching for the "listening" line (a script or
+	// a test) never sees the banner half printed.
+	var banner bytes.Buffer
+	fmt.Fprintf(&banner, "smartauth is listening on %s (public URL %s)\n", ln.Addr(), c.baseURL)
 	if demo != nil {
-		demo.print(stdout)
+		demo.print(&banner)
+	}
+	if _, err := stdout.Write(banner.Bytes()); err != nil {
+		d.log.Warn("could not print the start-up banner", "err", err)
 	}
 
 	errc := make(chan error, 1)

@@ -100,3 +100,23 @@ func (c *clientCache) DeleteClient(ctx context.Context, tenantID, clientID strin
 func newTenantCache(s storage.Storage, now func() time.Time) *ttlCache[string, storage.Tenant] {
 	return newTTLCache(TenantCacheTTL, now, s.GetTenant)
 }
+
+// adminStore is the store administrative changes go through: it reads from
+// the database, never a cache, so an edit starts from the current record,
+// and a client or tenant it changes is dropped from this process's caches,
+// so the change applies here at once.
+type adminStore struct {
+	*clientCache
+	tenants *ttlCache[string, storage.Tenant]
+}
+
+// GetClient reads the database, not the cache.
+func (a adminStore) GetClient(ctx context.Context, tenantID, clientID string) (storage.Client, error) {
+	return a.clientCache.Storage.GetClient(ctx, tenantID, clientID)
+}
+
+// UpdateTenant writes through and drops the cached copy.
+func (a adminStore) UpdateTenant(ctx context.Context, t storage.Tenant) error {
+	defer a.tenants.forget(t.ID)
+	return a.clientCache.Storage.UpdateTenant(ctx, t)
+}

@@ -26,6 +26,8 @@ type smartConfiguration struct {
 	IntrospectionEndpoint     string   `json:"introspection_endpoint,omitempty"`
 	RevocationEndpoint        string   `json:"revocation_endpoint,omitempty"`
 	TokenEndpointAuthSigningA []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// RegistrationEndpoint takes RFC 7591 registrations with an initial access token.
+	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
 }
 
 // openIDConfiguration is the OpenID Connect Discovery 1.0 document.
@@ -50,6 +52,8 @@ type openIDConfiguration struct {
 	EndSessionEndpoint string `json:"end_session_endpoint,omitempty"`
 	// IssParameterSupported announces iss in authorization responses (RFC 9207).
 	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// RegistrationEndpoint takes RFC 7591 registrations with an initial access token.
+	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
 }
 
 func (s *Server) jwksURI(tenantID string) string {
@@ -76,6 +80,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) erro
 		TokenEndpoint:             iss + "/token",
 		IntrospectionEndpoint:     iss + "/introspect",
 		RevocationEndpoint:        iss + "/revoke",
+		RegistrationEndpoint:      iss + "/register",
 		GrantTypesSupported:       slices.Clone(grantTypes),
 		TokenEndpointAuthMethods:  slices.Clone(tokenEndpointAuthMethods),
 		TokenEndpointAuthSigningA: slices.Clone(assertionAlgs),
@@ -104,6 +109,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 		EndSessionEndpoint:       iss + "/logout",
 		IntrospectionEndpoint:    iss + "/introspect",
 		RevocationEndpoint:       iss + "/revoke",
+		RegistrationEndpoint:     iss + "/register",
 		SubjectTypesSupported:    []string{"public"},
 		ResponseTypesSupported:   []string{"code"},
 		IDTokenSigningAlgs:       []string{oauth.IDTokenAlg},

@@ -146,8 +146,8 @@ func New(cfg Config) (*Server, error) {
 	s.patientSearch = fhirsearch.NewSearchers(cfg.Keys.Sealer(), fhirsearch.Options{AllowPrivateNetworks: cfg.AllowPrivateFHIR})
 	s.tenants = newTenantCache(cfg.Store, s.now)
 	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
-	s.manage = manage.New(cfg.Store, cfg.Keys, s.now)
 	clients := newClientCache(cfg.Store, s.now)
+	s.manage = manage.New(adminStore{clientCache: clients, tenants: s.tenants}, cfg.Keys, s.now)
 	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
 	s.oauth = oauth.NewProviders(oauth.Options{
 		Store:      clients,
@@ -173,7 +173,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Issuer is a tenant's issuer URL: the base URL followed by /t/{tenant}.
+// The operator realm, which issues only the tokens of operators' API
+// clients, is {base URL}/admin, so its token endpoint is /admin/token.
 func (s *Server) Issuer(tenantID string) string {
+	if tenantID == storage.OperatorRealm {
+		return s.base + "/admin"
+	}
 	return s.base + "/t/" + tenantID
 }
 

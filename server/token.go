@@ -26,12 +26,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return s.issueToken(w, r, t, p, grantTypes)
+}
+
+// issueToken answers a token request for realm t, whose provider is p,
+// offering only the grants in allowed: the operator realm's endpoint serves
+// client_credentials alone.
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, allowed []string) error {
 	ctx, reuse := oauth.WatchReuse(r.Context())
 	if err := r.ParseForm(); err != nil {
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
 		return nil
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(grantTypes, gt) {
+	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(allowed, gt) {
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
 		return nil
 	}

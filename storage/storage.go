@@ -112,6 +112,10 @@ type Storage interface {
 	// RotateSigningKeys marks the tenant's active keys as retiring at
 	// retireAt and stores the new keys as active, in one transaction.
 	RotateSigningKeys(ctx context.Context, tenantID string, newKeys []SigningKey, retireAt time.Time) error
+	// RetireSigningKey marks one key of a tenant, active or retiring, as
+	// retiring at retiresAt, so it signs nothing more and leaves the JWKS
+	// then; an unknown kid yields ErrNotFound.
+	RetireSigningKey(ctx context.Context, tenantID, kid string, retiresAt time.Time) error
 
 	// CreateSession stores a browser session.
 	CreateSession(ctx context.Context, s Session) error
@@ -213,7 +217,8 @@ type Storage interface {
 	// all or none, with consecutive sequence numbers and chained hashes in
 	// the order given; it returns the stored events.
 	AppendAudits(ctx context.Context, tenantID string, events []AuditEvent) ([]AuditEvent, error)
-	// ListAudit returns a tenant's events matching f in sequence order.
+	// ListAudit returns a tenant's events matching f in sequence order,
+	// or newest first when f.Descending.
 	ListAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditEvent, error)
 
 	// RecordFailure counts one failed sign-in under key (such as
@@ -361,6 +366,9 @@ type User struct {
 	// PasswordHash is an argon2id hash in PHC string form; empty for federated-only users.
 	PasswordHash string
 	Disabled     bool
+	// Admin lets the user sign in to the admin UI for their tenant; in the
+	// operator realm every user is an operator.
+	Admin bool
 	// TOTPSecret is the encrypted TOTP seed; empty until enrolled.
 	TOTPSecret []byte
 	Profiles   []Profile
@@ -453,7 +461,14 @@ const (
 	KindRefreshToken  TokenKind = "refresh"
 	KindPKCE          TokenKind = "pkce"
 	KindOpenID        TokenKind = "oidc"
+	// KindInitialAccess is an RFC 7591 initial access token, single use.
+	KindInitialAccess TokenKind = "initial_access"
 )
+
+// OperatorRealm is the tenant id under which operators, their API clients,
+// sessions and audit trail live. Its leading underscore is not allowed in a
+// tenant slug, so no /t/ URL reaches it and no tenant can be created with it.
+const OperatorRealm = "_operators"
 
 // Token is a grant record keyed by the token's signature, never the token itself.
 type Token struct {
@@ -551,12 +566,18 @@ type AuditEvent struct {
 
 // AuditFilter narrows ListAudit; empty fields do not filter.
 type AuditFilter struct {
+	// User matches events whose actor or subject is this id.
+	User     string
 	Type     string
 	ClientID string
 	Subject  string
 	Since    time.Time
 	Until    time.Time
 	AfterSeq int64
+	// BeforeSeq, when positive, keeps events with a lower sequence number.
+	BeforeSeq int64
+	// Descending returns the newest events first.
+	Descending bool
 	// Limit caps the result; zero means 1000.
 	Limit int
 }

@@ -14,6 +14,9 @@ import (
 //go:embed *.html
 var files embed.FS
 
+// adminPartials defines the blocks every admin page shares.
+const adminPartials = "admin_partials.html"
+
 // Set is every page, each parsed together with the shared layout.
 type Set struct {
 	pages map[string]*template.Template
@@ -27,10 +30,15 @@ func Load() (*Set, error) {
 	}
 	s := &Set{pages: map[string]*template.Template{}}
 	for _, name := range names {
-		if name == "layout.html" {
+		if name == "layout.html" || name == adminPartials {
 			continue
 		}
-		t, err := template.New(name).ParseFS(files, "layout.html", name)
+		parts := []string{"layout.html", name}
+		if strings.HasPrefix(name, "admin_") {
+			// Admin pages share the admin navigation and form helpers.
+			parts = []string{"layout.html", adminPartials, name}
+		}
+		t, err := template.New(name).ParseFS(files, parts...)
 		if err != nil {
 			return nil, fmt.Errorf("parse template %s: %w", name, err)
 		}

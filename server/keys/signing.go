@@ -99,6 +99,19 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 	return m.list(ctx, tenantID)
 }
 
+// Retire marks one key retiring at retiresAt and forgets the cached list,
+// so this process stops signing with it and publishing it at once.
+func (m *Manager) Retire(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
+	err := m.store.RetireSigningKey(ctx, tenantID, kid, retiresAt)
+	m.mu.Lock()
+	delete(m.lists, tenantID)
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("retire key %q of tenant %q: %w", kid, tenantID, err)
+	}
+	return nil
+}
+
 // list returns the tenant's keys, from the cache while it is fresh.
 func (m *Manager) list(ctx context.Context, tenantID string) ([]storage.SigningKey, error) {
 	now := m.now()

@@ -2,10 +2,13 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/smartauth/smartauth/federation"
 	"github.com/smartauth/smartauth/federation/oidc"
@@ -52,30 +55,16 @@ func OpenIdentityProviderSecret(sealer *keys.Sealer, p storage.IdentityProvider)
 // AddIdentityProvider validates the input, stores the provider with its
 // secret sealed, and routes its domains to it, all audited.
 func (s *Service) AddIdentityProvider(ctx context.Context, tenantID string, in IdentityProviderInput, who Actor) (storage.IdentityProvider, []storage.DomainRoute, error) {
-	if !idpIDPattern.MatchString(in.ID) {
-		return storage.IdentityProvider{}, nil, invalid("provider id %q must be 1-64 lower-case letters, digits and inner hyphens", in.ID)
-	}
-	if in.ClientSecret != "" && (len(in.ClientSecret) > 1024 || !printable(in.ClientSecret)) {
-		return storage.IdentityProvider{}, nil, invalid("client secret must be 1-1024 printable characters")
-	}
 	now := s.timestamp()
-	p := storage.IdentityProvider{TenantID: tenantID, ID: in.ID, Type: in.Type, DisplayName: strings.TrimSpace(in.DisplayName),
-		Settings: in.Settings, ClaimMapping: in.ClaimMapping, FederationOnly: in.FederationOnly, CreatedAt: now, UpdatedAt: now}
-	// Building the connector configuration is the validation of the settings.
-	cfg, err := oidc.ConfigFor(p, in.ClientSecret)
-	if err == nil {
-		_, err = oidc.New(cfg)
-	}
+	p, err := checkIdentityProvider(tenantID, in, now)
 	if err != nil {
-		return storage.IdentityProvider{}, nil, invalid("%v", err)
+		return storage.IdentityProvider{}, nil, err
 	}
-	p.Settings.Issuer = cfg.Issuer
 	var routes []storage.DomainRoute
 	for _, d := range in.Domains {
-		sub := strings.HasPrefix(d, "*.")
-		nd, err := federation.NormalizeDomain(strings.TrimPrefix(d, "*."))
+		nd, sub, err := parseDomain(d)
 		if err != nil {
-			return storage.IdentityProvider{}, nil, invalid("domain %q: %v", d, err)
+			return storage.IdentityProvider{}, nil, err
 		}
 		if slices.ContainsFunc(routes, func(r storage.DomainRoute) bool { return r.Domain == nd }) {
 			return storage.IdentityProvider{}, nil, invalid("domain %q is given twice", d)
@@ -108,6 +97,154 @@ func (s *Service) AddIdentityProvider(ctx context.Context, tenantID string, in I
 		"type": string(p.Type), "issuer": p.Settings.Issuer, "client_id": p.Settings.ClientID,
 		"domains": strings.Join(domains, " "), "federation_only": fmt.Sprint(p.FederationOnly),
 	})
+}
+
+// checkIdentityProvider validates in and returns the provider to store,
+// without its sealed secret, created and updated at now.
+func checkIdentityProvider(tenantID string, in IdentityProviderInput, now time.Time) (storage.IdentityProvider, error) {
+	if !idpIDPattern.MatchString(in.ID) {
+		return storage.IdentityProvider{}, invalid("provider id %q must be 1-64 lower-case letters, digits and inner hyphens", in.ID)
+	}
+	if in.ClientSecret != "" && (len(in.ClientSecret) > 1024 || !printable(in.ClientSecret)) {
+		return storage.IdentityProvider{}, invalid("client secret must be 1-1024 printable characters")
+	}
+	p := storage.IdentityProvider{TenantID: tenantID, ID: in.ID, Type: in.Type, DisplayName: strings.TrimSpace(in.DisplayName),
+		Settings: in.Settings, ClaimMapping: in.ClaimMapping, FederationOnly: in.FederationOnly, CreatedAt: now, UpdatedAt: now}
+	// Building the connector configuration is the validation of the settings.
+	cfg, err := oidc.ConfigFor(p, in.ClientSecret)
+	if err == nil {
+		_, err = oidc.New(cfg)
+	}
+	if err != nil {
+		return storage.IdentityProvider{}, invalid("%v", err)
+	}
+	p.Settings.Issuer = cfg.Issuer
+	return p, nil
+}
+
+// parseDomain reads an email domain to route, in the form routes store it;
+// a leading "*." asks for its subdomains too.
+func parseDomain(d string) (domain string, subdomains bool, err error) {
+	trimmed := strings.TrimSpace(d)
+	subdomains = strings.HasPrefix(trimmed, "*.")
+	domain, err = federation.NormalizeDomain(strings.TrimPrefix(trimmed, "*."))
+	if err != nil {
+		return "", false, invalid("domain %q: %v", d, err)
+	}
+	return domain, subdomains, nil
+}
+
+// UpdateIdentityProvider validates and stores new settings for an existing
+// provider, checked as AddIdentityProvider checks them. A blank client
+// secret keeps the sealed one; domains are routed on their own, with
+// AddDomainRoute and DeleteDomainRoute.
+func (s *Service) UpdateIdentityProvider(ctx context.Context, tenantID string, in IdentityProviderInput, who Actor) (storage.IdentityProvider, error) {
+	if len(in.Domains) > 0 {
+		return storage.IdentityProvider{}, invalid("domains are not changed with the provider's settings: add or remove each domain route on its own")
+	}
+	p, err := checkIdentityProvider(tenantID, in, s.timestamp())
+	if err != nil {
+		return storage.IdentityProvider{}, err
+	}
+	old, err := s.store.GetIdentityProvider(ctx, tenantID, in.ID)
+	if err != nil {
+		return storage.IdentityProvider{}, fmt.Errorf("identity provider %q of tenant %q: %w", in.ID, tenantID, err)
+	}
+	p.CreatedAt = old.CreatedAt
+	p.ClientSecretSealed = old.ClientSecretSealed
+	if in.ClientSecret != "" {
+		if p.ClientSecretSealed, err = s.keys.Sealer().Seal([]byte(in.ClientSecret), idpSecretAAD(tenantID, in.ID)); err != nil {
+			return storage.IdentityProvider{}, fmt.Errorf("seal the client secret: %w", err)
+		}
+	}
+	if err := s.store.UpdateIdentityProvider(ctx, p); err != nil {
+		return storage.IdentityProvider{}, fmt.Errorf("update identity provider %q: %w", in.ID, err)
+	}
+	details := idpChanges(old, p)
+	if in.ClientSecret != "" {
+		// The secret itself never reaches the trail; that it changed does.
+		details["client_secret"] = "replaced"
+	}
+	return p, s.audit(ctx, tenantID, "admin.idp.update", who, p.ID, details)
+}
+
+// idpChanges lists, for the audit trail, the settings that differ between
+// two versions of a provider with their new values; none of them is secret.
+func idpChanges(old, p storage.IdentityProvider) map[string]string {
+	o, n := old.Settings, p.Settings
+	om, nm := old.ClaimMapping, p.ClaimMapping
+	return changes([]fieldChange{
+		{"type", string(old.Type), string(p.Type)},
+		{"display_name", old.DisplayName, p.DisplayName},
+		{"issuer", o.Issuer, n.Issuer},
+		{"client_id", o.ClientID, n.ClientID},
+		{"scopes", strings.Join(o.Scopes, " "), strings.Join(n.Scopes, " ")},
+		{"userinfo", fmt.Sprint(o.UserInfo), fmt.Sprint(n.UserInfo)},
+		{"region", o.Region, n.Region},
+		{"user_pool_id", o.UserPoolID, n.UserPoolID},
+		{"hosted_ui_domain", o.HostedUIDomain, n.HostedUIDomain},
+		{"org_url", o.OrgURL, n.OrgURL},
+		{"authorization_server_id", o.AuthorizationServerID, n.AuthorizationServerID},
+		{"tenant_claim", om.TenantClaim, nm.TenantClaim},
+		{"patient_claim", om.PatientClaim, nm.PatientClaim},
+		{"fhir_user_claim", om.FHIRUserClaim, nm.FHIRUserClaim},
+		{"groups_claim", om.GroupsClaim, nm.GroupsClaim},
+		{"group_roles", groupRoles(om.GroupRoles), groupRoles(nm.GroupRoles)},
+		{"federation_only", fmt.Sprint(old.FederationOnly), fmt.Sprint(p.FederationOnly)},
+	})
+}
+
+// groupRoles writes a group-to-role map as "group=role" pairs in group order.
+func groupRoles(m map[string]string) string {
+	pairs := make([]string, 0, len(m))
+	for _, g := range slices.Sorted(maps.Keys(m)) {
+		pairs = append(pairs, g+"="+m[g])
+	}
+	return strings.Join(pairs, " ")
+}
+
+// AddDomainRoute sends the people of an email domain of a tenant to one of
+// its identity providers; a leading "*." on the domain also asks for its
+// subdomains. A domain routed already is refused with storage.ErrAlreadyExists.
+func (s *Service) AddDomainRoute(ctx context.Context, tenantID, providerID, domain string, includeSubdomains bool, who Actor) (storage.DomainRoute, error) {
+	nd, sub, err := parseDomain(domain)
+	if err != nil {
+		return storage.DomainRoute{}, err
+	}
+	if _, err := s.store.GetIdentityProvider(ctx, tenantID, providerID); err != nil {
+		return storage.DomainRoute{}, fmt.Errorf("identity provider %q of tenant %q: %w", providerID, tenantID, err)
+	}
+	r := storage.DomainRoute{TenantID: tenantID, Domain: nd, ProviderID: providerID, IncludeSubdomains: sub || includeSubdomains, CreatedAt: s.timestamp()}
+	if err := s.store.CreateDomainRoute(ctx, r); err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return storage.DomainRoute{}, fmt.Errorf("domain %s is already routed in tenant %q: remove its route first: %w", nd, tenantID, err)
+		}
+		return storage.DomainRoute{}, fmt.Errorf("route domain %s: %w", nd, err)
+	}
+	return r, s.audit(ctx, tenantID, "admin.idp.route.add", who, providerID, map[string]string{
+		"domain": nd, "include_subdomains": fmt.Sprint(r.IncludeSubdomains),
+	})
+}
+
+// DeleteDomainRoute removes the route of an email domain of a tenant, whose
+// people then sign in with a local password.
+func (s *Service) DeleteDomainRoute(ctx context.Context, tenantID, domain string, who Actor) error {
+	nd, _, err := parseDomain(domain)
+	if err != nil {
+		return err
+	}
+	rs, err := s.store.ListDomainRoutes(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("domain routes of tenant %q: %w", tenantID, err)
+	}
+	i := slices.IndexFunc(rs, func(r storage.DomainRoute) bool { return r.Domain == nd })
+	if i < 0 {
+		return fmt.Errorf("route of domain %s in tenant %q: %w", nd, tenantID, storage.ErrNotFound)
+	}
+	if err := s.store.DeleteDomainRoute(ctx, tenantID, nd); err != nil {
+		return fmt.Errorf("delete the route of domain %s: %w", nd, err)
+	}
+	return s.audit(ctx, tenantID, "admin.idp.route.delete", who, rs[i].ProviderID, map[string]string{"domain": nd})
 }
 
 // DeleteIdentityProvider removes a provider and its domain routes, audited.

@@ -1,14 +1,19 @@
-// Package manage holds the administrative operations shared by the CLI and
-// the admin UI: validated creation of tenants, clients and users, roster
-// imports and key rotation, each recorded in the tenant's audit trail.
+// Package manage holds the administrative operations shared by the CLI, the
+// admin UI and the admin API: validated creation and editing of tenants,
+// clients, users and identity providers, roster imports, key rotation and
+// retirement, and consent revocation, each recorded in the tenant's audit
+// trail.
 package manage
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"time"
 
+	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -32,6 +37,8 @@ type Service struct {
 	store storage.Storage
 	keys  *keys.Manager
 	now   func() time.Time
+	// http reaches upstream identity providers when an operator tests one.
+	http *http.Client
 }
 
 // New returns a Service; now may be nil.
@@ -39,7 +46,18 @@ func New(store storage.Storage, km *keys.Manager, now func() time.Time) *Service
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, keys: km, now: now}
+	return &Service{store: store, keys: km, now: now, http: oidc.NewHTTPClient()}
+}
+
+// WithHTTPClient returns a copy of the Service that reaches upstream
+// identity providers through c; nil means the connectors' default client.
+func (s *Service) WithHTTPClient(c *http.Client) *Service {
+	if c == nil {
+		c = oidc.NewHTTPClient()
+	}
+	cp := *s
+	cp.http = c
+	return &cp
 }
 
 func (s *Service) timestamp() time.Time {
@@ -79,4 +97,40 @@ func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement ti
 		return nil, err
 	}
 	return ks, s.audit(ctx, tenantID, "admin.keys.rotate", who, "", map[string]string{"retirement": retirement.String()})
+}
+
+// RetireKey takes one signing key out of use at once: it signs nothing more
+// and leaves the JWKS, so tokens it signed stop verifying. It is for a key
+// that may be compromised; a routine change of keys is RotateKeys. The
+// tenant's last active key of an algorithm is refused, so signing never
+// stops: rotate first, then retire the old key.
+//
+// Each process reads a tenant's keys again at most keys.ListCacheTTL after
+// it last did, so another replica (or this one, whose keys.Manager has no
+// way to be told) may sign with the key or publish it for up to that long;
+// relying parties may keep a fetched JWKS for its cache lifetime.
+func (s *Service) RetireKey(ctx context.Context, tenantID, kid string, who Actor) error {
+	ks, err := s.store.ListSigningKeys(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("signing keys of tenant %q: %w", tenantID, err)
+	}
+	i := slices.IndexFunc(ks, func(k storage.SigningKey) bool { return k.KID == kid })
+	if i < 0 {
+		return fmt.Errorf("signing key %q of tenant %q: %w", kid, tenantID, storage.ErrNotFound)
+	}
+	k := ks[i]
+	if k.Status == storage.KeyActive && !slices.ContainsFunc(ks, func(o storage.SigningKey) bool {
+		return o.KID != kid && o.Status == storage.KeyActive && o.Alg == k.Alg
+	}) {
+		return invalid("key %s is the only active %s key of tenant %q: rotate the keys first, then retire it", kid, k.Alg, tenantID)
+	}
+	// At once, but never later than a retirement already under way.
+	retiresAt := s.timestamp()
+	if k.Status == storage.KeyRetiring && k.RetiresAt.Before(retiresAt) {
+		retiresAt = k.RetiresAt
+	}
+	if err := s.keys.Retire(ctx, tenantID, kid, retiresAt); err != nil {
+		return err
+	}
+	return s.audit(ctx, tenantID, "admin.keys.retire", who, "", map[string]string{"kid": kid, "alg": k.Alg, "was": string(k.Status)})
 }

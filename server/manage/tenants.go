@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,4 +102,112 @@ func checkLifetimes(p storage.TenantPolicy) error {
 		}
 	}
 	return nil
+}
+
+// ListTenants returns every tenant ordered by id, without the operator
+// realm, which is not a tenant to those who manage tenants.
+func (s *Service) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
+	ts, err := s.store.ListTenants(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return slices.DeleteFunc(ts, func(t storage.Tenant) bool { return t.ID == storage.OperatorRealm }), nil
+}
+
+// TenantUpdate is what an operator may change of a tenant: its name, FHIR
+// base URLs and policy. The patient search source is set on its own, with
+// SetPatientSearch, since it carries a secret.
+type TenantUpdate struct {
+	ID                 string
+	Name               string
+	FHIRBaseURLs       []string
+	MFARequired        bool
+	MFAOffered         bool
+	AllowEmailLinking  bool
+	JITProvisioning    bool
+	OpaqueAccessTokens bool
+	// AccessTokenTTL, RefreshTokenTTL and IDTokenTTL override the server's
+	// defaults when non-zero.
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	IDTokenTTL      time.Duration
+}
+
+// UpdateTenant validates and stores a tenant's name, FHIR base URLs and
+// policy, keeping its patient search source; the audit event names the
+// fields that changed and their new values.
+func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) (storage.Tenant, error) {
+	if in.ID == storage.OperatorRealm {
+		return storage.Tenant{}, invalid("the operator realm is not a tenant and has no settings to edit")
+	}
+	name := strings.TrimSpace(in.Name)
+	if name == "" {
+		name = in.ID
+	}
+	if len(name) > 200 {
+		return storage.Tenant{}, invalid("tenant name must be at most 200 characters")
+	}
+	bases, err := NormalizeFHIRBaseURLs(in.FHIRBaseURLs)
+	if err != nil {
+		return storage.Tenant{}, err
+	}
+	old, err := s.store.GetTenant(ctx, in.ID)
+	if err != nil {
+		return storage.Tenant{}, fmt.Errorf("tenant %q: %w", in.ID, err)
+	}
+	t := old
+	t.Name, t.FHIRBaseURLs = name, bases
+	t.Policy.MFARequired = in.MFARequired
+	t.Policy.MFAOffered = in.MFAOffered
+	t.Policy.AllowEmailLinking = in.AllowEmailLinking
+	t.Policy.JITProvisioning = in.JITProvisioning
+	t.Policy.OpaqueAccessTokens = in.OpaqueAccessTokens
+	t.Policy.AccessTokenTTL = storage.Duration(in.AccessTokenTTL)
+	t.Policy.RefreshTokenTTL = storage.Duration(in.RefreshTokenTTL)
+	t.Policy.IDTokenTTL = storage.Duration(in.IDTokenTTL)
+	if err := checkLifetimes(t.Policy); err != nil {
+		return storage.Tenant{}, err
+	}
+	if err := s.store.UpdateTenant(ctx, t); err != nil {
+		return storage.Tenant{}, fmt.Errorf("update tenant %q: %w", t.ID, err)
+	}
+	return t, s.audit(ctx, t.ID, "admin.tenant.update", who, "", tenantChanges(old, t))
+}
+
+// tenantChanges lists, for the audit trail, the fields that differ between
+// two versions of a tenant with their new values; none of them is secret.
+func tenantChanges(old, t storage.Tenant) map[string]string {
+	o, n := old.Policy, t.Policy
+	fields := []fieldChange{
+		{"name", old.Name, t.Name},
+		{"fhir_base_urls", strings.Join(old.FHIRBaseURLs, " "), strings.Join(t.FHIRBaseURLs, " ")},
+		{"mfa_required", fmt.Sprint(o.MFARequired), fmt.Sprint(n.MFARequired)},
+		{"mfa_offered", fmt.Sprint(o.MFAOffered), fmt.Sprint(n.MFAOffered)},
+		{"allow_email_linking", fmt.Sprint(o.AllowEmailLinking), fmt.Sprint(n.AllowEmailLinking)},
+		{"jit_provisioning", fmt.Sprint(o.JITProvisioning), fmt.Sprint(n.JITProvisioning)},
+		{"opaque_access_tokens", fmt.Sprint(o.OpaqueAccessTokens), fmt.Sprint(n.OpaqueAccessTokens)},
+		{"access_token_ttl", time.Duration(o.AccessTokenTTL).String(), time.Duration(n.AccessTokenTTL).String()},
+		{"refresh_token_ttl", time.Duration(o.RefreshTokenTTL).String(), time.Duration(n.RefreshTokenTTL).String()},
+		{"id_token_ttl", time.Duration(o.IDTokenTTL).String(), time.Duration(n.IDTokenTTL).String()},
+	}
+	return changes(fields)
+}
+
+// fieldChange is one field of a record before and after an edit, as the
+// audit trail shows it.
+type fieldChange struct{ name, old, new string }
+
+// changes turns fields into audit details: each changed field with its new
+// value, and "changed" listing their names in order.
+func changes(fields []fieldChange) map[string]string {
+	details := map[string]string{}
+	var names []string
+	for _, f := range fields {
+		if f.old != f.new {
+			names = append(names, f.name)
+			details[f.name] = f.new
+		}
+	}
+	details["changed"] = strings.Join(names, " ")
+	return details
 }

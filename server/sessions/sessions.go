@@ -140,6 +140,14 @@ func (m *Manager) Tenant(tenantID string) *Store {
 	return &Store{m: m, tenantID: tenantID, path: m.basePath + "/t/" + tenantID + "/"}
 }
 
+// Admin returns the store of admin sessions kept in one tenant (or the
+// operator realm), whose cookie is scoped to path under the base path. Its
+// rows are sealed for the admin area alone, so a sign-in session's cookie
+// of the same tenant never opens as an admin session, nor the reverse.
+func (m *Manager) Admin(tenantID, path string) *Store {
+	return &Store{m: m, tenantID: tenantID, path: m.basePath + path, purpose: "admin"}
+}
+
 // Store is one tenant's session store; it implements gorilla's sessions.Store.
 //
 // Session.ID is the non-secret handle ("" until a new session is first
@@ -151,6 +159,9 @@ type Store struct {
 	m        *Manager
 	tenantID string
 	path     string
+	// purpose, when set, is sealed into every row's associated data, so
+	// rows of one purpose do not open in a store of another.
+	purpose string
 }
 
 var _ gsessions.Store = (*Store)(nil)
@@ -410,8 +421,11 @@ func (s *Store) open(row storage.Session) (payload, bool) {
 	return p, true
 }
 
-// aad binds a sealed row to its tenant and session.
+// aad binds a sealed row to its tenant, session and purpose.
 func (s *Store) aad(id string) []byte {
+	if s.purpose != "" {
+		return []byte("smartauth " + s.purpose + " session\x00" + s.tenantID + "\x00" + id)
+	}
 	return []byte("smartauth session\x00" + s.tenantID + "\x00" + id)
 }
 

@@ -597,3 +597,42 @@ func TestNewManagerChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminSessionsApart shows an admin session and a sign-in session of
+// one tenant cannot stand in for each other, even with the cookie renamed.
+func TestAdminSessionsApart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(t testing.TB) storage.Storage) {
+		e := newEnv(t, open, sessions.Config{})
+		admin := e.m.Admin("acme", "/admin/t/acme/")
+		sess, err := admin.Get(request("acme"), "smartauth_admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions.SetUserID(sess, "u1")
+		w := httptest.NewRecorder()
+		if err := admin.Save(request("acme"), w, sess); err != nil {
+			t.Fatal(err)
+		}
+		adminCookie := onlyCookie(t, w)
+		if adminCookie.Path != "/admin/t/acme/" {
+			t.Errorf("admin cookie path %q, want /admin/t/acme/", adminCookie.Path)
+		}
+
+		// The admin cookie presented as a sign-in session does not open.
+		mustBeNew(t, "admin cookie as sign-in session", e.load("acme", &http.Cookie{Name: "__Secure-" + sessions.CookieName, Value: adminCookie.Value}))
+
+		// A sign-in session presented as an admin session does not open.
+		_, signIn := e.signIn("acme", "u1")
+		got, err := admin.Get(request("acme", &http.Cookie{Name: adminCookie.Name, Value: signIn.Value}), "smartauth_admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustBeNew(t, "sign-in cookie as admin session", got)
+
+		// The admin session itself opens.
+		got, err = e.m.Admin("acme", "/admin/t/acme/").Get(request("acme", adminCookie), "smartauth_admin")
+		if err != nil || sessions.UserID(got) != "u1" {
+			t.Fatalf("admin session: user %q, err %v", sessions.UserID(got), err)
+		}
+	})
+}

@@ -29,6 +29,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"PatientsAllOrNone", testPatientsAllOrNone},
 		{"PatientsDefaultLimit", testPatientsDefaultLimit},
 		{"SigningKeys", testSigningKeys},
+		{"RetireSigningKey", testRetireSigningKey},
 		{"Sessions", testSessions},
 		{"Tokens", testTokens},
 		{"Launches", testLaunches},
@@ -224,6 +225,7 @@ func testUsers(t *testing.T, s storage.Storage) {
 	updated.Email = "alice@new.example"
 	updated.PasswordHash = "$argon2id$v=19$new"
 	updated.Disabled = true
+	updated.Admin = true
 	updated.TOTPSecret = []byte("new-seed")
 	updated.Profiles = []storage.Profile{{FHIRUser: "Patient/9"}}
 	updated.CreatedAt = t0().Add(time.Hour)
@@ -461,6 +463,43 @@ func testSigningKeys(t *testing.T, s storage.Storage) {
 	keys, err = s.ListSigningKeys(ctx, "ghost")
 	must(t, "list keys of unknown tenant", err)
 	mustEqual(t, "keys of unknown tenant", keys, nil)
+}
+
+func testRetireSigningKey(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	k1 := keyFixture("acme", "k1", t0())
+	k2 := keyFixture("acme", "k2", t0().Add(time.Microsecond))
+	k2.Alg = "RS384"
+	must(t, "create tenant", s.CreateTenant(ctx, tenantFixture("acme"), []storage.SigningKey{k1, k2}))
+	list := func(what string, want ...storage.SigningKey) {
+		t.Helper()
+		keys, err := s.ListSigningKeys(ctx, "acme")
+		must(t, "list keys "+what, err)
+		mustEqual(t, "keys "+what, keys, want)
+	}
+
+	// An active key becomes retiring at the time given; the others stay.
+	must(t, "retire active k1", s.RetireSigningKey(ctx, "acme", "k1", t0().Add(time.Minute)))
+	k1.Status, k1.RetiresAt = storage.KeyRetiring, t0().Add(time.Minute)
+	list("after retiring k1", k2, k1)
+
+	// A rotation leaves an already retiring key's time alone.
+	k3 := keyFixture("acme", "k3", t0().Add(time.Hour))
+	must(t, "rotate to k3", s.RotateSigningKeys(ctx, "acme", []storage.SigningKey{k3}, t0().Add(25*time.Hour)))
+	k2.Status, k2.RetiresAt = storage.KeyRetiring, t0().Add(25*time.Hour)
+	list("after rotation", k3, k2, k1)
+
+	// A retiring key takes the new time, earlier or later.
+	must(t, "retire retiring k2 sooner", s.RetireSigningKey(ctx, "acme", "k2", t0().Add(2*time.Minute)))
+	k2.RetiresAt = t0().Add(2 * time.Minute)
+	must(t, "retire retiring k1 later", s.RetireSigningKey(ctx, "acme", "k1", t0().Add(3*time.Minute)))
+	k1.RetiresAt = t0().Add(3 * time.Minute)
+	list("after retiring again", k3, k2, k1)
+
+	// Unknown keys and tenants change nothing.
+	mustErr(t, "retire unknown kid", s.RetireSigningKey(ctx, "acme", "k9", t0()), storage.ErrNotFound)
+	mustErr(t, "retire key of unknown tenant", s.RetireSigningKey(ctx, "ghost", "k3", t0()), storage.ErrNotFound)
+	list("after refused retirements", k3, k2, k1)
 }
 
 func testSessions(t *testing.T, s storage.Storage) {
@@ -790,6 +829,10 @@ func testAudit(t *testing.T, s storage.Storage) {
 		{"after seq", storage.AuditFilter{AfterSeq: 1}, []int64{2, 3}},
 		{"limit", storage.AuditFilter{Limit: 2}, []int64{1, 2}},
 		{"after seq with limit", storage.AuditFilter{AfterSeq: 1, Limit: 1}, []int64{2}},
+		{"user as actor or subject", storage.AuditFilter{User: "u2"}, []int64{3}},
+		{"before seq", storage.AuditFilter{BeforeSeq: 3}, []int64{1, 2}},
+		{"newest first", storage.AuditFilter{Descending: true}, []int64{3, 2, 1}},
+		{"newest first before seq with limit", storage.AuditFilter{Descending: true, BeforeSeq: 3, Limit: 1}, []int64{2}},
 		{"no match", storage.AuditFilter{Type: "nope"}, nil},
 	}
 	for _, tc := range filters {

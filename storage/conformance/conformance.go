@@ -29,6 +29,8 @@
 //   - RotateSigningKeys requires at least one new key and stores each new
 //     key as active with a zero RetiresAt, whatever the caller set.
 //     ListSigningKeys orders by CreatedAt, newest first.
+//   - RetireSigningKey sets the key's RetiresAt to the time given, earlier or
+//     later than before, and leaves the tenant's other keys alone.
 //   - ConsumeToken returns the record as now stored, so Active is false both
 //     on success and with ErrConsumed.
 //   - A launch is stored under storage.LaunchKey of its ID, in a text column

@@ -215,6 +215,7 @@ func testEmptyTenant(t *testing.T, s storage.Storage, id string) {
 		{"GetClient", func() error { _, err := s.GetClient(ctx, id, "app"); return err }},
 		{"UpdateClient", func() error { return s.UpdateClient(ctx, clientFixture(id, "app")) }},
 		{"DeleteClient", func() error { return s.DeleteClient(ctx, id, "app") }},
+		{"RetireSigningKey", func() error { return s.RetireSigningKey(ctx, id, "k1", t0()) }},
 		{"GetUser", func() error { _, err := s.GetUser(ctx, id, "u1"); return err }},
 		{"GetUserByEmail", func() error { _, err := s.GetUserByEmail(ctx, id, "shared@example.org"); return err }},
 		{"UpdateUser", func() error { return s.UpdateUser(ctx, userFixture(id, "u1", "other@example.org")) }},
@@ -297,6 +298,7 @@ func changeEverything(t *testing.T, s storage.Storage, d *tenantData) {
 	ss.Data = []byte("changed")
 	must(t, "update session of "+id, s.UpdateSession(ctx, ss))
 	must(t, "rotate keys of "+id, s.RotateSigningKeys(ctx, id, []storage.SigningKey{keyFixture(id, "k2", t0().Add(time.Hour))}, t0().Add(time.Hour)))
+	must(t, "retire key of "+id, s.RetireSigningKey(ctx, id, "k1", t0()))
 	_, err := s.ConsumeToken(ctx, id, d.code.Kind, d.code.Signature)
 	must(t, "consume code of "+id, err)
 	n, err := s.RevokeRequest(ctx, id, "req-1")

@@ -126,6 +126,13 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 			where = append(where, c.column+" = "+args.add(storage.CleanString(c.value)))
 		}
 	}
+	if f.User != "" {
+		u := args.add(storage.CleanString(f.User))
+		where = append(where, "(actor_id = "+u+" OR subject = "+u+")")
+	}
+	if f.BeforeSeq > 0 {
+		where = append(where, "seq < "+args.add(f.BeforeSeq))
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= "+args.add(f.Since))
 	}
@@ -137,11 +144,19 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 		limit = 1000
 	}
 	query := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY seq LIMIT ` + args.add(limit)
+		` ORDER BY seq` + order(f.Descending) + ` LIMIT ` + args.add(limit)
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("list audit", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.AuditEvent, error) { return scanAudit(r) })
 	return out, wrap("list audit", err)
+}
+
+// order is the SQL sort direction of ListAudit.
+func order(descending bool) string {
+	if descending {
+		return " DESC"
+	}
+	return ""
 }

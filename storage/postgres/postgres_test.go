@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -115,5 +116,39 @@ func TestConcurrentMigrate(t *testing.T) {
 	}
 	if _, err := stores[1].GetTenant(t.Context(), "acme"); err != nil {
 		t.Fatalf("get tenant from the other replica: %v", err)
+	}
+}
+
+// TestAuditAppendOnly shows the database itself refuses to change or remove
+// an audit row, even for a writer going around the store.
+func TestAuditAppendOnly(t *testing.T) {
+	url := pgtest.URL(t)
+	s := openStore(t, url)
+	ctx := t.Context()
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if err := s.CreateTenant(ctx, storage.Tenant{ID: "acme", Name: "Acme"}, nil); err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	if _, err := s.AppendAudit(ctx, storage.AuditEvent{TenantID: "acme", Type: "login.success"}); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range []string{
+		`UPDATE audit_events SET type = 'login.failure'`,
+		`DELETE FROM audit_events`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: got %v, want the append-only refusal", stmt, err)
+		}
+	}
+	events, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	if err != nil || len(events) != 1 || events[0].Type != "login.success" {
+		t.Fatalf("audit after refused writes: %v, %v", events, err)
 	}
 }

@@ -155,3 +155,10 @@ func (s *Store) RotateSigningKeys(ctx context.Context, tenantID string, newKeys 
 	})
 	return wrap("rotate signing keys", err)
 }
+
+// RetireSigningKey marks one key as retiring at retiresAt.
+func (s *Store) RetireSigningKey(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
+	err := mustAffect(s.pool.Exec(ctx, `UPDATE signing_keys SET status = $1, retires_at = $2 WHERE tenant_id = $3 AND kid = $4`,
+		string(storage.KeyRetiring), tstz(retiresAt), tenantID, kid))
+	return wrap("retire signing key", err)
+}

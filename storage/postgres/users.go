@@ -12,13 +12,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const userColumns = `tenant_id, id, email, password_hash, disabled, totp_secret, profiles, created_at, updated_at`
+const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at`
 
 func scanUser(row pgx.Row) (storage.User, error) {
 	var u storage.User
 	var profiles []byte
 	var created, updated pgtype.Timestamptz
-	err := row.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.TOTPSecret, &profiles, &created, &updated)
+	err := row.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated)
 	if err != nil {
 		return storage.User{}, err
 	}
@@ -45,8 +45,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("create user", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, tstz(u.CreatedAt), tstz(u.UpdatedAt), emailKey(u.Email))
+	_, err = s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.Admin, u.TOTPSecret, profiles, tstz(u.CreatedAt), tstz(u.UpdatedAt), emailKey(u.Email))
 	return wrap("create user", err)
 }
 
@@ -82,13 +82,13 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	var n int64
 	err = s.pool.QueryRow(ctx, `WITH updated AS (
 			UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
-				profiles = $7, updated_at = $8 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
+				profiles = $7, updated_at = $8, admin = $9 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
 		), grants_off AS (
 			UPDATE tokens SET active = false
 			WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM updated WHERE disabled)
 		)
 		SELECT count(*) FROM updated`,
-		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, tstz(u.UpdatedAt)).Scan(&n)
+		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, tstz(u.UpdatedAt), u.Admin).Scan(&n)
 	if err == nil && n == 0 {
 		err = pgx.ErrNoRows
 	}

@@ -112,6 +112,14 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 			args = append(args, storage.CleanString(c.value))
 		}
 	}
+	if f.User != "" {
+		where = append(where, "(actor_id = ? OR subject = ?)")
+		args = append(args, storage.CleanString(f.User), storage.CleanString(f.User))
+	}
+	if f.BeforeSeq > 0 {
+		where = append(where, "seq < ?")
+		args = append(args, f.BeforeSeq)
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= ?")
 		args = append(args, f.Since.UnixMicro())
@@ -126,7 +134,7 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 	}
 	args = append(args, limit)
 	rows, err := s.r.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+`
-		ORDER BY seq LIMIT ?`, args...)
+		ORDER BY seq`+order(f.Descending)+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, wrap("list audit", err)
 	}
@@ -140,4 +148,12 @@ func (s *Store) ListAudit(ctx context.Context, tenantID string, f storage.AuditF
 		out = append(out, e)
 	}
 	return out, wrap("list audit", rows.Err())
+}
+
+// order is the SQL sort direction of ListAudit.
+func order(descending bool) string {
+	if descending {
+		return " DESC"
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,5 +189,36 @@ func TestOpenRefusesNonFilePaths(t *testing.T) {
 			s.Close()
 			t.Errorf("open %q: got no error", path)
 		}
+	}
+}
+
+// TestAuditAppendOnly shows the database itself refuses to change or remove
+// an audit row, even for a writer going around the store.
+func TestAuditAppendOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s := openStore(t, path)
+	ctx := t.Context()
+	if err := s.CreateTenant(ctx, storage.Tenant{ID: "acme", Name: "Acme"}, nil); err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	if _, err := s.AppendAudit(ctx, storage.AuditEvent{TenantID: "acme", Type: "login.success"}); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+	for _, stmt := range []string{
+		`UPDATE audit_events SET type = 'login.failure'`,
+		`DELETE FROM audit_events`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: got %v, want the append-only refusal", stmt, err)
+		}
+	}
+	events, err := s.ListAudit(ctx, "acme", storage.AuditFilter{})
+	if err != nil || len(events) != 1 || events[0].Type != "login.success" {
+		t.Fatalf("audit after refused writes: %v, %v", events, err)
 	}
 }

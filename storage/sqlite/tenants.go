@@ -149,3 +149,10 @@ func (s *Store) RotateSigningKeys(ctx context.Context, tenantID string, newKeys 
 	})
 	return wrap("rotate signing keys", err)
 }
+
+// RetireSigningKey marks one key as retiring at retiresAt.
+func (s *Store) RetireSigningKey(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
+	err := mustAffect(s.w.ExecContext(ctx, `UPDATE signing_keys SET status = ?, retires_at = ? WHERE tenant_id = ? AND kid = ?`,
+		string(storage.KeyRetiring), micros(retiresAt), tenantID, kid))
+	return wrap("retire signing key", err)
+}

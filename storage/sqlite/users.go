@@ -10,13 +10,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const userColumns = `tenant_id, id, email, password_hash, disabled, totp_secret, profiles, created_at, updated_at`
+const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at`
 
 func scanUser(sc scanner) (storage.User, error) {
 	var u storage.User
 	var profiles string
 	var created, updated sql.NullInt64
-	err := sc.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.TOTPSecret, &profiles, &created, &updated)
+	err := sc.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated)
 	if err != nil {
 		return storage.User{}, err
 	}
@@ -42,8 +42,8 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("create user", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.TOTPSecret, profiles, micros(u.CreatedAt), micros(u.UpdatedAt), emailKey(u.Email))
+	_, err = s.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.Admin, u.TOTPSecret, profiles, micros(u.CreatedAt), micros(u.UpdatedAt), emailKey(u.Email))
 	return wrap("create user", err)
 }
 
@@ -85,8 +85,8 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
-			profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+			admin = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.Admin, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
 		if err != nil || !u.Disabled {
 			return err
 		}

@@ -1,0 +1,16 @@
+package manage
+
+import (
+	"context"
+	"fmt"
+)
+
+// RevokeConsent forgets what a user agreed to let a client have, so the
+// user is asked again at the client's next authorization. Tokens already
+// issued under the consent are not touched.
+func (s *Service) RevokeConsent(ctx context.Context, tenantID, userID, clientID string, who Actor) error {
+	if err := s.store.DeleteConsent(ctx, tenantID, userID, clientID); err != nil {
+		return fmt.Errorf("consent of user %q to client %q in tenant %q: %w", userID, clientID, tenantID, err)
+	}
+	return s.audit(ctx, tenantID, "admin.consent.revoke", who, userID, map[string]string{"client_id": clientID})
+}

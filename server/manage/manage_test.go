@@ -1,0 +1,163 @@
+package manage
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/storage"
+)
+
+func TestRetireKey(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		fx.tenant(t, "other")
+		list := func(t *testing.T, tenantID string) map[string]storage.SigningKey {
+			t.Helper()
+			ks, err := fx.store.ListSigningKeys(ctx, tenantID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byKID := map[string]storage.SigningKey{}
+			for _, k := range ks {
+				byKID[k.KID] = k
+			}
+			return byKID
+		}
+		// active returns the tenant's active key of alg.
+		active := func(t *testing.T, tenantID, alg string) storage.SigningKey {
+			t.Helper()
+			for _, k := range list(t, tenantID) {
+				if k.Status == storage.KeyActive && k.Alg == alg {
+					return k
+				}
+			}
+			t.Fatalf("tenant %s has no active %s key", tenantID, alg)
+			return storage.SigningKey{}
+		}
+		firstRS := active(t, "clinic", "RS256")
+		who := Actor{ID: "op", SourceIP: "192.0.2.12"}
+
+		refusals := []struct {
+			name, tenant, kid string
+			want              error
+			says              string
+		}{
+			{"the only active RS256 key", "clinic", firstRS.KID, ErrInvalid, "rotate"},
+			{"an unknown key", "clinic", "no-such-kid", storage.ErrNotFound, ""},
+			{"a key of another tenant", "other", firstRS.KID, storage.ErrNotFound, ""},
+			{"a key of an unknown tenant", "ghost", firstRS.KID, storage.ErrNotFound, ""},
+		}
+		for _, tc := range refusals {
+			mustRefuse(t, tc.name, fx.svc.RetireKey(ctx, tc.tenant, tc.kid, who), tc.want, tc.says)
+		}
+		if k := list(t, "clinic")[firstRS.KID]; k.Status != storage.KeyActive {
+			t.Fatalf("a refused retirement changed the key: %+v", k)
+		}
+
+		// After a rotation the old key may go at once, ahead of its window.
+		if _, err := fx.svc.RotateKeys(ctx, "clinic", keys.DefaultRetirement, who); err != nil {
+			t.Fatal(err)
+		}
+		fx.clock.Add(time.Minute)
+		retiredAt := fx.clock.Now()
+		if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, who); err != nil {
+			t.Fatal(err)
+		}
+		k := list(t, "clinic")[firstRS.KID]
+		if k.Status != storage.KeyRetiring || !k.RetiresAt.Equal(retiredAt) {
+			t.Fatalf("retired key %s is %s until %v; want retiring at %v", k.KID, k.Status, k.RetiresAt, retiredAt)
+		}
+		// The service's own key manager, whose list was cached by the
+		// rotation, neither signs with it nor publishes it from now on.
+		km := fx.km
+		set, err := km.PublicJWKS(ctx, "clinic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(set.Key(firstRS.KID)) != 0 || len(set.Keys) != 3 {
+			t.Fatalf("JWKS after retirement holds %d keys, the retired one among them: %v", len(set.Keys), len(set.Key(firstRS.KID)) != 0)
+		}
+		signer, err := km.ActiveKey(ctx, "clinic", "RS256")
+		if err != nil || signer.KeyID == firstRS.KID {
+			t.Fatalf("signing key after retirement: %s, %v", signer.KeyID, err)
+		}
+		e := fx.lastEvent(t, "clinic", "admin.keys.retire", who, "")
+		if e.Details["kid"] != firstRS.KID || e.Details["alg"] != "RS256" || e.Details["was"] != "retiring" {
+			t.Fatalf("audit details %v", e.Details)
+		}
+		for k, v := range e.Details {
+			if len(v) > 100 {
+				t.Fatalf("audit detail %s holds key material", k)
+			}
+		}
+		// The other tenant's keys are untouched.
+		if k := active(t, "other", "RS256"); k.Status != storage.KeyActive {
+			t.Fatalf("the other tenant's key changed: %+v", k)
+		}
+
+		// Retiring it again never puts its retirement later.
+		fx.clock.Add(time.Hour)
+		if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, who); err != nil {
+			t.Fatal(err)
+		}
+		if k := list(t, "clinic")[firstRS.KID]; !k.RetiresAt.Equal(retiredAt) {
+			t.Fatalf("a second retirement moved the time to %v, from %v", k.RetiresAt, retiredAt)
+		}
+		// The new RS256 key is now the only active one and stays.
+		newRS := active(t, "clinic", "RS256")
+		mustRefuse(t, "retire the new only RS256 key", fx.svc.RetireKey(ctx, "clinic", newRS.KID, who), ErrInvalid, "only active RS256")
+		if es := fx.events(t, "clinic", "admin.keys.retire"); len(es) != 2 {
+			t.Fatalf("%d retirements audited, want 2", len(es))
+		}
+	})
+}
+
+func TestRevokeConsent(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		fx.tenant(t, "other")
+		setup := Actor{ID: "setup"}
+		u, err := fx.svc.CreateUser(ctx, UserInput{TenantID: "clinic", Email: "pat@clinic.example"}, setup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := fx.svc.CreateClient(ctx, ClientInput{TenantID: "clinic", ID: "app", Name: "App", Type: storage.ClientPublic,
+			RedirectURIs: []string{"https://app.example/cb"}, Scopes: []string{"patient/*.rs"}}, setup); err != nil {
+			t.Fatal(err)
+		}
+		if err := fx.store.SaveConsent(ctx, storage.Consent{TenantID: "clinic", UserID: u.ID, ClientID: "app", Scopes: []string{"patient/*.rs"},
+			CreatedAt: fx.clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		who := Actor{ID: "op", SourceIP: "192.0.2.13"}
+		tests := []struct {
+			name, tenant, user, client string
+			err                        error
+		}{
+			{"through another tenant", "other", u.ID, "app", storage.ErrNotFound},
+			{"to another client", "clinic", u.ID, "other-app", storage.ErrNotFound},
+			{"given", "clinic", u.ID, "app", nil},
+			{"revoked already", "clinic", u.ID, "app", storage.ErrNotFound},
+		}
+		for _, tc := range tests {
+			err := fx.svc.RevokeConsent(ctx, tc.tenant, tc.user, tc.client, who)
+			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+				t.Fatalf("%s: got %v, want %v", tc.name, err, tc.err)
+			}
+		}
+		if _, err := fx.store.GetConsent(ctx, "clinic", u.ID, "app", fx.clock.Now()); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the consent is still there: %v", err)
+		}
+		e := fx.lastEvent(t, "clinic", "admin.consent.revoke", who, u.ID)
+		if e.Details["client_id"] != "app" {
+			t.Fatalf("audit details %v", e.Details)
+		}
+		if es := fx.events(t, "clinic", "admin.consent.revoke"); len(es) != 1 {
+			t.Fatalf("%d revocations audited, want 1", len(es))
+		}
+	})
+}

@@ -1,0 +1,117 @@
+package manage
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartauth/smartauth/storage"
+)
+
+func TestListTenantsHidesOperatorRealm(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		fx.tenant(t, "zeta")
+		fx.tenant(t, "alpha")
+		if err := fx.svc.EnsureOperatorRealm(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := fx.svc.ListTenants(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, tn := range ts {
+			ids = append(ids, tn.ID)
+		}
+		if !slices.Equal(ids, []string{"alpha", "zeta"}) {
+			t.Fatalf("tenants %v, want alpha and zeta without the operator realm", ids)
+		}
+	})
+}
+
+func TestUpdateTenant(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		if err := fx.svc.EnsureOperatorRealm(ctx); err != nil {
+			t.Fatal(err)
+		}
+		const searchSecret = "picker-secret-value"
+		src, err := fx.svc.SetPatientSearch(ctx, "clinic", PatientSearchInput{FHIRBaseURL: "https://fhir.example/r4", TokenURL: "https://auth.example/token",
+			ClientID: "picker", ClientSecret: searchSecret}, Actor{ID: "setup"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := fx.store.GetTenant(ctx, "clinic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := TenantUpdate{ID: "clinic", Name: " Clinic One ", FHIRBaseURLs: []string{"https://fhir.example/clinic", "https://fhir.example/r5/"},
+			MFARequired: true, AccessTokenTTL: 10 * time.Minute}
+
+		refusals := []struct {
+			name   string
+			change func(*TenantUpdate)
+			want   error
+			says   string
+		}{
+			{"operator realm", func(in *TenantUpdate) { in.ID = storage.OperatorRealm }, ErrInvalid, "operator realm"},
+			{"no FHIR base URL", func(in *TenantUpdate) { in.FHIRBaseURLs = nil }, ErrInvalid, "FHIR base URL"},
+			{"FHIR base URL with a query", func(in *TenantUpdate) { in.FHIRBaseURLs = []string{"https://fhir.example/r4?x=1"} }, ErrInvalid, "query"},
+			{"access token lifetime too short", func(in *TenantUpdate) { in.AccessTokenTTL = 30 * time.Second }, ErrInvalid, "access token lifetime"},
+			{"refresh token lifetime too long", func(in *TenantUpdate) { in.RefreshTokenTTL = 400 * 24 * time.Hour }, ErrInvalid, "refresh token lifetime"},
+			{"ID token lifetime too long", func(in *TenantUpdate) { in.IDTokenTTL = 48 * time.Hour }, ErrInvalid, "ID token lifetime"},
+			{"name too long", func(in *TenantUpdate) { in.Name = strings.Repeat("n", 201) }, ErrInvalid, "at most 200"},
+			{"unknown tenant", func(in *TenantUpdate) { in.ID = "ghost" }, storage.ErrNotFound, ""},
+		}
+		for _, tc := range refusals {
+			t.Run(tc.name, func(t *testing.T) {
+				in := good
+				tc.change(&in)
+				_, err := fx.svc.UpdateTenant(ctx, in, Actor{ID: "op"})
+				mustRefuse(t, "update", err, tc.want, tc.says)
+			})
+		}
+		if after, err := fx.store.GetTenant(ctx, "clinic"); err != nil || !slices.Equal(after.FHIRBaseURLs, before.FHIRBaseURLs) || after.Policy != before.Policy || after.Name != before.Name {
+			t.Fatalf("refused updates changed the tenant: %+v, %v", after, err)
+		}
+		if es := fx.events(t, "clinic", "admin.tenant.update"); len(es) != 0 {
+			t.Fatalf("refused updates were audited: %+v", es)
+		}
+
+		who := Actor{ID: "op", SourceIP: "192.0.2.7"}
+		got, err := fx.svc.UpdateTenant(ctx, good, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := fx.store.GetTenant(ctx, "clinic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := storage.TenantPolicy{MFARequired: true, AccessTokenTTL: storage.Duration(10 * time.Minute), PatientSearch: src}
+		if stored.Name != "Clinic One" || !slices.Equal(stored.FHIRBaseURLs, []string{"https://fhir.example/clinic", "https://fhir.example/r5"}) ||
+			stored.Policy != want || !stored.CreatedAt.Equal(before.CreatedAt) {
+			t.Fatalf("stored tenant %+v; want the new settings with the patient search source kept", stored)
+		}
+		if got.Name != stored.Name || got.Policy != stored.Policy {
+			t.Fatalf("returned %+v, stored %+v", got, stored)
+		}
+		e := fx.lastEvent(t, "clinic", "admin.tenant.update", who, "", searchSecret, src.ClientSecretSealed)
+		if e.Details["changed"] != "name fhir_base_urls mfa_required access_token_ttl" || e.Details["name"] != "Clinic One" ||
+			e.Details["mfa_required"] != "true" || e.Details["access_token_ttl"] != "10m0s" || e.Details["fhir_base_urls"] != "https://fhir.example/clinic https://fhir.example/r5" {
+			t.Fatalf("audit details %v do not name the changes", e.Details)
+		}
+		if _, ok := e.Details["mfa_offered"]; ok {
+			t.Fatalf("audit details %v name a field that did not change", e.Details)
+		}
+
+		// The same update again changes nothing, and says so.
+		if _, err := fx.svc.UpdateTenant(ctx, good, who); err != nil {
+			t.Fatal(err)
+		}
+		if e := fx.lastEvent(t, "clinic", "admin.tenant.update", who, ""); e.Details["changed"] != "" || len(e.Details) != 1 {
+			t.Fatalf("a repeated update reports changes: %v", e.Details)
+		}
+	})
+}
