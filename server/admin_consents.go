@@ -11,7 +11,7 @@ import (
 
 // consentNotices are the consents page's notices after a change.
 var consentNotices = map[string]string{
-	"revoked": "Consent revoked. The person is asked again at the app's next sign-in; tokens already issued are not affected.",
+	"revoked": "Consent revoked. The app's tokens for this person no longer work, and the person is asked again at the app's next sign-in.",
 }
 
 // consentRow is one remembered consent as the consents page lists it.

@@ -81,3 +81,28 @@ func TestAdminConsents(t *testing.T) {
 		t.Errorf("revoking again: status %d, want 404", p.status)
 	}
 }
+
+// TestRevokedConsentEndsGrants: revoking a remembered consent ends what the
+// app holds for that person, not only the memory of the consent.
+func TestRevokedConsentEndsGrants(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		introspect := e.introspector(t)
+		ctx := context.Background()
+		tokens := refreshTokens(t, e)
+		now := srv.Clock.Now()
+		if err := srv.Store.SaveConsent(ctx, storage.Consent{TenantID: authzTenant, UserID: e.userID, ClientID: e.conf.ClientID,
+			Scopes: []string{"openid"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Manage.RevokeConsent(ctx, authzTenant, e.userID, e.conf.ClientID, manage.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := e.refresh(t, tokens["refresh_token"].(string), nil); status == http.StatusOK {
+			t.Fatalf("the app refreshed after its consent was revoked: %v", body)
+		}
+		if introspect(tokens["access_token"].(string))["active"] != false {
+			t.Fatal("an access token is still active after its consent was revoked")
+		}
+	})
+}

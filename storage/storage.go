@@ -172,7 +172,10 @@ type Storage interface {
 	// by client id; an empty userID lists every consent of the tenant,
 	// ordered by user id, then client id.
 	ListConsents(ctx context.Context, tenantID, userID string) ([]Consent, error)
-	// DeleteConsent removes a user's consent to a client (ErrNotFound when absent).
+	// DeleteConsent removes a user's consent to a client (ErrNotFound when
+	// absent) and, like RevokeRequest, deactivates every grant record the
+	// user holds for that client, so what the consent let the client have
+	// ends with it.
 	DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error
 
 	// CreateIdentityProvider stores an upstream identity provider of a

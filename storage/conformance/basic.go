@@ -36,6 +36,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"GetLaunch", testGetLaunch},
 		{"Consents", testConsents},
 		{"ConsentsEndWithUserAndClient", testConsentsEndWithUserAndClient},
+		{"DeleteConsentEndsGrants", testDeleteConsentEndsGrants},
 		{"IdentityProviders", testIdentityProviders},
 		{"IdentityLinks", testIdentityLinks},
 		{"AssertionJTIs", testAssertionJTIs},

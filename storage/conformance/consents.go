@@ -130,6 +130,62 @@ func testConsents(t *testing.T, s storage.Storage) {
 	mustEqual(t, "consents after delete", list, []storage.Consent{others[2], empty, others[0]})
 }
 
+// testDeleteConsentEndsGrants: deleting a consent deactivates the user's
+// grant records for that client, and those of that family stored later are
+// born inactive; other users' and other clients' grants stay active.
+func testDeleteConsentEndsGrants(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	for _, u := range []string{"u1", "u2"} {
+		must(t, "create user "+u, s.CreateUser(ctx, userFixture("acme", u, u+"@acme.example")))
+	}
+	for _, c := range []string{"app", "b-app"} {
+		must(t, "create client "+c, s.CreateClient(ctx, clientFixture("acme", c)))
+	}
+	must(t, "save consent", s.SaveConsent(ctx, consentFixture("acme", "u1", "app")))
+
+	grant := func(sig, requestID, subject, clientID string, kind storage.TokenKind) storage.Token {
+		tok := tokenFixture("acme", kind, sig, requestID, clientID)
+		tok.Subject = subject
+		must(t, "create token "+sig, s.CreateToken(ctx, tok))
+		return tok
+	}
+	ended := []storage.Token{
+		grant("u1-app-access", "req-1", "u1", "app", storage.KindAccessToken),
+		grant("u1-app-refresh", "req-1", "u1", "app", storage.KindRefreshToken),
+		grant("u1-app-refresh-2", "req-2", "u1", "app", storage.KindRefreshToken),
+	}
+	kept := []storage.Token{
+		grant("u2-app-refresh", "req-3", "u2", "app", storage.KindRefreshToken),
+		grant("u1-b-app-refresh", "req-4", "u1", "b-app", storage.KindRefreshToken),
+	}
+
+	must(t, "delete consent", s.DeleteConsent(ctx, "acme", "u1", "app"))
+	for _, tok := range ended {
+		got, err := s.GetToken(ctx, "acme", tok.Kind, tok.Signature)
+		must(t, "get "+tok.Signature, err)
+		if got.Active {
+			t.Errorf("%s still active after its consent was deleted", tok.Signature)
+		}
+	}
+	for _, tok := range kept {
+		got, err := s.GetToken(ctx, "acme", tok.Kind, tok.Signature)
+		must(t, "get "+tok.Signature, err)
+		if !got.Active {
+			t.Errorf("%s deactivated by deleting another user's or client's consent", tok.Signature)
+		}
+	}
+	// A refresh that was in flight stores its new tokens after the delete:
+	// they are born inactive.
+	late := grant("u1-app-late", "req-1", "u1", "app", storage.KindAccessToken)
+	got, err := s.GetToken(ctx, "acme", late.Kind, late.Signature)
+	must(t, "get late token", err)
+	if got.Active {
+		t.Error("a token stored for a revoked family after the consent was deleted is active")
+	}
+	mustErr(t, "delete the consent again", s.DeleteConsent(ctx, "acme", "u1", "app"), storage.ErrNotFound)
+}
+
 // testConsentsEndWithUserAndClient: deleting a user or a client deletes its
 // consents, and only its own.
 func testConsentsEndWithUserAndClient(t *testing.T, s storage.Storage) {
