@@ -63,11 +63,17 @@ func Domain(email string) (string, error) {
 	return NormalizeDomain(email[at+1:])
 }
 
+// domainNames converts and checks domain names as a resolver would see them.
+// idna.Lookup alone lets empty labels ("x..example") and over-long names
+// through; VerifyDNSLength refuses them. A Profile is immutable, so sharing
+// one is safe.
+var domainNames = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDNSLength(true))
+
 // NormalizeDomain returns a domain in the form routes are stored and matched:
 // lower case, internationalized names in ASCII (punycode), no final dot.
 func NormalizeDomain(d string) (string, error) {
 	d = strings.TrimSuffix(strings.TrimSpace(d), ".")
-	ascii, err := idna.Lookup.ToASCII(d)
+	ascii, err := domainNames.ToASCII(d)
 	if err != nil || ascii == "" || !strings.Contains(ascii, ".") {
 		return "", errors.New("federation: not a valid email domain")
 	}

@@ -61,3 +61,34 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+func TestNormalizeDomain(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "" means refused
+	}{
+		{"Acme.Example", "acme.example"},
+		{" acme.example. ", "acme.example"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"sub.acme.example", "sub.acme.example"},
+		{"x..example", ""},
+		{".acme.example", ""},
+		{"localhost", ""},
+		{"", ""},
+		{"acme example.org", ""},
+		{"under_score.example", ""},
+		{"-lead.example", ""},
+		{strings.Repeat("a", 64) + ".example", ""},
+		{strings.Repeat(strings.Repeat("a", 60)+".", 5) + "example", ""},
+	} {
+		got, err := NormalizeDomain(tc.in)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("NormalizeDomain(%q) = %q, want refused", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizeDomain(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
