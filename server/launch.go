@@ -110,17 +110,25 @@ func (s *Server) launchCaller(w http.ResponseWriter, r *http.Request, p *oauth.P
 }
 
 // decodeJSONBody reads one JSON object into v, refusing other media types,
-// unknown fields and trailing data, so a misspelt field is reported
-// rather than ignored.
+// unknown fields and trailing data with invalid_request, so a misspelt
+// field is reported rather than ignored.
 func decodeJSONBody(r *http.Request, v any) error {
+	return decodeJSON(r, v, "invalid_request", true)
+}
+
+// decodeJSON reads one JSON object into v; a refusal is a 400 (413 for a
+// body past its limit) carrying code. strict refuses fields v lacks.
+func decodeJSON(r *http.Request, v any, code string, strict bool) error {
 	bad := func(format string, args ...any) error {
-		return &httpError{status: http.StatusBadRequest, code: "invalid_request", description: fmt.Sprintf(format, args...)}
+		return &httpError{status: http.StatusBadRequest, code: code, description: fmt.Sprintf(format, args...)}
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return bad("The body must be JSON, sent as application/json.")
 	}
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -1,11 +1,8 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -55,22 +52,5 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 // decodeJSONBody it ignores unknown fields, as RFC 7591 §2 requires of
 // metadata the server does not understand.
 func decodeMetadata(r *http.Request, v any) error {
-	bad := func(format string, args ...any) error {
-		return &httpError{status: http.StatusBadRequest, code: manage.ErrCodeInvalidClientMetadata, description: fmt.Sprintf(format, args...)}
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return bad("The body must be JSON, sent as application/json.")
-	}
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &httpError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "The body is too large."}
-		}
-		return bad("The body is not a valid JSON object of client metadata: %v.", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return bad("The body must hold one JSON object and nothing after it.")
-	}
-	return nil
+	return decodeJSON(r, v, manage.ErrCodeInvalidClientMetadata, false)
 }
