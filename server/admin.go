@@ -362,26 +362,14 @@ func (s *Server) adminSecondFactor(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	code := strings.TrimSpace(r.PostForm.Get("code"))
-	recovery := strings.TrimSpace(r.PostForm.Get("recovery_code"))
-	method := "totp"
-	switch {
-	case recovery != "":
-		method = "recovery_code"
-		_, err = s.mfa.UseRecoveryCode(ctx, area.realm, u.ID, recovery)
-	case code != "":
-		err = s.mfa.Verify(ctx, area.realm, u.ID, code)
-	default:
+	method, err := s.checkSecondFactor(r, area.realm, u.ID)
+	if errors.Is(err, errNoCode) {
 		return s.renderAdminSignIn(w, r, http.StatusBadRequest, area, t, "admin_totp", loginForm{}, "Enter the code from your authenticator app.")
 	}
 	if reason := mfa.Reason(err); reason != "" {
 		s.audit(r, storage.AuditEvent{TenantID: area.realm, Type: "mfa.failure", Outcome: "failure", Subject: u.ID,
 			Details: map[string]string{"area": "admin", "method": method, "reason": reason}})
-		status, msg := http.StatusUnauthorized, "That code is not right. Codes change every 30 seconds; try the current one."
-		if errors.Is(err, mfa.ErrThrottled) {
-			status, msg = http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again."
-		}
+		status, msg := codeRefusal(err)
 		return s.renderAdminSignIn(w, r, status, area, t, "admin_totp", loginForm{}, msg)
 	}
 	if err != nil {

@@ -72,32 +72,46 @@ func stillOwed(policy storage.TenantPolicy, u storage.User, step string) bool {
 	return false
 }
 
+// errNoCode is checkSecondFactor's answer to a form with neither code.
+var errNoCode = errors.New("no code entered")
+
+// checkSecondFactor checks the TOTP code, or else the recovery code, posted
+// by an enrolled user of realm, and names the method used.
+func (s *Server) checkSecondFactor(r *http.Request, realm, userID string) (method string, err error) {
+	code := strings.TrimSpace(r.PostForm.Get("code"))
+	recovery := strings.TrimSpace(r.PostForm.Get("recovery_code"))
+	switch {
+	case recovery != "":
+		_, err = s.mfa.UseRecoveryCode(r.Context(), realm, userID, recovery)
+		return "recovery_code", err
+	case code != "":
+		return "totp", s.mfa.Verify(r.Context(), realm, userID, code)
+	}
+	return "totp", errNoCode
+}
+
+// codeRefusal is the status and message for a wrong or throttled code.
+func codeRefusal(err error) (int, string) {
+	if errors.Is(err, mfa.ErrThrottled) {
+		return http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again."
+	}
+	return http.StatusUnauthorized, "That code is not right. Codes change every 30 seconds; try the current one."
+}
+
 // secondFactor checks the code (or a recovery code) of an enrolled person.
 func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) error {
 	st, err := s.secondFactorForm(w, r, mfaVerify)
 	if st == nil {
 		return err
 	}
-	ctx := r.Context()
-	code := strings.TrimSpace(r.PostForm.Get("code"))
-	recovery := strings.TrimSpace(r.PostForm.Get("recovery_code"))
-	method := "totp"
-	switch {
-	case recovery != "":
-		method = "recovery_code"
-		_, err = s.mfa.UseRecoveryCode(ctx, st.t.ID, st.u.ID, recovery)
-	case code != "":
-		err = s.mfa.Verify(ctx, st.t.ID, st.u.ID, code)
-	default:
+	method, err := s.checkSecondFactor(r, st.t.ID, st.u.ID)
+	if errors.Is(err, errNoCode) {
 		return s.renderSecondFactor(w, r, http.StatusBadRequest, st.t, st.a, st.u, st.tk, st.csrf, "Enter the code from your authenticator app.")
 	}
 	if reason := mfa.Reason(err); reason != "" {
 		s.audit(r, storage.AuditEvent{TenantID: st.t.ID, Type: "mfa.failure", Outcome: "failure", ClientID: st.a.client.ID,
 			Subject: st.u.ID, Details: map[string]string{"method": method, "reason": reason}})
-		status, msg := http.StatusUnauthorized, "That code is not right. Codes change every 30 seconds; try the current one."
-		if errors.Is(err, mfa.ErrThrottled) {
-			status, msg = http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again."
-		}
+		status, msg := codeRefusal(err)
 		return s.renderSecondFactor(w, r, status, st.t, st.a, st.u, st.tk, st.csrf, msg)
 	}
 	if err != nil {
