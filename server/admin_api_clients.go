@@ -43,19 +43,6 @@ type apiNewClient struct {
 	apiClientSettings
 }
 
-// apiLaunch is the body of POST …/clients/{client}/launch: the clinical
-// context of an EHR launch of that client.
-type apiLaunch struct {
-	Patient           string          `json:"patient"`
-	Encounter         string          `json:"encounter"`
-	FHIRContext       json.RawMessage `json:"fhirContext"`
-	NeedPatientBanner *bool           `json:"need_patient_banner"`
-	SmartStyleURL     string          `json:"smart_style_url"`
-	Intent            string          `json:"intent"`
-	User              string          `json:"user"`
-	Aud               string          `json:"aud"`
-}
-
 func apiClientView(c storage.Client) apiClient {
 	v := apiClient{ID: c.ID, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, apiClientSettings: apiClientSettings{
 		Name: c.Name, Type: string(c.Type), RedirectURIs: c.RedirectURIs, Scope: strings.Join(c.Scopes, " "),
@@ -170,15 +157,12 @@ func (s *Server) apiRotateClientSecret(w http.ResponseWriter, r *http.Request, a
 // apiLaunchClient is POST …/clients/{client}/launch: an EHR launch of the
 // app, as the admin pages' launch button makes one.
 func (s *Server) apiLaunchClient(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
-	var in apiLaunch
+	// The body of POST …/clients/{client}/launch is the launch context alone.
+	var in launchContext
 	if err := decodeOptionalAPIBody(r, &in); err != nil {
 		return err
 	}
-	res, err := s.manage.LaunchApp(r.Context(), manage.LaunchInput{
-		TenantID: ar.tenant.ID, ClientID: r.PathValue("client"), Patient: in.Patient, Encounter: in.Encounter,
-		FHIRContext: in.FHIRContext, NeedPatientBanner: in.NeedPatientBanner, SmartStyleURL: in.SmartStyleURL,
-		Intent: in.Intent, User: in.User, Aud: in.Aud,
-	}, ar.actor(r))
+	res, err := s.manage.LaunchApp(r.Context(), in.input(ar.tenant.ID, r.PathValue("client")), ar.actor(r))
 	if err != nil {
 		return apiError(err, "client")
 	}

@@ -15,10 +15,9 @@ import (
 	"github.com/smartauth/smartauth/server/oauth"
 )
 
-// launchRequest is the body of the EHR launch API.
-type launchRequest struct {
-	// ClientID is the app to launch.
-	ClientID          string          `json:"client_id"`
+// launchContext is the clinical context of an EHR launch, as the EHR
+// launch API and the admin API take it.
+type launchContext struct {
 	Patient           string          `json:"patient"`
 	Encounter         string          `json:"encounter"`
 	FHIRContext       json.RawMessage `json:"fhirContext"`
@@ -29,6 +28,22 @@ type launchRequest struct {
 	User string `json:"user"`
 	// Aud is one of the tenant's FHIR base URLs; empty means the first.
 	Aud string `json:"aud"`
+}
+
+// input is the launch of clientID in tenantID with this context.
+func (c launchContext) input(tenantID, clientID string) manage.LaunchInput {
+	return manage.LaunchInput{
+		TenantID: tenantID, ClientID: clientID, Patient: c.Patient, Encounter: c.Encounter,
+		FHIRContext: c.FHIRContext, NeedPatientBanner: c.NeedPatientBanner, SmartStyleURL: c.SmartStyleURL,
+		Intent: c.Intent, User: c.User, Aud: c.Aud,
+	}
+}
+
+// launchRequest is the body of the EHR launch API.
+type launchRequest struct {
+	// ClientID is the app to launch.
+	ClientID string `json:"client_id"`
+	launchContext
 }
 
 // createLaunch is the EHR launch API: an EHR's backend service, holding an
@@ -47,18 +62,8 @@ func (s *Server) createLaunch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSONBody(r, &req); err != nil {
 		return err
 	}
-	res, err := s.manage.LaunchApp(r.Context(), manage.LaunchInput{
-		TenantID:          t.ID,
-		ClientID:          req.ClientID,
-		Patient:           req.Patient,
-		Encounter:         req.Encounter,
-		FHIRContext:       req.FHIRContext,
-		NeedPatientBanner: req.NeedPatientBanner,
-		SmartStyleURL:     req.SmartStyleURL,
-		Intent:            req.Intent,
-		User:              req.User,
-		Aud:               req.Aud,
-	}, manage.Actor{ID: "client:" + ehr, SourceIP: clientIP(r)})
+	res, err := s.manage.LaunchApp(r.Context(), req.input(t.ID, req.ClientID),
+		manage.Actor{ID: "client:" + ehr, SourceIP: clientIP(r)})
 	if errors.Is(err, manage.ErrInvalid) {
 		return &httpError{status: http.StatusBadRequest, code: "invalid_request",
 			description: strings.TrimPrefix(err.Error(), manage.ErrInvalid.Error()+": ")}
