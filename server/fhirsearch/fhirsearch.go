@@ -27,7 +27,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/smartauth/smartauth/server/clientauth"
+	"github.com/smartauth/smartauth/server/netguard"
 	"github.com/smartauth/smartauth/server/roster"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -85,12 +85,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// NewHTTPClient returns the client Options default to: the JWKS fetcher's
+// NewHTTPClient returns the client Options default to: netguard's
 // public-address rule, a timeout, and redirects followed only within a host.
 func NewHTTPClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	return &http.Client{
 		Timeout:       timeout,
-		Transport:     clientauth.PublicTransport(timeout, allowPrivate),
+		Transport:     netguard.Transport(timeout, allowPrivate),
 		CheckRedirect: sameHostRedirects,
 	}
 }
