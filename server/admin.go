@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/hmac"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -32,8 +34,10 @@ const (
 const (
 	adminPendingKey = "pending_user"
 	adminStageKey   = "stage"
-	adminStageMFA   = "mfa"
-	adminStageEnrol = "enroll"
+	// adminCredentialKey holds credentialDigest (hex) of the pending admin.
+	adminCredentialKey = "credential"
+	adminStageMFA      = "mfa"
+	adminStageEnrol    = "enroll"
 )
 
 // adminArea is one door of the admin area: the operator area or one tenant's.
@@ -308,6 +312,7 @@ func (s *Server) adminLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	clear(sess.Values)
 	sess.Values[adminPendingKey] = u.ID
+	sess.Values[adminCredentialKey] = hex.EncodeToString(credentialDigest(u))
 	stage := adminStageMFA
 	if !mfa.Enrolled(u) {
 		stage = adminStageEnrol
@@ -349,8 +354,11 @@ func (s *Server) adminPending(w http.ResponseWriter, r *http.Request, stage stri
 		return area, t, storage.User{}, nil, fmt.Errorf("load admin %s: %w", id, err)
 	}
 	// The step must still fit the account: a page left open cannot skip a
-	// factor enrolled since, nor replace one.
-	if u.Disabled || !u.Admin || mfa.Enrolled(u) != (stage == adminStageMFA) {
+	// factor enrolled since, nor replace one, nor finish a sign-in begun
+	// with a password reset since.
+	cred, _ := sess.Values[adminCredentialKey].(string)
+	if u.Disabled || !u.Admin || mfa.Enrolled(u) != (stage == adminStageMFA) ||
+		!hmac.Equal([]byte(cred), []byte(hex.EncodeToString(credentialDigest(u)))) {
 		return area, t, storage.User{}, nil, browserError(http.StatusBadRequest, "This sign-in has expired. Sign in again.")
 	}
 	return area, t, u, sess, nil

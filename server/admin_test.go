@@ -241,3 +241,25 @@ func TestAdminDisabledLosesSession(t *testing.T) {
 		t.Errorf("after losing admin rights: status %d, want a redirect to sign in", p.status)
 	}
 }
+
+// TestAdminPasswordResetEndsPendingSignIn: a browser that passed the
+// password step cannot finish the sign-in once the password is reset.
+func TestAdminPasswordResetEndsPendingSignIn(t *testing.T) {
+	e := newAdminEnv(t, servertest.OpenSQLite(t))
+	key := adminSignIn(t, e.srv, "/admin/t/acme", tenantAdminEmail, "").totpKey
+	b := &adminBrowser{t: t, srv: e.srv, c: authzBrowser(t)}
+	b.get("/admin/t/acme/login")
+	if p := b.post("/admin/t/acme/login", url.Values{"email": {tenantAdminEmail}, "password": {adminPassword}}); p.status != http.StatusOK {
+		t.Fatalf("password step: status %d", p.status)
+	}
+	if err := e.srv.Manage.ResetPassword(context.Background(), "acme", e.acmeAdminID, "a-new-password-for-acme", manage.Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.post("/admin/t/acme/mfa", url.Values{"code": {totpCode(t, key, e.srv.Clock.Now().Add(30*time.Second))}}); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, "Sign in again") {
+		t.Errorf("second factor after a password reset: status %d, want 400 asking to sign in again", p.status)
+	}
+	if p := b.get("/admin/t/acme/"); p.status != http.StatusSeeOther {
+		t.Errorf("admin home after the refused step: status %d, want a redirect to sign in", p.status)
+	}
+}

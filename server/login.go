@@ -165,7 +165,8 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, t storage.Tena
 		return fmt.Errorf("login ticket nonce: %w", err)
 	}
 	tk := loginTicket{UserID: u.ID, AuthTime: authTime.Unix(), Expiry: authTime.Add(loginTicketTTL).Unix(),
-		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce, Method: how.name, Provider: how.provider}
+		Request: digest(a.params.Encode()), Browser: digest(csrf), Nonce: nonce, Method: how.name, Provider: how.provider,
+		Credential: credentialDigest(u)}
 	switch mfa.Next(t.Policy, u, how.amr) {
 	case mfa.StepVerify:
 		tk.MFA = mfaVerify
@@ -399,6 +400,9 @@ type loginTicket struct {
 	SessionID string `json:"sid,omitempty"`
 	// MFA is the second-factor step still owed: mfaVerify or mfaEnroll.
 	MFA string `json:"mfa,omitempty"`
+	// Credential is credentialDigest of the user when the first factor was
+	// given, so a password reset ends a sign-in begun with the old password.
+	Credential []byte `json:"cred"`
 	// Method and Provider say how the first factor was given, for the audit trail.
 	Method   string `json:"m,omitempty"`
 	Provider string `json:"idp,omitempty"`
@@ -468,6 +472,13 @@ func ticketMAC(key []byte, payload string) []byte {
 func digest(s string) []byte {
 	d := sha256.Sum256([]byte(s))
 	return d[:]
+}
+
+// credentialDigest stands for the user's password as it is now: resetting
+// the password changes it (the hash has a fresh salt). A sign-in that passed
+// the password step keeps it and must still match at every later step.
+func credentialDigest(u storage.User) []byte {
+	return digest("credential\x00" + u.PasswordHash)
 }
 
 func truncate(s string, n int) string {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"net/http"
@@ -182,6 +183,9 @@ func (s *Server) checkStepForm(w http.ResponseWriter, r *http.Request) (*signInS
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load user: %w", err)
+	}
+	if !hmac.Equal(tk.Credential, credentialDigest(u)) {
+		return nil, errTicket
 	}
 	return &signInStep{t: t, p: p, a: a, u: u, tk: tk, csrf: csrf}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -209,5 +210,21 @@ func TestStaleOfferCannotSkipSecondFactor(t *testing.T) {
 		if p := e.post(t, attacker, e.iss+"/mfa/offer", stepForm(stale, url.Values{"decision": {decision}}), nil); p.status != http.StatusBadRequest {
 			t.Errorf("stale offer, %s: %d, want 400\n%s", decision, p.status, p.body)
 		}
+	}
+}
+
+// TestPasswordResetEndsPendingSignIn: a sign-in that passed the password
+// step cannot go on once the password is reset.
+func TestPasswordResetEndsPendingSignIn(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := authzSetup(t, srv)
+	editTenantPolicy(t, srv, func(p *storage.TenantPolicy) { p.MFAOffered = true })
+	b, offer := e.passwordSignIn(t)
+	if err := srv.Manage.ResetPassword(context.Background(), authzTenant, e.userID, "a-new-password-for-the-user", manage.Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.post(t, b, e.iss+"/mfa/offer", stepForm(offer, url.Values{"decision": {"skip"}}), nil); p.status != http.StatusBadRequest {
+		t.Errorf("going on after a password reset: %d, want 400\n%s", p.status, p.body)
 	}
 }
