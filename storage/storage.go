@@ -149,6 +149,9 @@ type Storage interface {
 	RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind TokenKind) (int64, error)
 	// DeleteToken removes one grant record.
 	DeleteToken(ctx context.Context, tenantID string, kind TokenKind, signature string) error
+	// ListActiveTokens returns a tenant's grant records of one kind that are
+	// active and expire after now, oldest first (then by signature).
+	ListActiveTokens(ctx context.Context, tenantID string, kind TokenKind, now time.Time) ([]Token, error)
 
 	// CreateLaunch stores an EHR launch context under LaunchKey(l.ID); an
 	// empty ID is refused.

@@ -32,6 +32,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"RetireSigningKey", testRetireSigningKey},
 		{"Sessions", testSessions},
 		{"Tokens", testTokens},
+		{"ListActiveTokens", testListActiveTokens},
 		{"Launches", testLaunches},
 		{"GetLaunch", testGetLaunch},
 		{"Consents", testConsents},

@@ -99,6 +99,19 @@ func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.T
 	return wrap("delete token", err)
 }
 
+// ListActiveTokens returns a tenant's active, unexpired records of one kind,
+// oldest first.
+func (s *Store) ListActiveTokens(ctx context.Context, tenantID string, kind storage.TokenKind, now time.Time) ([]storage.Token, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE tenant_id = $1 AND kind = $2 AND active AND expires_at > $3 ORDER BY created_at, signature COLLATE "C"`,
+		tenantID, string(kind), tstz(now))
+	if err != nil {
+		return nil, wrap("list active tokens", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.Token, error) { return scanToken(r) })
+	return out, wrap("list active tokens", err)
+}
+
 // RecordAssertionJTI remembers a client assertion's jti until expiresAt; a
 // jti already remembered yields ErrAlreadyExists.
 func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error {

@@ -112,6 +112,27 @@ func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.T
 	return wrap("delete token", err)
 }
 
+// ListActiveTokens returns a tenant's active, unexpired records of one kind,
+// oldest first.
+func (s *Store) ListActiveTokens(ctx context.Context, tenantID string, kind storage.TokenKind, now time.Time) ([]storage.Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE tenant_id = ? AND kind = ? AND active = 1 AND expires_at > ? ORDER BY created_at, signature`,
+		tenantID, string(kind), micros(now))
+	if err != nil {
+		return nil, wrap("list active tokens", err)
+	}
+	defer rows.Close()
+	var out []storage.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, wrap("list active tokens", err)
+		}
+		out = append(out, t)
+	}
+	return out, wrap("list active tokens", rows.Err())
+}
+
 // RecordAssertionJTI remembers a client assertion's jti until expiresAt; a
 // jti already remembered yields ErrAlreadyExists.
 func (s *Store) RecordAssertionJTI(ctx context.Context, tenantID, clientID, jti string, expiresAt time.Time) error {
