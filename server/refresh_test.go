@@ -189,6 +189,7 @@ func TestDisabledOrDeletedUserLosesGrants(t *testing.T) {
 		}
 
 		u.Disabled = false
+		u.Version++ // the update above moved it on
 		if err := srv.Store.UpdateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}

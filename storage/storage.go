@@ -14,6 +14,16 @@
 //   - Single use: ConsumeToken, ConsumeLaunch, ConsumeRecoveryCode and
 //     UseTOTPStep are conditional writes; when several callers race on one
 //     record exactly one succeeds and the others get ErrConsumed.
+//   - Versions: a tenant and a user carry a Version, 1 when created and one
+//     more with each write to the row. UpdateTenant and UpdateUser write
+//     only when the stored version is still the one the caller read, in the
+//     same statement or transaction as the write; otherwise they yield
+//     ErrConflict and change nothing. Of concurrent updates made from one
+//     version, exactly one succeeds.
+//   - Operators: in the OperatorRealm, UpdateUser and DeleteUser refuse with
+//     ErrLastOperator a change that takes the last enabled admin out, and
+//     check and change under one lock, so concurrent demotions, disables
+//     and deletions cannot together leave no enabled operator.
 //   - Upsert: SaveConsent is one atomic upsert on (tenant, user, client), so
 //     concurrent saves never fail for being concurrent and leave one record.
 //   - Counting: RecordFailure is one atomic upsert, so concurrent failures
@@ -50,6 +60,12 @@ var (
 	ErrConsumed = errors.New("storage: already consumed")
 	// ErrExpired means the record exists but its lifetime is over.
 	ErrExpired = errors.New("storage: expired")
+	// ErrConflict means the record was changed since the version the caller
+	// read, so the update, made from stale data, was not written.
+	ErrConflict = errors.New("storage: changed since read")
+	// ErrLastOperator means the change would leave the operator realm with
+	// no enabled admin, and so nobody to sign in and manage anything.
+	ErrLastOperator = errors.New("storage: last enabled operator")
 )
 
 // Storage is the whole persistence contract of smartauth.
@@ -59,13 +75,16 @@ type Storage interface {
 	// Close releases the connections.
 	Close() error
 
-	// CreateTenant stores a tenant together with its first signing keys.
+	// CreateTenant stores a tenant, at version 1, together with its first
+	// signing keys.
 	CreateTenant(ctx context.Context, t Tenant, keys []SigningKey) error
 	// GetTenant returns one tenant.
 	GetTenant(ctx context.Context, tenantID string) (Tenant, error)
 	// ListTenants returns every tenant ordered by id.
 	ListTenants(ctx context.Context) ([]Tenant, error)
-	// UpdateTenant replaces a tenant's name, FHIR base URLs and policy.
+	// UpdateTenant replaces a tenant's name, FHIR base URLs and policy and
+	// moves its version on by one, provided the stored version is still
+	// t.Version; a tenant changed since yields ErrConflict.
 	UpdateTenant(ctx context.Context, t Tenant) error
 
 	// CreateClient registers a client within its tenant.
@@ -80,7 +99,8 @@ type Storage interface {
 	// consents given to it.
 	DeleteClient(ctx context.Context, tenantID, clientID string) error
 
-	// CreateUser stores a user with its profiles; emails are unique per tenant.
+	// CreateUser stores a user with its profiles, at version 1; emails are
+	// unique per tenant.
 	CreateUser(ctx context.Context, u User) error
 	// GetUser returns one user of a tenant.
 	GetUser(ctx context.Context, tenantID, userID string) (User, error)
@@ -89,13 +109,17 @@ type Storage interface {
 	// ListUsers returns a tenant's users ordered by email.
 	ListUsers(ctx context.Context, tenantID string) ([]User, error)
 	// UpdateUser replaces every mutable field of a user except the TOTP
-	// secret, which only the TOTP methods change (so an edit made from an
-	// older read cannot undo an enrollment); disabling a user also
-	// deactivates every grant record issued to it.
+	// secret, which only the TOTP methods change, and moves its version on
+	// by one, provided the stored version is still u.Version; a user
+	// changed since yields ErrConflict. Disabling a user also deactivates
+	// every grant record issued to it. Taking the last enabled operator
+	// out (disabling it or withdrawing its admin right) yields
+	// ErrLastOperator.
 	UpdateUser(ctx context.Context, u User) error
 	// DeleteUser removes a user, its sessions and its consents, and
 	// deactivates every grant record issued to it, so its refresh tokens
-	// stop working at once.
+	// stop working at once. Deleting the last enabled operator yields
+	// ErrLastOperator.
 	DeleteUser(ctx context.Context, tenantID, userID string) error
 
 	// UpsertPatients inserts or replaces roster entries, all or none.
@@ -291,6 +315,9 @@ type Tenant struct {
 	FHIRBaseURLs []string
 	Policy       TenantPolicy
 	CreatedAt    time.Time
+	// Version is 1 when the tenant is created and goes up by one with each
+	// update; UpdateTenant writes only over the version it names.
+	Version int64
 }
 
 // TenantPolicy holds a tenant's security and token settings.
@@ -380,6 +407,10 @@ type User struct {
 	Profiles   []Profile
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// Version is 1 when the user is created and goes up by one with each
+	// write to the user: UpdateUser, ConfirmTOTPEnrollment and ResetTOTP.
+	// UpdateUser writes only over the version it names.
+	Version int64
 }
 
 // Profile is one FHIR identity a user may act as.

@@ -43,7 +43,7 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if err := checkLifetimes(in.Policy); err != nil {
 		return storage.Tenant{}, err
 	}
-	t := storage.Tenant{ID: in.ID, Name: name, FHIRBaseURLs: bases, Policy: in.Policy, CreatedAt: s.timestamp()}
+	t := storage.Tenant{ID: in.ID, Name: name, FHIRBaseURLs: bases, Policy: in.Policy, CreatedAt: s.timestamp(), Version: 1}
 	ks, err := s.keys.NewKeys(t.ID)
 	if err != nil {
 		return storage.Tenant{}, err

@@ -68,7 +68,7 @@ func (s *Service) CreateUser(ctx context.Context, in UserInput, who Actor) (stor
 	if err != nil || addr.Name != "" || !strings.Contains(addr.Address, "@") {
 		return storage.User{}, invalid("email %q is not a plain email address", in.Email)
 	}
-	u := storage.User{TenantID: in.TenantID, ID: randomID(), Email: addr.Address, Admin: in.Admin}
+	u := storage.User{TenantID: in.TenantID, ID: randomID(), Email: addr.Address, Admin: in.Admin, Version: 1}
 	if in.Password != "" {
 		if u.PasswordHash, err = password.Hash(in.Password); err != nil {
 			return storage.User{}, invalid("%v", err)

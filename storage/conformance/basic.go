@@ -21,8 +21,11 @@ func RunBasic(t *testing.T, newStore NewStore) {
 	}{
 		{"Ping", testPing},
 		{"Tenants", testTenants},
+		{"TenantVersions", testTenantVersions},
 		{"Clients", testClients},
 		{"Users", testUsers},
+		{"UserVersions", testUserVersions},
+		{"LastOperator", testLastOperator},
 		{"UserGrantsEndWithUser", testUserGrantsEndWithUser},
 		{"RevokedFamilyStaysRevoked", testRevokedFamilyStaysRevoked},
 		{"Patients", testPatients},
@@ -78,7 +81,7 @@ func testTenants(t *testing.T, s storage.Storage) {
 	mustErr(t, "get unknown tenant", err, storage.ErrNotFound)
 
 	// A tenant with empty lists and policy, created without keys.
-	bare := storage.Tenant{ID: "bare", Name: "Bare", CreatedAt: t0()}
+	bare := storage.Tenant{ID: "bare", Name: "Bare", CreatedAt: t0(), Version: 1}
 	must(t, "create bare tenant", s.CreateTenant(ctx, bare, nil))
 	got, err = s.GetTenant(ctx, "bare")
 	must(t, "get bare tenant", err)
@@ -110,6 +113,7 @@ func testTenants(t *testing.T, s storage.Storage) {
 	must(t, "get updated tenant", err)
 	want := updated
 	want.CreatedAt = acme.CreatedAt
+	want.Version = acme.Version + 1
 	mustEqual(t, "updated tenant", got, want)
 
 	mustErr(t, "update unknown tenant", s.UpdateTenant(ctx, tenantFixture("ghost")), storage.ErrNotFound)
@@ -235,6 +239,7 @@ func testUsers(t *testing.T, s storage.Storage) {
 	must(t, "update user", s.UpdateUser(ctx, updated))
 	want := updated
 	want.CreatedAt = alice.CreatedAt
+	want.Version = alice.Version + 1
 	// The TOTP secret changes only through the TOTP methods, so an edit
 	// made from an older read cannot undo an enrollment confirmed since.
 	want.TOTPSecret = alice.TOTPSecret
@@ -247,7 +252,7 @@ func testUsers(t *testing.T, s storage.Storage) {
 	_, err = s.GetUserByEmail(ctx, "acme", "alice@example.org")
 	mustErr(t, "get user by old email", err, storage.ErrNotFound)
 
-	collide := updated
+	collide := want
 	collide.Email = "BOB@example.org"
 	mustErr(t, "update user to another user's email", s.UpdateUser(ctx, collide), storage.ErrAlreadyExists)
 	mustErr(t, "update unknown user", s.UpdateUser(ctx, userFixture("acme", "nope", "nope@example.org")), storage.ErrNotFound)

@@ -18,8 +18,9 @@ const (
 )
 
 // RunConcurrency checks the guarantees that only show under contention:
-// single use, jti uniqueness, a gap-free audit chain per tenant, and writers
-// that never fail for being concurrent.
+// single use, jti uniqueness, a gap-free audit chain per tenant, writers
+// that never fail for being concurrent, one winner among updates made from
+// one version, and an operator realm never left without an enabled admin.
 func RunConcurrency(t *testing.T, newStore NewStore) {
 	tests := []struct {
 		name string
@@ -35,6 +36,9 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 		{"AppendAudit", testRaceAppendAudit},
 		{"AppendAudits", testRaceAppendAudits},
 		{"MixedWriters", testMixedWriters},
+		{"UpdateTenant", testRaceUpdateTenant},
+		{"UpdateUser", testRaceUpdateUser},
+		{"LastOperator", testRaceLastOperator},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })

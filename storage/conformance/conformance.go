@@ -105,6 +105,7 @@ func tenantFixture(id string) storage.Tenant {
 			IDTokenTTL:      storage.Duration(90 * time.Second),
 		},
 		CreatedAt: t0(),
+		Version:   1,
 	}
 }
 
@@ -152,6 +153,7 @@ func userFixture(tenantID, id, email string) storage.User {
 		},
 		CreatedAt: t0(),
 		UpdatedAt: t0().Add(time.Minute),
+		Version:   1,
 	}
 }
 

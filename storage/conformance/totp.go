@@ -76,6 +76,7 @@ func testTOTPEnrollment(t *testing.T, s storage.Storage) {
 	want := u
 	want.TOTPSecret = second.SecretSealed
 	want.UpdatedAt = confirmedAt
+	want.Version++
 	mustEqual(t, "enrolled user", stored, want)
 	_, err = s.GetTOTPEnrollment(ctx, "acme", "u1", t0())
 	mustErr(t, "get confirmed enrollment", err, storage.ErrNotFound)
@@ -97,6 +98,7 @@ func testTOTPEnrollment(t *testing.T, s storage.Storage) {
 	must(t, "get reset user", err)
 	want.TOTPSecret = nil
 	want.UpdatedAt = resetAt
+	want.Version++
 	mustEqual(t, "reset user", stored, want)
 	_, err = s.GetTOTPEnrollment(ctx, "acme", "u1", t0())
 	mustErr(t, "get enrollment after reset", err, storage.ErrNotFound)

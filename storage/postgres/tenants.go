@@ -12,13 +12,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const tenantColumns = `id, name, fhir_base_urls, policy, created_at`
+const tenantColumns = `id, name, fhir_base_urls, policy, created_at, version`
 
 func scanTenant(row pgx.Row) (storage.Tenant, error) {
 	var t storage.Tenant
 	var urls, policy []byte
 	var created pgtype.Timestamptz
-	if err := row.Scan(&t.ID, &t.Name, &urls, &policy, &created); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &urls, &policy, &created, &t.Version); err != nil {
 		return storage.Tenant{}, err
 	}
 	if err := fromJSON(urls, &t.FHIRBaseURLs); err != nil {
@@ -42,7 +42,7 @@ func (s *Store) CreateTenant(ctx context.Context, t storage.Tenant, keys []stora
 		return wrap("create tenant", err)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO tenants (`+tenantColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+		_, err := tx.Exec(ctx, `INSERT INTO tenants (`+tenantColumns+`) VALUES ($1, $2, $3, $4, $5, 1)`,
 			t.ID, t.Name, urls, policy, tstz(t.CreatedAt))
 		if err != nil {
 			return err
@@ -68,7 +68,11 @@ func (s *Store) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
 	return out, wrap("list tenants", err)
 }
 
-// UpdateTenant replaces a tenant's name, FHIR base URLs and policy.
+// UpdateTenant replaces a tenant's name, FHIR base URLs and policy if its
+// version is still t.Version, and moves the version on. An update that
+// waits for a concurrent one re-reads the row once that commits, finds the
+// version moved and writes nothing, so of two updates from one version
+// exactly one wins.
 func (s *Store) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 	urls, err := listJSON(t.FHIRBaseURLs)
 	if err != nil {
@@ -78,9 +82,30 @@ func (s *Store) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 	if err != nil {
 		return wrap("update tenant", err)
 	}
-	err = mustAffect(s.pool.Exec(ctx, `UPDATE tenants SET name = $2, fhir_base_urls = $3, policy = $4 WHERE id = $1`,
-		t.ID, t.Name, urls, policy))
+	var updated, exists bool
+	err = s.pool.QueryRow(ctx, `WITH updated AS (
+			UPDATE tenants SET name = $2, fhir_base_urls = $3, policy = $4, version = version + 1
+			WHERE id = $1 AND version = $5 RETURNING id
+		)
+		SELECT EXISTS (SELECT 1 FROM updated), EXISTS (SELECT 1 FROM tenants WHERE id = $1)`,
+		t.ID, t.Name, urls, policy, t.Version).Scan(&updated, &exists)
+	if err == nil {
+		err = versioned(updated, exists)
+	}
 	return wrap("update tenant", err)
+}
+
+// versioned turns the outcome of a conditional update into its error: none
+// when a row was written, ErrConflict when the row exists at another
+// version, and not found when there is no row.
+func versioned(updated, exists bool) error {
+	switch {
+	case updated:
+		return nil
+	case exists:
+		return storage.ErrConflict
+	}
+	return pgx.ErrNoRows
 }
 
 const keyColumns = `tenant_id, kid, alg, status, public_jwk, private_sealed, created_at, retires_at`

@@ -76,7 +76,7 @@ func (s *Store) ConfirmTOTPEnrollment(ctx context.Context, tenantID, userID stri
 		if !bytes.Equal(pending, secretSealed) {
 			return pgx.ErrNoRows
 		}
-		err = mustAffect(tx.Exec(ctx, `UPDATE users SET totp_secret = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4`,
+		err = mustAffect(tx.Exec(ctx, `UPDATE users SET totp_secret = $1, updated_at = $2, version = version + 1 WHERE tenant_id = $3 AND id = $4`,
 			secretSealed, tstz(now), tenantID, userID))
 		if err != nil {
 			return err
@@ -89,7 +89,7 @@ func (s *Store) ConfirmTOTPEnrollment(ctx context.Context, tenantID, userID stri
 // ResetTOTP removes a user's TOTP secret, pending enrollment and recovery codes.
 func (s *Store) ResetTOTP(ctx context.Context, tenantID, userID string, now time.Time) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := mustAffect(tx.Exec(ctx, `UPDATE users SET totp_secret = NULL, updated_at = $1 WHERE tenant_id = $2 AND id = $3`,
+		err := mustAffect(tx.Exec(ctx, `UPDATE users SET totp_secret = NULL, updated_at = $1, version = version + 1 WHERE tenant_id = $2 AND id = $3`,
 			tstz(now), tenantID, userID))
 		if err != nil {
 			return err

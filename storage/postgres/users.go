@@ -12,13 +12,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at`
+const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at, version`
 
 func scanUser(row pgx.Row) (storage.User, error) {
 	var u storage.User
 	var profiles []byte
 	var created, updated pgtype.Timestamptz
-	err := row.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated)
+	err := row.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated, &u.Version)
 	if err != nil {
 		return storage.User{}, err
 	}
@@ -45,7 +45,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("create user", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err = s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11)`,
 		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.Admin, u.TOTPSecret, profiles, tstz(u.CreatedAt), tstz(u.UpdatedAt), emailKey(u.Email))
 	return wrap("create user", err)
 }
@@ -73,43 +73,111 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 	return out, wrap("list users", err)
 }
 
-// UpdateUser replaces every mutable field of a user but its TOTP secret.
+// UpdateUser replaces every mutable field of a user but its TOTP secret, in
+// one transaction that holds the user's row lock from the version check to
+// the write.
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
 		return wrap("update user", err)
 	}
-	var n int64
-	err = s.pool.QueryRow(ctx, `WITH updated AS (
-			UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
-				profiles = $7, updated_at = $8, admin = $9 WHERE tenant_id = $1 AND id = $2 RETURNING id, disabled
-		), grants_off AS (
-			UPDATE tokens SET active = false
-			WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM updated WHERE disabled)
-		)
-		SELECT count(*) FROM updated`,
-		u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, tstz(u.UpdatedAt), u.Admin).Scan(&n)
-	if err == nil && n == 0 {
-		err = pgx.ErrNoRows
-	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		was, err := lockUserForChange(ctx, tx, u.TenantID, u.ID)
+		if err != nil {
+			return err
+		}
+		if was.version != u.Version {
+			return storage.ErrConflict
+		}
+		if was.enabledAdmin() && (!u.Admin || u.Disabled) {
+			if err := anotherOperator(ctx, tx, u.TenantID, u.ID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET email = $3, email_key = $4, password_hash = $5, disabled = $6,
+				profiles = $7, updated_at = $8, admin = $9, version = version + 1
+			WHERE tenant_id = $1 AND id = $2`,
+			u.TenantID, u.ID, u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, profiles, tstz(u.UpdatedAt), u.Admin)
+		if err != nil || !u.Disabled {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject = $2`, u.TenantID, u.ID)
+		return err
+	})
 	return wrap("update user", err)
 }
 
-// DeleteUser removes a user and its sessions, in one statement.
+// DeleteUser removes a user and its sessions and deactivates its grants, in
+// one transaction.
 func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
-	var n int64
-	err := s.pool.QueryRow(ctx, `WITH gone AS (
-			DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING id
-		), sessions_gone AS (
-			DELETE FROM sessions WHERE tenant_id = $1 AND user_id IN (SELECT id FROM gone)
-		), grants_off AS (
-			UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject IN (SELECT id FROM gone)
-		)
-		SELECT count(*) FROM gone`, tenantID, userID).Scan(&n)
-	if err == nil && n == 0 {
-		err = pgx.ErrNoRows
-	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		was, err := lockUserForChange(ctx, tx, tenantID, userID)
+		if err != nil {
+			return err
+		}
+		if was.enabledAdmin() {
+			if err := anotherOperator(ctx, tx, tenantID, userID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM users WHERE tenant_id = $1 AND id = $2`, tenantID, userID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2`, tenantID, userID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject = $2`, tenantID, userID)
+		return err
+	})
 	return wrap("delete user", err)
+}
+
+// userState is what a change to a user is checked against.
+type userState struct {
+	version         int64
+	admin, disabled bool
+}
+
+func (u userState) enabledAdmin() bool { return u.admin && !u.disabled }
+
+// lockUserForChange locks a user's row for the rest of tx and returns its
+// state as committed now. In the operator realm it first takes the realm's
+// tenant row lock, which every such change takes before any user row, so
+// changes to operators run one after another and each sees the one before.
+// That lock (FOR NO KEY UPDATE) does not hold up the foreign key checks of
+// rows inserted for the realm meanwhile.
+func lockUserForChange(ctx context.Context, tx pgx.Tx, tenantID, userID string) (userState, error) {
+	if tenantID == storage.OperatorRealm {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE`, tenantID).Scan(&one)
+		if err != nil {
+			return userState{}, err
+		}
+	}
+	var u userState
+	err := tx.QueryRow(ctx, `SELECT version, admin, disabled FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE`,
+		tenantID, userID).Scan(&u.version, &u.admin, &u.disabled)
+	return u, err
+}
+
+// anotherOperator returns ErrLastOperator when userID is in the operator
+// realm and no other enabled operator remains; other tenants may be left
+// without an admin, since an operator can always add one. Under the realm
+// lock of lockUserForChange, the count cannot change before tx commits.
+func anotherOperator(ctx context.Context, tx pgx.Tx, tenantID, userID string) error {
+	if tenantID != storage.OperatorRealm {
+		return nil
+	}
+	var found bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id <> $2 AND admin AND NOT disabled)`,
+		tenantID, userID).Scan(&found)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return storage.ErrLastOperator
+	}
+	return nil
 }
 
 const sessionColumns = `tenant_id, id, user_id, data, created_at, updated_at, expires_at`

@@ -10,13 +10,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const tenantColumns = `id, name, fhir_base_urls, policy, created_at`
+const tenantColumns = `id, name, fhir_base_urls, policy, created_at, version`
 
 func scanTenant(sc scanner) (storage.Tenant, error) {
 	var t storage.Tenant
 	var urls, policy string
 	var created sql.NullInt64
-	if err := sc.Scan(&t.ID, &t.Name, &urls, &policy, &created); err != nil {
+	if err := sc.Scan(&t.ID, &t.Name, &urls, &policy, &created, &t.Version); err != nil {
 		return storage.Tenant{}, err
 	}
 	if err := fromJSON(urls, &t.FHIRBaseURLs); err != nil {
@@ -40,7 +40,7 @@ func (s *Store) CreateTenant(ctx context.Context, t storage.Tenant, keys []stora
 		return wrap("create tenant", err)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tenants (`+tenantColumns+`) VALUES (?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenants (`+tenantColumns+`) VALUES (?, ?, ?, ?, ?, 1)`,
 			t.ID, t.Name, urls, policy, micros(t.CreatedAt))
 		if err != nil {
 			return err
@@ -74,7 +74,8 @@ func (s *Store) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
 	return out, wrap("list tenants", rows.Err())
 }
 
-// UpdateTenant replaces a tenant's name, FHIR base URLs and policy.
+// UpdateTenant replaces a tenant's name, FHIR base URLs and policy if its
+// version is still t.Version, and moves the version on.
 func (s *Store) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 	urls, err := listJSON(t.FHIRBaseURLs)
 	if err != nil {
@@ -84,9 +85,32 @@ func (s *Store) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 	if err != nil {
 		return wrap("update tenant", err)
 	}
-	err = mustAffect(s.w.ExecContext(ctx, `UPDATE tenants SET name = ?, fhir_base_urls = ?, policy = ? WHERE id = ?`,
-		t.Name, urls, policy, t.ID))
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tenants SET name = ?, fhir_base_urls = ?, policy = ?, version = version + 1
+			WHERE id = ? AND version = ?`, t.Name, urls, policy, t.ID, t.Version)
+		if err != nil {
+			return err
+		}
+		return versioned(ctx, tx, res, `SELECT 1 FROM tenants WHERE id = ?`, t.ID)
+	})
 	return wrap("update tenant", err)
+}
+
+// versioned turns the outcome of a conditional update into its error: none
+// when a row was written, ErrConflict when the row (found by exists and
+// args) is there at another version, and not found when it is not there.
+// It runs in the update's transaction, which as a write transaction holds
+// the file's lock, so the row cannot change in between.
+func versioned(ctx context.Context, tx *sql.Tx, res sql.Result, exists string, args ...any) error {
+	n, err := res.RowsAffected()
+	if err != nil || n > 0 {
+		return err
+	}
+	var one int
+	if err := tx.QueryRowContext(ctx, exists, args...).Scan(&one); err != nil {
+		return err
+	}
+	return storage.ErrConflict
 }
 
 const keyColumns = `tenant_id, kid, alg, status, public_jwk, private_sealed, created_at, retires_at`

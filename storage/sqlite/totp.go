@@ -65,7 +65,7 @@ func (s *Store) ConfirmTOTPEnrollment(ctx context.Context, tenantID, userID stri
 		if !bytes.Equal(pending, secretSealed) {
 			return sql.ErrNoRows
 		}
-		err = mustAffect(tx.ExecContext(ctx, `UPDATE users SET totp_secret = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		err = mustAffect(tx.ExecContext(ctx, `UPDATE users SET totp_secret = ?, updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?`,
 			secretSealed, micros(now), tenantID, userID))
 		if err != nil {
 			return err
@@ -78,7 +78,7 @@ func (s *Store) ConfirmTOTPEnrollment(ctx context.Context, tenantID, userID stri
 // ResetTOTP removes a user's TOTP secret, pending enrollment and recovery codes.
 func (s *Store) ResetTOTP(ctx context.Context, tenantID, userID string, now time.Time) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET totp_secret = NULL, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET totp_secret = NULL, updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?`,
 			micros(now), tenantID, userID))
 		if err != nil {
 			return err

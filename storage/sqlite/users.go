@@ -10,13 +10,13 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at`
+const userColumns = `tenant_id, id, email, password_hash, disabled, admin, totp_secret, profiles, created_at, updated_at, version`
 
 func scanUser(sc scanner) (storage.User, error) {
 	var u storage.User
 	var profiles string
 	var created, updated sql.NullInt64
-	err := sc.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated)
+	err := sc.Scan(&u.TenantID, &u.ID, &u.Email, &u.PasswordHash, &u.Disabled, &u.Admin, &u.TOTPSecret, &profiles, &created, &updated, &u.Version)
 	if err != nil {
 		return storage.User{}, err
 	}
@@ -42,7 +42,7 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	if err != nil {
 		return wrap("create user", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = s.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`, email_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
 		u.TenantID, u.ID, u.Email, u.PasswordHash, u.Disabled, u.Admin, u.TOTPSecret, profiles, micros(u.CreatedAt), micros(u.UpdatedAt), emailKey(u.Email))
 	return wrap("create user", err)
 }
@@ -78,15 +78,29 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 }
 
 // UpdateUser replaces every mutable field of a user but its TOTP secret.
+// Its checks and its write share one write transaction, which holds the
+// file's lock throughout, so no other change can come in between.
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
 		return wrap("update user", err)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
-			admin = ?, profiles = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.Admin, profiles, micros(u.UpdatedAt), u.TenantID, u.ID))
+		was, err := userStateOf(ctx, tx, u.TenantID, u.ID)
+		if err != nil {
+			return err
+		}
+		if was.version != u.Version {
+			return storage.ErrConflict
+		}
+		if was.enabledAdmin() && (!u.Admin || u.Disabled) {
+			if err := anotherOperator(ctx, tx, u.TenantID, u.ID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET email = ?, email_key = ?, password_hash = ?, disabled = ?,
+			admin = ?, profiles = ?, updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?`,
+			u.Email, emailKey(u.Email), u.PasswordHash, u.Disabled, u.Admin, profiles, micros(u.UpdatedAt), u.TenantID, u.ID)
 		if err != nil || !u.Disabled {
 			return err
 		}
@@ -96,11 +110,54 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	return wrap("update user", err)
 }
 
-// DeleteUser removes a user and its sessions.
+// userState is what a change to a user is checked against.
+type userState struct {
+	version         int64
+	admin, disabled bool
+}
+
+func (u userState) enabledAdmin() bool { return u.admin && !u.disabled }
+
+// userStateOf reads a user's state inside a write transaction.
+func userStateOf(ctx context.Context, tx *sql.Tx, tenantID, userID string) (userState, error) {
+	var u userState
+	err := tx.QueryRowContext(ctx, `SELECT version, admin, disabled FROM users WHERE tenant_id = ? AND id = ?`,
+		tenantID, userID).Scan(&u.version, &u.admin, &u.disabled)
+	return u, err
+}
+
+// anotherOperator returns ErrLastOperator when userID is in the operator
+// realm and no other enabled operator remains; other tenants may be left
+// without an admin, since an operator can always add one.
+func anotherOperator(ctx context.Context, tx *sql.Tx, tenantID, userID string) error {
+	if tenantID != storage.OperatorRealm {
+		return nil
+	}
+	var found bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = ? AND id <> ? AND admin AND NOT disabled)`,
+		tenantID, userID).Scan(&found)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return storage.ErrLastOperator
+	}
+	return nil
+}
+
+// DeleteUser removes a user and its sessions and deactivates its grants.
 func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `DELETE FROM users WHERE tenant_id = ? AND id = ?`, tenantID, userID))
+		was, err := userStateOf(ctx, tx, tenantID, userID)
 		if err != nil {
+			return err
+		}
+		if was.enabledAdmin() {
+			if err := anotherOperator(ctx, tx, tenantID, userID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE tenant_id = ? AND id = ?`, tenantID, userID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID); err != nil {
