@@ -37,6 +37,12 @@ import (
 // client registered for it; dynamic registration refuses it.
 const AdminScope = manage.AdminScope
 
+// adminAPIAudience is the audience of every admin API token, whichever
+// realm issued it.
+func (s *Server) adminAPIAudience() string {
+	return s.base + "/admin/api"
+}
+
 // adminRealmGrants are the grants of the operator realm's token endpoint:
 // its clients are machines, so there is no sign-in to authorize codes.
 var adminRealmGrants = []string{"client_credentials"}
@@ -166,6 +172,9 @@ func (s *Server) apiCallerOf(w http.ResponseWriter, r *http.Request) (apiCaller,
 	}
 	if !slices.Contains(ar.GetGrantedScopes(), AdminScope) {
 		return apiCaller{}, refuse(http.StatusForbidden, "insufficient_scope", "The access token was not granted the admin scope.")
+	}
+	if !slices.Contains(ar.GetGrantedAudience(), s.adminAPIAudience()) {
+		return apiCaller{}, refuse(http.StatusUnauthorized, "invalid_token", "The access token is not addressed to the admin API.")
 	}
 	clientID := ar.GetClient().GetID()
 	c, err := s.store.GetClient(r.Context(), realm, clientID)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -326,6 +327,25 @@ func TestAdminAPIRefusesTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		narrowToken := apiToken(t, tokenEndpoint(srv, "acme"), wideID.ID, wideSecret, "system/*.rs")
+		// An admin token is for the admin API alone: never mixed with FHIR
+		// scopes, never addressed to the FHIR servers.
+		status, body := postForm(t, tokenEndpoint(srv, "acme"), url.Values{"grant_type": {"client_credentials"}, "scope": {"admin system/*.rs"}},
+			wideID.ID, wideSecret)
+		if status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+			t.Errorf("admin mixed with a FHIR scope: %d %v, want invalid_scope", status, body)
+		}
+		for _, token := range []string{e.acmeToken, e.opToken, apiToken(t, tokenEndpoint(srv, "acme"), wideID.ID, wideSecret, "admin")} {
+			aud := apiClaims(t, token)["aud"]
+			if s, ok := aud.(string); ok {
+				aud = []any{s}
+			}
+			if got := apiStrings(aud); !slices.Equal(got, []string{srv.URL + "/admin/api"}) {
+				t.Errorf("admin token audience %v, want only the admin API", got)
+			}
+		}
+		if aud := apiClaims(t, narrowToken)["aud"]; fmt.Sprint(aud) == srv.URL+"/admin/api" || strings.Contains(fmt.Sprint(aud), "/admin/api") {
+			t.Errorf("a FHIR token's audience %v names the admin API", aud)
+		}
 		// A person's token from the authorization code grant, with the admin scope granted.
 		codeToken := personAdminToken(t, srv)
 		// A client whose admin scope is taken away after its token was issued.
@@ -600,6 +620,7 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		// Keys.
 		var keys []map[string]any
 		ok("list keys", "GET", "/keys", "", http.StatusOK).json(t, &keys)
+		apiWant(t, "rotate with a window past the cap", apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "999999h"}`), http.StatusBadRequest, "invalid_request")
 		r = ok("rotate keys", "POST", "/keys/rotate", `{"retire_after": "1h"}`, http.StatusOK)
 		audited("admin.keys.rotate")
 		var rotated []map[string]any

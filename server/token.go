@@ -77,11 +77,10 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		sess.Subject = ar.GetClient().GetID()
 		sess.ClientID = ar.GetClient().GetID()
 		sess.Backend = true
-		for _, sc := range ar.GetRequestedScopes() {
-			ar.GrantScope(sc)
-		}
-		for _, aud := range t.FHIRBaseURLs {
-			ar.GrantAudience(aud)
+		if err := s.grantBackendAccess(t, ar); err != nil {
+			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
+			p.WriteAccessError(ctx, w, ar, err)
+			return nil
 		}
 	}
 	resp, err := p.NewAccessResponse(ctx, ar)
@@ -188,6 +187,30 @@ func (s *Server) checkOnlineSession(ctx context.Context, tenantID string, ar fos
 	}
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err).WithDebug("resume session")
+	}
+	return nil
+}
+
+// grantBackendAccess grants a client_credentials request every scope it
+// asked for (fosite checked the registration allows them) and its audience.
+// A token for the admin API is for the admin API alone: it carries no other
+// scope and is not addressed to the FHIR servers, so a FHIR server that sees
+// a token cannot replay it against the admin API, nor the reverse.
+func (s *Server) grantBackendAccess(t storage.Tenant, ar fosite.AccessRequester) error {
+	scopes := ar.GetRequestedScopes()
+	if slices.Contains(scopes, AdminScope) {
+		if len(scopes) != 1 {
+			return fosite.ErrInvalidScope.WithHint("The admin scope must be requested alone.")
+		}
+		ar.GrantScope(AdminScope)
+		ar.GrantAudience(s.adminAPIAudience())
+		return nil
+	}
+	for _, sc := range scopes {
+		ar.GrantScope(sc)
+	}
+	for _, aud := range t.FHIRBaseURLs {
+		ar.GrantAudience(aud)
 	}
 	return nil
 }
