@@ -279,17 +279,19 @@ func classify(eventType string) (Coding, []Coding, string) {
 	return dcm("110100", "Application Activity"), nil, verbAction(verb)
 }
 
-// verbAction maps the last word of an event type to a FHIR action code,
-// execute (E) for any word it does not know.
-func verbAction(verb string) string {
+// verbAction maps the last word of an event type to a FHIR action code by
+// its leading verb ("reset_password" is a reset), execute (E) for a verb it
+// does not know.
+func verbAction(word string) string {
+	verb, _, _ := strings.Cut(word, "_")
 	switch verb {
 	case "create", "add", "import", "register", "enroll":
 		return "C"
 	case "read", "view", "list", "search", "export":
 		return "R"
-	case "update", "set", "edit", "rotate", "rotate_secret", "enable", "disable", "reset":
+	case "update", "set", "edit", "rotate", "enable", "disable", "reset", "retire":
 		return "U"
-	case "delete", "remove", "clear":
+	case "delete", "remove", "clear", "revoke":
 		return "D"
 	}
 	return "E"

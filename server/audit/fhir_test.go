@@ -69,6 +69,13 @@ func TestFHIRAuditEventMapping(t *testing.T) {
 		{"admin.keys.rotate", "success", dcm + "#110113", dcm + "#110129", "U", "0"},
 		{"admin.tenant.patient_search.clear", "success", dcm + "#110113", dcm + "#110129", "D", "0"},
 		{"admin.user.create", "success", dcm + "#110113", dcm + "#110137", "C", "0"},
+		{"admin.user.reset_password", "success", dcm + "#110113", dcm + "#110137", "U", "0"},
+		{"admin.user.reset_mfa", "success", dcm + "#110113", dcm + "#110137", "U", "0"},
+		{"admin.user.set_admin", "success", dcm + "#110113", dcm + "#110137", "U", "0"},
+		{"admin.client.rotate_secret", "success", dcm + "#110113", dcm + "#110129", "U", "0"},
+		{"admin.keys.retire", "success", dcm + "#110113", dcm + "#110129", "U", "0"},
+		{"admin.consent.revoke", "success", dcm + "#110113", dcm + "#110129", "D", "0"},
+		{"admin.initial_access_token.revoke", "success", dcm + "#110113", dcm + "#110129", "D", "0"},
 		{"admin.patients.import", "success", dcm + "#110107", "", "C", "0"},
 		{"something.new", "", dcm + "#110100", "", "E", ""},
 	}
