@@ -104,7 +104,7 @@ func dollarPlaceholders(query string) string {
 	return b.String()
 }
 
-func withVerifyTenants(t *testing.T, s storage.Storage) storage.Storage {
+func withVerifyTenants(t testing.TB, s storage.Storage) storage.Storage {
 	t.Helper()
 	for _, id := range []string{"acme", "beta"} {
 		if err := s.CreateTenant(t.Context(), storage.Tenant{ID: id, Name: id}, nil); err != nil {
@@ -115,7 +115,7 @@ func withVerifyTenants(t *testing.T, s storage.Storage) storage.Storage {
 }
 
 // fill appends n varied events to a tenant's trail.
-func fill(t *testing.T, store storage.Storage, tenantID string, n int) {
+func fill(t testing.TB, store storage.Storage, tenantID string, n int) {
 	t.Helper()
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	for done := 0; done < n; {
@@ -300,4 +300,28 @@ func TestVerifyStorageError(t *testing.T) {
 			t.Errorf("Verify status = %+v with an error, want zero", got)
 		}
 	})
+}
+
+// BenchmarkVerify measures how fast the viewer's chain check walks a long
+// trail on SQLite; ns/op divided by the events is the cost of one event.
+func BenchmarkVerify(b *testing.B) {
+	const events = 20000
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "smartauth.db"))
+	if err != nil {
+		b.Fatalf("open: %v", err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if _, err := s.Migrate(b.Context()); err != nil {
+		b.Fatalf("migrate: %v", err)
+	}
+	store := withVerifyTenants(b, s)
+	fill(b, store, "acme", events)
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := audit.Verify(b.Context(), store, "acme")
+		if err != nil || !st.OK || st.Events != events {
+			b.Fatalf("verify: %+v, %v", st, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/events, "ns/event")
 }
