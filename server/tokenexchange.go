@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
@@ -158,6 +159,11 @@ func (s *Server) exchangeSubject(ctx context.Context, t storage.Tenant, req fosi
 	}
 	sess.Subject = u.ID
 	sess.ClientID = req.GetClient().GetID()
+	// The token speaks for the upstream one, so it ends no later; the
+	// claim is trustworthy now that the token is verified.
+	if exp, ok := id.Claims["exp"].(float64); ok {
+		sess.SetExpiresAt(fosite.AccessToken, time.Unix(int64(exp), 0).UTC())
+	}
 	if slices.ContainsFunc(scopes, isPatientScope) {
 		sess.SMART.Patient = patient
 	}

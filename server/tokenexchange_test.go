@@ -151,7 +151,15 @@ func TestTokenExchange(t *testing.T) {
 		}
 		status, body = postForm(t, endpoint, exchangeForm(signUpstream(t, idp, nil, base(nil)), tokenTypeJWT), exchanger.ID, secret)
 		if status != 200 || body["patient"] != "777" {
-			t.Errorf("exchange of a JWT access token: %d %v", status, body)
+			t.Fatalf("exchange of a JWT access token: %d %v", status, body)
+		}
+		// It lives five minutes: the exchanged token must not outlive it.
+		subjectExp := now.Add(5 * time.Minute).Unix()
+		if exp, _ := verifyAccessToken(t, srv, authzTenant, body["access_token"].(string))["exp"].(float64); int64(exp) > subjectExp {
+			t.Errorf("exchanged token expires at %d, after its subject token (%d)", int64(exp), subjectExp)
+		}
+		if in, _ := body["expires_in"].(float64); in > 5*60 {
+			t.Errorf("exchanged token expires_in %v, longer than its subject token's five minutes", in)
 		}
 
 		other := oidctest.Start(t, oidctest.Options{Shape: oidctest.ShapeOkta})

@@ -38,8 +38,10 @@ func WithExchange(ctx context.Context, f ExchangeFunc) context.Context {
 // ExchangeFunc checks a token-exchange request of an authenticated,
 // confidential client allowed the grant, and fills in what the token is
 // for: the session's subject and SMART context, the granted scopes and
-// audiences. It returns fosite errors (invalid_grant for a refused subject
-// token, invalid_scope, invalid_target, invalid_request).
+// audiences. It may set the session's access token expiry to the subject
+// token's, which the issued token then does not outlive. It returns fosite
+// errors (invalid_grant for a refused subject token, invalid_scope,
+// invalid_target, invalid_request).
 type ExchangeFunc func(ctx context.Context, tenant storage.Tenant, req fosite.AccessRequester) error
 
 // tokenExchangeHandler is the token-exchange grant as a fosite token
@@ -84,7 +86,11 @@ func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r
 		return err
 	}
 	ttl := fosite.GetEffectiveLifespan(client, fosite.GrantType(GrantTypeTokenExchange), fosite.AccessToken, h.config.GetAccessTokenLifespan(ctx))
-	req.GetSession().SetExpiresAt(fosite.AccessToken, h.now().UTC().Add(ttl))
+	exp := h.now().UTC().Add(ttl)
+	if limit := req.GetSession().GetExpiresAt(fosite.AccessToken); !limit.IsZero() && limit.Before(exp) {
+		exp = limit
+	}
+	req.GetSession().SetExpiresAt(fosite.AccessToken, exp)
 	return nil
 }
 
