@@ -139,13 +139,15 @@ func (s *Service) createLaunch(ctx context.Context, in LaunchInput, who Actor) (
 		CreatedAt: now,
 		ExpiresAt: now.Add(LaunchTTL),
 	}
-	if err := s.store.CreateLaunch(ctx, l); err != nil {
-		return storage.Launch{}, "", res, fmt.Errorf("create launch for client %q: %w", c.ID, err)
-	}
+	// The URL first: a launch stored for a URL that cannot be built would
+	// be left behind, unused.
 	if c.LaunchURI != "" {
 		if res.LaunchURL, err = launchURL(c.LaunchURI, res.Iss, value); err != nil {
 			return storage.Launch{}, "", res, err
 		}
+	}
+	if err := s.store.CreateLaunch(ctx, l); err != nil {
+		return storage.Launch{}, "", res, fmt.Errorf("create launch for client %q: %w", c.ID, err)
 	}
 	details := map[string]string{"client_id": c.ID, "iss": res.Iss}
 	for k, v := range map[string]string{"patient": lc.Patient, "encounter": lc.Encounter, "intent": lc.Intent} {
