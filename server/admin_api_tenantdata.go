@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -182,22 +183,61 @@ func (s *Server) apiRevokeConsent(w http.ResponseWriter, r *http.Request, ar *ap
 }
 
 // apiCreateInitialAccessToken is POST …/initial-access-tokens: a
-// single-use token for registering one client (RFC 7591), shown once.
+// single-use token for registering one client (RFC 7591), shown once. It
+// registers an app people sign in to unless backend_services is true.
 func (s *Server) apiCreateInitialAccessToken(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	var in struct {
-		TTL storage.Duration `json:"ttl"`
+		TTL             storage.Duration `json:"ttl"`
+		BackendServices bool             `json:"backend_services"`
 	}
 	if err := decodeOptionalAPIBody(r, &in); err != nil {
 		return err
 	}
-	token, exp, err := s.manage.CreateInitialAccessToken(r.Context(), ar.tenant.ID, time.Duration(in.TTL), ar.actor(r))
+	allow := manage.InitialAccessAllowance{BackendServices: in.BackendServices}
+	token, exp, err := s.manage.CreateInitialAccessToken(r.Context(), ar.tenant.ID, time.Duration(in.TTL), allow, ar.actor(r))
 	if err != nil {
 		return apiError(err, "tenant")
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"token": token, "expires_at": exp, "registration_endpoint": s.Issuer(ar.tenant.ID) + "/register",
+		"backend_services": allow.BackendServices,
 	})
 	return nil
+}
+
+// apiInitialAccessToken is an outstanding initial access token as the
+// admin API lists it: never the token, which is not kept.
+type apiInitialAccessToken struct {
+	Ref             string    `json:"ref"`
+	BackendServices bool      `json:"backend_services"`
+	CreatedBy       string    `json:"created_by"`
+	CreatedAt       time.Time `json:"created_at"`
+	ExpiresAt       time.Time `json:"expires_at"`
+}
+
+// apiListInitialAccessTokens is GET …/initial-access-tokens: the tokens
+// neither used nor expired, oldest first.
+func (s *Server) apiListInitialAccessTokens(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
+	ts, err := s.manage.ListInitialAccessTokens(r.Context(), ar.tenant.ID)
+	if err != nil {
+		return apiError(err, "tenant")
+	}
+	out := make([]apiInitialAccessToken, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, apiInitialAccessToken{Ref: t.Ref, BackendServices: t.Allowance.BackendServices,
+			CreatedBy: t.CreatedBy, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// apiRevokeInitialAccessToken is DELETE …/initial-access-tokens/{ref}: the
+// outstanding token can no longer register a client.
+func (s *Server) apiRevokeInitialAccessToken(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
+	if err := s.manage.RevokeInitialAccessToken(r.Context(), ar.tenant.ID, r.PathValue("ref"), ar.actor(r)); err != nil {
+		return apiError(err, "outstanding initial access token")
+	}
+	return apiNoContent(w)
 }
 
 // apiQueryInt reads an integer query parameter in [lo, hi]; empty means def.

@@ -216,14 +216,13 @@ type clientRow struct {
 	LaunchURL string
 }
 
-// clientsPage is the clients list with the registration token form.
+// clientsPage is the clients list.
 type clientsPage struct {
 	adminPage
-	Clients  []clientRow
-	NewURL   string
-	TokenURL string
-	// TokenHours is the registration token form's lifetime, as typed.
-	TokenHours string
+	Clients []clientRow
+	NewURL  string
+	// TokensURL is the registration tokens page.
+	TokensURL string
 }
 
 // adminClients lists a tenant's clients.
@@ -235,7 +234,7 @@ func (s *Server) adminClients(w http.ResponseWriter, r *http.Request, ar *adminR
 
 func (s *Server) newClientsPage(ar *adminRequest) clientsPage {
 	return clientsPage{adminPage: ar.page(s, "clients", "Clients"), NewURL: s.clientsURL(ar) + "/new",
-		TokenURL: s.clientsURL(ar) + "/registration-token", TokenHours: strconv.Itoa(registrationTokenDefaultHours)}
+		TokensURL: s.clientsURL(ar) + "/registration-tokens"}
 }
 
 func (s *Server) renderClients(w http.ResponseWriter, r *http.Request, status int, ar *adminRequest, page clientsPage) error {
@@ -456,15 +455,86 @@ type registrationTokenPage struct {
 	adminPage
 	Token     string
 	ExpiresAt time.Time
+	// BackendServices says the token may register a backend service.
+	BackendServices bool
 	// Endpoint is the tenant's RFC 7591 registration endpoint.
-	Endpoint   string
-	ClientsURL string
+	Endpoint  string
+	TokensURL string
+}
+
+// registrationTokensPage lists the outstanding initial access tokens, with
+// the form that issues one.
+type registrationTokensPage struct {
+	adminPage
+	Tokens    []registrationTokenRow
+	CreateURL string
+	RevokeURL string
+	// TokenHours and BackendServices are the form as typed.
+	TokenHours      string
+	BackendServices bool
+}
+
+// registrationTokenRow is one outstanding token; the token itself is never
+// kept, so only the start of its digest names it.
+type registrationTokenRow struct {
+	manage.InitialAccessToken
+	// IssuedBy is the issuing admin's email when they are a user of the
+	// tenant, else the id (an operator, API client or the command line).
+	IssuedBy string
+}
+
+// registrationTokenNotices are the fixed texts a redirect's ?notice= code
+// may show on the registration tokens page.
+var registrationTokenNotices = map[string]string{
+	"revoked": "Registration token revoked. It can no longer register a client.",
+}
+
+// adminRegistrationTokens lists the tenant's registration tokens that are
+// neither used nor expired.
+func (s *Server) adminRegistrationTokens(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
+	page := s.newRegistrationTokensPage(ar)
+	page.Notice = registrationTokenNotices[r.URL.Query().Get("notice")]
+	return s.renderRegistrationTokens(w, r, http.StatusOK, ar, page)
+}
+
+func (s *Server) newRegistrationTokensPage(ar *adminRequest) registrationTokensPage {
+	return registrationTokensPage{adminPage: ar.page(s, "clients", "Registration tokens"),
+		CreateURL: s.clientsURL(ar) + "/registration-token", RevokeURL: s.clientsURL(ar) + "/registration-tokens/revoke",
+		TokenHours: strconv.Itoa(registrationTokenDefaultHours)}
+}
+
+func (s *Server) renderRegistrationTokens(w http.ResponseWriter, r *http.Request, status int, ar *adminRequest, page registrationTokensPage) error {
+	ctx := r.Context()
+	tokens, err := s.manage.ListInitialAccessTokens(ctx, ar.tenant.ID)
+	if err != nil {
+		return fmt.Errorf("registration tokens of %q: %w", ar.tenant.ID, err)
+	}
+	users, err := s.store.ListUsers(ctx, ar.tenant.ID)
+	if err != nil {
+		return fmt.Errorf("users of %q: %w", ar.tenant.ID, err)
+	}
+	emails := make(map[string]string, len(users))
+	for _, u := range users {
+		emails[u.ID] = u.Email
+	}
+	for _, t := range tokens {
+		row := registrationTokenRow{InitialAccessToken: t, IssuedBy: t.CreatedBy}
+		if e := emails[t.CreatedBy]; e != "" {
+			row.IssuedBy = e
+		}
+		page.Tokens = append(page.Tokens, row)
+	}
+	s.render(w, r, status, "admin_client_tokens", page)
+	return nil
 }
 
 // adminCreateRegistrationToken issues an RFC 7591 initial access token,
-// with which a developer registers one client, and shows it once.
+// with which a developer registers one client, and shows it once. The
+// token registers an app people sign in to unless the admin ticked the
+// backend services box.
 func (s *Server) adminCreateRegistrationToken(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
 	raw := strings.TrimSpace(r.PostForm.Get("ttl_hours"))
+	allow := manage.InitialAccessAllowance{BackendServices: r.PostForm.Get("backend_services") == "yes"}
 	hours, err := strconv.Atoi(raw)
 	if err != nil || hours < 1 {
 		err = formInvalid("the token's lifetime must be a whole number of hours, at least 1")
@@ -472,20 +542,36 @@ func (s *Server) adminCreateRegistrationToken(w http.ResponseWriter, r *http.Req
 	var token string
 	var expires time.Time
 	if err == nil {
-		token, expires, err = s.manage.CreateInitialAccessToken(r.Context(), ar.tenant.ID, time.Duration(hours)*time.Hour, ar.actor(r))
+		token, expires, err = s.manage.CreateInitialAccessToken(r.Context(), ar.tenant.ID, time.Duration(hours)*time.Hour, allow, ar.actor(r))
 	}
 	if msg, ok := invalidMessage(err); ok {
-		page := s.newClientsPage(ar)
-		page.TokenHours, page.Error = raw, msg
-		return s.renderClients(w, r, http.StatusBadRequest, ar, page)
+		page := s.newRegistrationTokensPage(ar)
+		page.TokenHours, page.BackendServices, page.Error = raw, allow.BackendServices, msg
+		return s.renderRegistrationTokens(w, r, http.StatusBadRequest, ar, page)
 	}
 	if err != nil {
 		return err
 	}
 	s.render(w, r, http.StatusOK, "admin_client_token", registrationTokenPage{
 		adminPage: ar.page(s, "clients", "Registration token"), Token: token, ExpiresAt: expires.UTC(),
-		Endpoint: s.Issuer(ar.tenant.ID) + "/register", ClientsURL: s.clientsURL(ar),
+		BackendServices: allow.BackendServices, Endpoint: s.Issuer(ar.tenant.ID) + "/register",
+		TokensURL: s.clientsURL(ar) + "/registration-tokens",
 	})
+	return nil
+}
+
+// adminRevokeRegistrationToken makes an outstanding registration token,
+// named by the start of its digest, unusable.
+func (s *Server) adminRevokeRegistrationToken(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
+	ref := r.PostForm.Get("ref")
+	err := s.manage.RevokeInitialAccessToken(r.Context(), ar.tenant.ID, ref, ar.actor(r))
+	if errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("That registration token is not outstanding: it may have been used, revoked or expired.")
+	}
+	if err != nil {
+		return fmt.Errorf("revoke registration token %q: %w", ref, err)
+	}
+	http.Redirect(w, r, s.clientsURL(ar)+"/registration-tokens?notice=revoked", http.StatusSeeOther)
 	return nil
 }
 

@@ -547,3 +547,92 @@ func TestAdminClientRegistrationToken(t *testing.T) {
 		t.Errorf("second use of the token: status %d, want 401", status)
 	}
 }
+
+func TestAdminRegistrationTokenAllowanceAndRevocation(t *testing.T) {
+	e := newAdminEnv(t, servertest.OpenSQLite(t))
+	ctx := context.Background()
+	admin := adminSignIn(t, e.srv, "/admin/t/acme", tenantAdminEmail, "")
+	const tokensPage = "/admin/t/acme/clients/registration-tokens"
+
+	p := admin.get(tokensPage)
+	if p.status != http.StatusOK || !strings.Contains(p.body, `id="backend_services"`) || strings.Contains(p.body, `aria-describedby="backend-services-warning" checked`) ||
+		!strings.Contains(p.body, "nobody signed in") || !strings.Contains(p.body, "No registration tokens are waiting") {
+		t.Fatalf("tokens page: status %d: %s", p.status, p.body)
+	}
+	// A refused form keeps the box as it was ticked.
+	if p := admin.post("/admin/t/acme/clients/registration-token", url.Values{"ttl_hours": {"0"}, "backend_services": {"yes"}}); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, `aria-describedby="backend-services-warning" checked`) {
+		t.Errorf("refused form: status %d, want 400 with the box still ticked: %s", p.status, p.body)
+	}
+
+	issue := func(form url.Values, wantAllows string) string {
+		t.Helper()
+		p := admin.post("/admin/t/acme/clients/registration-token", form)
+		m := shownToken.FindStringSubmatch(p.body)
+		if p.status != http.StatusOK || m == nil || !strings.Contains(p.body, wantAllows) {
+			t.Fatalf("create token %v: status %d, want a token for %q: %s", form, p.status, wantAllows, p.body)
+		}
+		return m[1]
+	}
+	app := issue(url.Values{"ttl_hours": {"2"}}, "An app people sign in to (")
+	backend := issue(url.Values{"ttl_hours": {"2"}, "backend_services": {"yes"}}, "or a backend service")
+	events := auditOf(t, e.srv, "acme", "admin.initial_access_token.create")
+	if len(events) != 2 || events[0].Details["backend_services"] != "false" || events[1].Details["backend_services"] != "true" {
+		t.Fatalf("create events %+v, want the allowance of each", events)
+	}
+
+	// The list names tokens by a digest prefix, never the token.
+	tokens, err := e.srv.Manage.ListInitialAccessTokens(ctx, "acme")
+	if err != nil || len(tokens) != 2 {
+		t.Fatalf("outstanding %+v, %v", tokens, err)
+	}
+	p = admin.get(tokensPage)
+	if p.status != http.StatusOK || strings.Contains(p.body, app) || strings.Contains(p.body, backend) ||
+		!strings.Contains(p.body, tokens[0].Ref) || !strings.Contains(p.body, tokens[1].Ref) ||
+		!strings.Contains(p.body, "Apps or backend services") || !strings.Contains(p.body, tenantAdminEmail) {
+		t.Fatalf("tokens page lists: status %d: %s", p.status, p.body)
+	}
+
+	p = admin.post(tokensPage+"/revoke", url.Values{"ref": {tokens[1].Ref}})
+	if p.status != http.StatusSeeOther || !strings.HasSuffix(p.header.Get("Location"), tokensPage+"?notice=revoked") {
+		t.Fatalf("revoke: status %d to %q", p.status, p.header.Get("Location"))
+	}
+	if ev := auditOf(t, e.srv, "acme", "admin.initial_access_token.revoke"); len(ev) != 1 || ev[0].ActorID != e.acmeAdminID || ev[0].Details["token_ref"] != tokens[1].Ref {
+		t.Fatalf("revoke events %+v", ev)
+	}
+	if p := admin.get(tokensPage + "?notice=revoked"); strings.Contains(p.body, tokens[1].Ref) || !strings.Contains(p.body, "revoked") || !strings.Contains(p.body, tokens[0].Ref) {
+		t.Errorf("after revoking: %s", p.body)
+	}
+	if p := admin.post(tokensPage+"/revoke", url.Values{"ref": {tokens[1].Ref}}); p.status != http.StatusNotFound {
+		t.Errorf("revoke again: status %d, want 404", p.status)
+	}
+	if p := admin.post(tokensPage+"/revoke", url.Values{"ref": {tokens[0].Ref}, "csrf_token": {"forged"}}); p.status != http.StatusForbidden {
+		t.Errorf("revoke without the CSRF token: status %d, want 403", p.status)
+	}
+
+	// The revoked backend token registers nothing; the app's token registers an app but not a backend service.
+	register := func(token, body string) int {
+		req, err := http.NewRequest(http.MethodPost, e.srv.Issuer("acme")+"/register", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	backendBody := `{"client_name":"Export","grant_types":["client_credentials"],"scope":"system/*.rs"}`
+	if status := register(backend, backendBody); status != http.StatusUnauthorized {
+		t.Errorf("revoked token: status %d, want 401", status)
+	}
+	if status := register(app, backendBody); status != http.StatusBadRequest {
+		t.Errorf("backend service with an app's token: status %d, want 400", status)
+	}
+	if status := register(app, `{"client_name":"Self-registered","redirect_uris":["https://self.example/cb"],"token_endpoint_auth_method":"none","scope":"openid launch"}`); status != http.StatusCreated {
+		t.Errorf("app with an app's token: status %d, want 201", status)
+	}
+}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -45,10 +47,11 @@ func postRegistration(t *testing.T, srv *servertest.Server, tenant, token, metad
 	return registrationResult{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
-// initialToken issues an initial access token for tenant.
-func initialToken(t *testing.T, srv *servertest.Server, tenant string) string {
+// initialToken issues an initial access token for tenant, for the apps the
+// allowance lets it register.
+func initialToken(t *testing.T, srv *servertest.Server, tenant string, allow manage.InitialAccessAllowance) string {
 	t.Helper()
-	token, _, err := srv.Manage.CreateInitialAccessToken(context.Background(), tenant, 0, testActor)
+	token, _, err := srv.Manage.CreateInitialAccessToken(context.Background(), tenant, 0, allow, testActor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,13 +68,25 @@ func refusedToken(t *testing.T, res registrationResult) {
 	}
 }
 
+// userFacing and backends are the two allowances an initial access token
+// may carry.
+var (
+	userFacing = manage.InitialAccessAllowance{}
+	backends   = manage.InitialAccessAllowance{BackendServices: true}
+)
+
+// appMetadata registers an app that people sign in to, which any initial
+// access token may.
+const appMetadata = `{"client_name": "Chart", "token_endpoint_auth_method": "none", "redirect_uris": ["https://chart.example/cb"],
+	"grant_types": ["authorization_code", "refresh_token"], "scope": "openid fhirUser launch launch/patient patient/*.rs offline_access"}`
+
 const backendMetadata = `{"client_name": "Nightly export", "token_endpoint_auth_method": "client_secret_basic",
 	"grant_types": ["client_credentials"], "scope": "system/*.rs", "software_id": "export-1", "logo_uri": "https://export.example/logo.png"}`
 
 func TestRegisterConfidentialClientGetsTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		srv.Tenant(t, "clinic")
-		res := postRegistration(t, srv, "clinic", initialToken(t, srv, "clinic"), backendMetadata)
+		res := postRegistration(t, srv, "clinic", initialToken(t, srv, "clinic", backends), backendMetadata)
 		if res.status != http.StatusCreated {
 			t.Fatalf("register: %d %v", res.status, res.body)
 		}
@@ -108,7 +123,7 @@ func TestRegisterConfidentialClientGetsTokens(t *testing.T) {
 func TestRegisterPublicClientRedirectIsExact(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		tn := srv.Tenant(t, "clinic")
-		res := postRegistration(t, srv, "clinic", initialToken(t, srv, "clinic"), `{"client_name": "Chart",
+		res := postRegistration(t, srv, "clinic", initialToken(t, srv, "clinic", userFacing), `{"client_name": "Chart",
 			"token_endpoint_auth_method": "none", "redirect_uris": ["https://chart.example/cb"],
 			"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
 			"scope": "openid fhirUser launch/patient patient/*.rs", "launch_uri": "https://chart.example/launch"}`)
@@ -153,14 +168,14 @@ func TestRegisterRefusesBadInitialAccessTokens(t *testing.T) {
 			refusedToken(t, postRegistration(t, srv, "alpha", "bm90LWEtcmVhbC10b2tlbi1qdXN0LWd1ZXNzd29yaw", backendMetadata))
 		})
 		t.Run("reused", func(t *testing.T) {
-			token := initialToken(t, srv, "alpha")
+			token := initialToken(t, srv, "alpha", backends)
 			if res := postRegistration(t, srv, "alpha", token, backendMetadata); res.status != http.StatusCreated {
 				t.Fatalf("first use: %d %v", res.status, res.body)
 			}
 			refusedToken(t, postRegistration(t, srv, "alpha", token, backendMetadata))
 		})
 		t.Run("other tenant's", func(t *testing.T) {
-			token := initialToken(t, srv, "alpha")
+			token := initialToken(t, srv, "alpha", backends)
 			refusedToken(t, postRegistration(t, srv, "beta", token, backendMetadata))
 			// Refused at beta, it still works at alpha.
 			if res := postRegistration(t, srv, "alpha", token, backendMetadata); res.status != http.StatusCreated {
@@ -168,7 +183,7 @@ func TestRegisterRefusesBadInitialAccessTokens(t *testing.T) {
 			}
 		})
 		t.Run("expired", func(t *testing.T) {
-			token := initialToken(t, srv, "beta")
+			token := initialToken(t, srv, "beta", backends)
 			srv.Clock.Advance(24*time.Hour + time.Second)
 			refusedToken(t, postRegistration(t, srv, "beta", token, backendMetadata))
 		})
@@ -183,7 +198,7 @@ func TestRegisterRefusesBadInitialAccessTokens(t *testing.T) {
 func TestRegisterRefusesBadMetadata(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		srv.Tenant(t, "clinic")
-		token := initialToken(t, srv, "clinic")
+		token := initialToken(t, srv, "clinic", backends)
 		for _, tc := range []struct {
 			name, metadata, want string
 		}{
@@ -231,5 +246,123 @@ func TestRegistrationEndpointAdvertised(t *testing.T) {
 				t.Errorf("%s registration_endpoint %v, want %s", doc, got["registration_endpoint"], iss+"/register")
 			}
 		}
+	})
+}
+
+func TestRegisterDefaultsToUserFacingApps(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		srv.Tenant(t, "clinic")
+		token := initialToken(t, srv, "clinic", userFacing)
+		for _, tc := range []struct {
+			name, metadata, want string
+		}{
+			{"backend service", backendMetadata, "backend services"},
+			{"client credentials with user scopes", `{"client_name": "A", "grant_types": ["client_credentials"], "scope": "user/*.rs"}`, "client_credentials"},
+			{"system scope on an app", `{"client_name": "A", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a.example/cb"], "scope": "openid system/*.cruds"}`,
+				"system/*.cruds"},
+			{"token exchange", `{"client_name": "A", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"], "scope": "openid"}`, "token-exchange"},
+			{"launch right", `{"client_name": "A", "redirect_uris": ["https://a.example/cb"], "scope": "openid launch", "can_create_launch": true}`, "can_create_launch"},
+			{"custom scope", `{"client_name": "A", "token_endpoint_auth_method": "none", "redirect_uris": ["https://a.example/cb"], "scope": "openid email"}`, "email"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				res := postRegistration(t, srv, "clinic", token, tc.metadata)
+				desc, _ := res.body["error_description"].(string)
+				if res.status != http.StatusBadRequest || res.body["error"] != "invalid_client_metadata" || !strings.Contains(desc, tc.want) {
+					t.Fatalf("got %d %v, want 400 invalid_client_metadata naming %q", res.status, res.body, tc.want)
+				}
+			})
+		}
+		if clients, err := srv.Store.ListClients(context.Background(), "clinic"); err != nil || len(clients) != 0 {
+			t.Fatalf("clients %v, %v; a refused registration creates none", clients, err)
+		}
+		// The refusals did not use the token up: it registers an app.
+		res := postRegistration(t, srv, "clinic", token, appMetadata)
+		if res.status != http.StatusCreated {
+			t.Fatalf("app after refusals: %d %v", res.status, res.body)
+		}
+		c, err := srv.Store.GetClient(context.Background(), "clinic", res.body["client_id"].(string))
+		if err != nil || c.CanCreateLaunch || c.Type != storage.ClientPublic {
+			t.Fatalf("registered %+v, %v", c, err)
+		}
+
+		// A token that allows backend services still refuses token exchange.
+		res = postRegistration(t, srv, "clinic", initialToken(t, srv, "clinic", backends),
+			`{"client_name": "A", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"], "scope": "openid"}`)
+		if res.status != http.StatusBadRequest || res.body["error"] != "invalid_client_metadata" {
+			t.Fatalf("token exchange with backend services allowed: %d %v", res.status, res.body)
+		}
+	})
+}
+
+func TestInitialAccessTokensInTheAdminAPI(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := apiSetup(t, srv)
+		base := e.v1 + "/tenants/acme/initial-access-tokens"
+		issue := func(body string, wantBackends bool) string {
+			t.Helper()
+			r := apiCall(t, "POST", base, e.acmeToken, "", body)
+			apiWant(t, "issue "+body, r, http.StatusCreated, "")
+			m := r.object(t)
+			token, _ := m["token"].(string)
+			if token == "" || m["backend_services"] != wantBackends {
+				t.Fatalf("issued %s, want backend_services %v", r.body, wantBackends)
+			}
+			if ev := apiLastEvent(t, srv, "acme", "admin.initial_access_token.create"); ev.Details["backend_services"] != fmt.Sprint(wantBackends) {
+				t.Fatalf("create event %+v, want backend_services %v", ev, wantBackends)
+			}
+			return token
+		}
+		app := issue("", false)
+		backend := issue(`{"ttl": "2h", "backend_services": true}`, true)
+		apiWant(t, "allowance not a boolean", apiCall(t, "POST", base, e.acmeToken, "", `{"backend_services": "yes"}`), http.StatusBadRequest, "invalid_request")
+
+		type listed struct {
+			Ref             string    `json:"ref"`
+			BackendServices bool      `json:"backend_services"`
+			CreatedBy       string    `json:"created_by"`
+			CreatedAt       time.Time `json:"created_at"`
+			ExpiresAt       time.Time `json:"expires_at"`
+		}
+		list := func() []listed {
+			t.Helper()
+			r := apiCall(t, "GET", base, e.acmeToken, "", "")
+			apiWant(t, "list", r, http.StatusOK, "")
+			if strings.Contains(string(r.body), app) || strings.Contains(string(r.body), backend) {
+				t.Fatalf("the list shows a token: %s", r.body)
+			}
+			var out []listed
+			r.json(t, &out)
+			return out
+		}
+		got := list()
+		if len(got) != 2 || len(got[0].Ref) != 16 || got[0].BackendServices || !got[1].BackendServices ||
+			got[1].CreatedBy != "client:"+e.acmeID || got[1].ExpiresAt.Sub(got[1].CreatedAt) != 2*time.Hour {
+			t.Fatalf("outstanding %+v", got)
+		}
+
+		// Each token registers what it allows; a used token leaves the list.
+		if res := postRegistration(t, srv, "acme", app, backendMetadata); res.status != http.StatusBadRequest {
+			t.Fatalf("backend service with an app's token: %d %v", res.status, res.body)
+		}
+		if res := postRegistration(t, srv, "acme", backend, backendMetadata); res.status != http.StatusCreated {
+			t.Fatalf("backend service with the allowance: %d %v", res.status, res.body)
+		}
+		if got = list(); len(got) != 1 || got[0].BackendServices {
+			t.Fatalf("after one registration %+v, want the app's token only", got)
+		}
+
+		// Revoked, the token no longer registers anything, and it is audited.
+		ref := got[0].Ref
+		apiWant(t, "revoke in another tenant", apiCall(t, "DELETE", e.v1+"/tenants/other/initial-access-tokens/"+ref, e.opToken, "", ""), http.StatusNotFound, "not_found")
+		apiWant(t, "revoke", apiCall(t, "DELETE", base+"/"+ref, e.acmeToken, "", ""), http.StatusNoContent, "")
+		if ev := apiLastEvent(t, srv, "acme", "admin.initial_access_token.revoke"); ev.ActorID != "client:"+e.acmeID || ev.Details["token_ref"] != ref {
+			t.Fatalf("revoke event %+v", ev)
+		}
+		refusedToken(t, postRegistration(t, srv, "acme", app, appMetadata))
+		apiWant(t, "revoke again", apiCall(t, "DELETE", base+"/"+ref, e.acmeToken, "", ""), http.StatusNotFound, "not_found")
+		if got = list(); len(got) != 0 {
+			t.Fatalf("after revoking %+v, want none", got)
+		}
+		apiWant(t, "another tenant's list", apiCall(t, "GET", e.v1+"/tenants/other/initial-access-tokens", e.acmeToken, "", ""), http.StatusForbidden, "")
 	})
 }

@@ -91,6 +91,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/t/{tenant}/clients", s.admin(s.adminCreateClient))
 	mux.Handle("GET /admin/t/{tenant}/clients/new", s.admin(s.adminNewClient))
 	mux.Handle("POST /admin/t/{tenant}/clients/registration-token", s.admin(s.adminCreateRegistrationToken))
+	mux.Handle("GET /admin/t/{tenant}/clients/registration-tokens", s.admin(s.adminRegistrationTokens))
+	mux.Handle("POST /admin/t/{tenant}/clients/registration-tokens/revoke", s.admin(s.adminRevokeRegistrationToken))
 	mux.Handle("GET /admin/t/{tenant}/clients/{client}/edit", s.admin(s.adminEditClient))
 	mux.Handle("POST /admin/t/{tenant}/clients/{client}/edit", s.admin(s.adminUpdateClient))
 	mux.Handle("POST /admin/t/{tenant}/clients/{client}/secret", s.admin(s.adminRotateClientSecret))
@@ -170,6 +172,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/api/v1/tenants/{tenant}/consents", s.tenantAPI(s.apiListConsents))
 	mux.Handle("DELETE /admin/api/v1/tenants/{tenant}/consents/{user}/{client}", s.tenantAPI(s.apiRevokeConsent))
 	mux.Handle("POST /admin/api/v1/tenants/{tenant}/initial-access-tokens", s.tenantAPI(s.apiCreateInitialAccessToken))
+	mux.Handle("GET /admin/api/v1/tenants/{tenant}/initial-access-tokens", s.tenantAPI(s.apiListInitialAccessTokens))
+	mux.Handle("DELETE /admin/api/v1/tenants/{tenant}/initial-access-tokens/{ref}", s.tenantAPI(s.apiRevokeInitialAccessToken))
 	mux.Handle("GET /admin/api/v1/tenants/{tenant}/audit", s.tenantAPI(s.apiListAudit))
 	mux.Handle("GET /admin/api/v1/tenants/{tenant}/audit/verify", s.tenantAPI(s.apiVerifyAudit))
 

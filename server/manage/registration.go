@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -50,6 +52,30 @@ func (e *RegistrationError) Error() string { return e.Code + ": " + e.Descriptio
 // Unwrap lets callers treat a refused registration like any invalid input.
 func (e *RegistrationError) Unwrap() error { return ErrInvalid }
 
+// InitialAccessAllowance is what a registration with one initial access
+// token may create beyond the default, an app that people sign in to with
+// user-facing SMART scopes. It is kept with the token, so the admin who
+// issues a token decides what its holder may register.
+type InitialAccessAllowance struct {
+	// BackendServices permits the client_credentials grant and system/
+	// scopes: a client that reads and writes the whole tenant's data with no
+	// person signed in and nobody asked to consent.
+	BackendServices bool `json:"backend_services,omitempty"`
+}
+
+// InitialAccessToken describes an outstanding initial access token; the
+// token itself is never kept, so it is never shown again.
+type InitialAccessToken struct {
+	// Ref is the start of the token's SHA-256 digest: how the audit trail
+	// and RevokeInitialAccessToken name it.
+	Ref       string
+	Allowance InitialAccessAllowance
+	// CreatedBy is the id of the admin, API client or command that issued it.
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
 // RegistrationRequest is the client metadata of RFC 7591 §2 that smartauth
 // registers, plus SMART's launch_uri; other metadata is ignored.
 type RegistrationRequest struct {
@@ -65,6 +91,10 @@ type RegistrationRequest struct {
 	JWKSURI   string          `json:"jwks_uri"`
 	JWKS      json.RawMessage `json:"jwks"`
 	LaunchURI string          `json:"launch_uri"`
+	// CanCreateLaunch is not RFC 7591 metadata but the admin API's name for
+	// the right to create EHR launches; it is read only to refuse it plainly
+	// rather than ignore it.
+	CanCreateLaunch bool `json:"can_create_launch"`
 }
 
 // RegistrationResponse is the client information response of RFC 7591 §3.2.1:
@@ -101,9 +131,10 @@ func initialAccessSignature(token string) string {
 }
 
 // CreateInitialAccessToken issues a single-use token that lets its holder
-// register one client in the tenant. Only its SHA-256 digest is stored, so
-// the token is shown once; ttl zero means DefaultInitialAccessTTL.
-func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string, ttl time.Duration, who Actor) (token string, expiresAt time.Time, err error) {
+// register one client in the tenant, of the kind allow permits. Only its
+// SHA-256 digest is stored, so the token is shown once; ttl zero means
+// DefaultInitialAccessTTL.
+func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string, ttl time.Duration, allow InitialAccessAllowance, who Actor) (token string, expiresAt time.Time, err error) {
 	if ttl == 0 {
 		ttl = DefaultInitialAccessTTL
 	}
@@ -118,6 +149,10 @@ func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string,
 		return "", time.Time{}, fmt.Errorf("generate initial access token: %w", err)
 	}
 	token = base64.RawURLEncoding.EncodeToString(b)
+	data, err := json.Marshal(allow)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("encode initial access allowance: %w", err)
+	}
 	now := s.timestamp()
 	t := storage.Token{
 		TenantID:  tenantID,
@@ -128,6 +163,7 @@ func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string,
 		RequestID: randomID(),
 		Subject:   who.ID,
 		Active:    true,
+		Data:      data,
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
 	}
@@ -136,6 +172,7 @@ func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string,
 	}
 	err = s.audit(ctx, tenantID, "admin.initial_access_token.create", who, "", map[string]string{
 		"token_ref": tokenRef(t.Signature), "expires_at": t.ExpiresAt.Format(time.RFC3339),
+		"backend_services": strconv.FormatBool(allow.BackendServices),
 	})
 	if err != nil {
 		return "", time.Time{}, err
@@ -148,10 +185,81 @@ func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string,
 // reveals nothing of the token.
 func tokenRef(signature string) string { return signature[:16] }
 
+// allowanceOf reads the allowance kept with an initial access token. A
+// token issued before allowances existed has none, and so registers only
+// user-facing apps.
+func allowanceOf(t storage.Token) (InitialAccessAllowance, error) {
+	var allow InitialAccessAllowance
+	if len(t.Data) == 0 {
+		return allow, nil
+	}
+	if err := json.Unmarshal(t.Data, &allow); err != nil {
+		return allow, fmt.Errorf("read allowance of initial access token %s: %w", tokenRef(t.Signature), err)
+	}
+	return allow, nil
+}
+
+// ListInitialAccessTokens returns the tenant's initial access tokens that
+// are neither used nor expired, oldest first.
+func (s *Service) ListInitialAccessTokens(ctx context.Context, tenantID string) ([]InitialAccessToken, error) {
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenantID, err)
+	}
+	recs, err := s.store.ListActiveTokens(ctx, tenantID, storage.KindInitialAccess, s.timestamp())
+	if err != nil {
+		return nil, fmt.Errorf("list initial access tokens: %w", err)
+	}
+	out := make([]InitialAccessToken, 0, len(recs))
+	for _, r := range recs {
+		allow, err := allowanceOf(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, InitialAccessToken{Ref: tokenRef(r.Signature), Allowance: allow,
+			CreatedBy: r.Subject, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt})
+	}
+	return out, nil
+}
+
+// RevokeInitialAccessToken makes the outstanding initial access token named
+// by ref (see InitialAccessToken.Ref) unusable. A ref naming no token that
+// is still outstanding yields ErrNotFound, also when a registration used the
+// token first.
+func (s *Service) RevokeInitialAccessToken(ctx context.Context, tenantID, ref string, who Actor) error {
+	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+		return fmt.Errorf("tenant %q: %w", tenantID, err)
+	}
+	recs, err := s.store.ListActiveTokens(ctx, tenantID, storage.KindInitialAccess, s.timestamp())
+	if err != nil {
+		return fmt.Errorf("list initial access tokens: %w", err)
+	}
+	i := slices.IndexFunc(recs, func(r storage.Token) bool { return tokenRef(r.Signature) == ref })
+	if i < 0 {
+		return fmt.Errorf("initial access token %q: %w", ref, storage.ErrNotFound)
+	}
+	sig := recs[i].Signature
+	allow, err := allowanceOf(recs[i])
+	if err != nil {
+		return err
+	}
+	// Consuming is the same conditional write a registration makes, so of
+	// a revocation and a registration racing on the token exactly one wins.
+	if _, err := s.store.ConsumeToken(ctx, tenantID, storage.KindInitialAccess, sig); err != nil {
+		if errors.Is(err, storage.ErrConsumed) || errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("initial access token %q: %w", ref, storage.ErrNotFound)
+		}
+		return fmt.Errorf("revoke initial access token: %w", err)
+	}
+	return s.audit(ctx, tenantID, "admin.initial_access_token.revoke", who, "", map[string]string{
+		"token_ref": ref, "backend_services": strconv.FormatBool(allow.BackendServices),
+	})
+}
+
 // RegisterClient performs RFC 7591 dynamic registration: it checks the
-// initial access token, validates md as CreateClient does, uses the token
-// up and registers the client. Refused metadata leaves the token usable, so
-// the developer can correct it and try again.
+// initial access token, validates md as CreateClient does and against what
+// the token allows (see withinAllowance), uses the token up and registers
+// the client. Refused metadata leaves the token usable, so the developer can
+// correct it and try again.
 func (s *Service) RegisterClient(ctx context.Context, tenantID, initialToken string, md RegistrationRequest, sourceIP string) (RegistrationResponse, error) {
 	who := Actor{ID: registrationActor, SourceIP: sourceIP}
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
@@ -170,9 +278,17 @@ func (s *Service) RegisterClient(ctx context.Context, tenantID, initialToken str
 		return RegistrationResponse{}, s.refuseToken(ctx, tenantID, who, "expired_token", sig)
 	}
 
+	allow, err := allowanceOf(tok)
+	if err != nil {
+		return RegistrationResponse{}, err
+	}
 	in, method, err := clientInputFromMetadata(tenantID, md)
 	if err == nil {
-		_, err = validateClient(in)
+		var c storage.Client
+		c, err = validateClient(in)
+		if err == nil {
+			err = withinAllowance(c, allow)
+		}
 	}
 	if err != nil {
 		rerr := registrationError(err)
@@ -234,6 +350,9 @@ func clientInputFromMetadata(tenantID string, md RegistrationRequest) (ClientInp
 	if slices.Contains(strings.Fields(md.Scope), AdminScope) {
 		return ClientInput{}, "", metadataError("scope %q cannot be registered dynamically; an admin registers admin API clients", AdminScope)
 	}
+	if md.CanCreateLaunch {
+		return ClientInput{}, "", metadataError("can_create_launch cannot be registered dynamically; an admin gives a client the right to create EHR launches")
+	}
 	in := ClientInput{
 		TenantID:     tenantID,
 		Name:         md.ClientName,
@@ -258,6 +377,44 @@ func clientInputFromMetadata(tenantID string, md RegistrationRequest) (ClientInp
 		}
 	}
 	return in, method, nil
+}
+
+// withinAllowance refuses a client that an initial access token with allow
+// may not register. Without an allowance a registration makes an app that
+// people sign in to: the authorization_code and refresh_token grants and
+// SMART's user-facing scopes, so every token it gets acts for a person who
+// signed in and consented. Backend services (client_credentials, system/
+// scopes) need the admin's allowance; token exchange and custom scopes are
+// never registered this way, since their reach is the admin's to judge.
+func withinAllowance(c storage.Client, allow InitialAccessAllowance) error {
+	for _, g := range c.GrantTypes {
+		switch g {
+		case GrantAuthorizationCode, GrantRefreshToken:
+		case GrantClientCredentials:
+			if !allow.BackendServices {
+				return metadataError("grant type %s is for backend services, which this initial access token does not allow; ask the admin for one that allows backend services", g)
+			}
+		default:
+			return metadataError("grant type %s cannot be registered dynamically; an admin registers such clients", g)
+		}
+	}
+	for _, raw := range c.Scopes {
+		sc, err := smart.Parse(raw)
+		if err != nil {
+			return metadataError("%s", err.Error())
+		}
+		switch sc.Kind {
+		case smart.KindOpenID, smart.KindFHIRUser, smart.KindProfile, smart.KindLaunch, smart.KindLaunchContext,
+			smart.KindOfflineAccess, smart.KindOnlineAccess:
+		case smart.KindResource:
+			if sc.Context == "system" && !allow.BackendServices {
+				return metadataError("scope %q is for backend services, which this initial access token does not allow; ask the admin for one that allows backend services", raw)
+			}
+		default:
+			return metadataError("scope %q cannot be registered dynamically: only openid, fhirUser, profile, launch, launch/…, offline_access, online_access, patient/… and user/… scopes can", raw)
+		}
+	}
+	return nil
 }
 
 func metadataError(format string, args ...any) *RegistrationError {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,7 @@ func TestClientInputFromMetadata(t *testing.T) {
 		{name: "relative redirect", md: RegistrationRequest{RedirectURIs: []string{"/cb"}}, wantCode: ErrCodeInvalidRedirectURI},
 		{name: "second redirect bad", md: RegistrationRequest{RedirectURIs: []string{"https://a.example/cb", "http://a.example/cb"}},
 			wantCode: ErrCodeInvalidRedirectURI},
+		{name: "launch right", md: RegistrationRequest{CanCreateLaunch: true}, wantCode: ErrCodeInvalidClientMetadata},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,11 +142,14 @@ func registrationFixture(t *testing.T, test func(t *testing.T, svc *Service, sto
 
 var backendRegistration = RegistrationRequest{ClientName: "Export", GrantTypes: []string{GrantClientCredentials}, Scope: "system/*.rs"}
 
+// backendsAllowed lets a token register backendRegistration.
+var backendsAllowed = InitialAccessAllowance{BackendServices: true}
+
 func TestCreateInitialAccessToken(t *testing.T) {
 	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1", SourceIP: "192.0.2.1"}
-		token, exp, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, admin)
+		token, exp, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, InitialAccessAllowance{}, admin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,20 +169,36 @@ func TestCreateInitialAccessToken(t *testing.T) {
 			t.Fatalf("stored record %+v, %v", rec, err)
 		}
 		events, err := store.ListAudit(ctx, "alpha", storage.AuditFilter{Type: "admin.initial_access_token.create"})
-		if err != nil || len(events) != 1 || events[0].ActorID != admin.ID || events[0].Details["token_ref"] == "" {
+		if err != nil || len(events) != 1 || events[0].ActorID != admin.ID || events[0].Details["token_ref"] == "" ||
+			events[0].Details["backend_services"] != "false" {
 			t.Fatalf("audit %+v, %v", events, err)
 		}
 
-		_, exp, err = svc.CreateInitialAccessToken(ctx, "alpha", MaxInitialAccessTTL, admin)
+		// The allowance is kept with the token and recorded in the trail.
+		backend, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, backendsAllowed, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum = sha256.Sum256([]byte(backend))
+		rec, err = store.GetToken(ctx, "alpha", storage.KindInitialAccess, hex.EncodeToString(sum[:]))
+		if allow, aerr := allowanceOf(rec); err != nil || aerr != nil || allow != backendsAllowed {
+			t.Fatalf("stored allowance of %+v: %+v, %v, %v", rec, allow, err, aerr)
+		}
+		events, err = store.ListAudit(ctx, "alpha", storage.AuditFilter{Type: "admin.initial_access_token.create"})
+		if err != nil || len(events) != 2 || events[1].Details["backend_services"] != "true" {
+			t.Fatalf("audit %+v, %v", events, err)
+		}
+
+		_, exp, err = svc.CreateInitialAccessToken(ctx, "alpha", MaxInitialAccessTTL, InitialAccessAllowance{}, admin)
 		if err != nil || !exp.Equal(clock.Now().Add(MaxInitialAccessTTL)) {
 			t.Fatalf("30-day token: %v, %v", exp, err)
 		}
 		for _, ttl := range []time.Duration{-time.Second, MaxInitialAccessTTL + time.Second} {
-			if _, _, err := svc.CreateInitialAccessToken(ctx, "alpha", ttl, admin); !errors.Is(err, ErrInvalid) {
+			if _, _, err := svc.CreateInitialAccessToken(ctx, "alpha", ttl, InitialAccessAllowance{}, admin); !errors.Is(err, ErrInvalid) {
 				t.Errorf("ttl %s: %v, want ErrInvalid", ttl, err)
 			}
 		}
-		if _, _, err := svc.CreateInitialAccessToken(ctx, "nowhere", 0, admin); !errors.Is(err, storage.ErrNotFound) {
+		if _, _, err := svc.CreateInitialAccessToken(ctx, "nowhere", 0, InitialAccessAllowance{}, admin); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("unknown tenant: %v, want ErrNotFound", err)
 		}
 	})
@@ -187,7 +208,7 @@ func TestRegisterClient(t *testing.T) {
 	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1"}
-		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", time.Hour, admin)
+		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", time.Hour, backendsAllowed, admin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +253,7 @@ func TestRegisterClient(t *testing.T) {
 		}
 
 		// Expiry follows the service clock: good a second before, refused at it.
-		expiring, _, err := svc.CreateInitialAccessToken(ctx, "beta", time.Minute, admin)
+		expiring, _, err := svc.CreateInitialAccessToken(ctx, "beta", time.Minute, backendsAllowed, admin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +261,7 @@ func TestRegisterClient(t *testing.T) {
 		if _, err := svc.RegisterClient(ctx, "beta", expiring, backendRegistration, ""); !errors.Is(err, ErrInvalidInitialAccessToken) {
 			t.Fatalf("expired: %v, want ErrInvalidInitialAccessToken", err)
 		}
-		fresh, _, err := svc.CreateInitialAccessToken(ctx, "beta", time.Minute, admin)
+		fresh, _, err := svc.CreateInitialAccessToken(ctx, "beta", time.Minute, backendsAllowed, admin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +294,7 @@ func TestRegisterClient(t *testing.T) {
 
 func TestRegisterClientTokenRace(t *testing.T) {
 	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
-		token, _, err := svc.CreateInitialAccessToken(t.Context(), "alpha", 0, Actor{ID: "admin-1"})
+		token, _, err := svc.CreateInitialAccessToken(t.Context(), "alpha", 0, backendsAllowed, Actor{ID: "admin-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +326,7 @@ func TestRegisterClientTokenRace(t *testing.T) {
 func TestRegisterClientRefusedMetadataKeepsToken(t *testing.T) {
 	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
 		ctx := t.Context()
-		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, Actor{ID: "admin-1"})
+		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, backendsAllowed, Actor{ID: "admin-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,6 +355,173 @@ func TestRegisterClientRefusedMetadataKeepsToken(t *testing.T) {
 		if err != nil || len(events) != 6 || events[0].Outcome != "failure" || events[0].Details["error"] != ErrCodeInvalidRedirectURI ||
 			events[0].Details["reason"] == "" {
 			t.Fatalf("client.register events %+v, %v", events, err)
+		}
+	})
+}
+
+func TestWithinAllowance(t *testing.T) {
+	app := func(grants []string, scopes ...string) storage.Client {
+		return storage.Client{GrantTypes: grants, Scopes: scopes}
+	}
+	code := []string{GrantAuthorizationCode, GrantRefreshToken}
+	backend := []string{GrantClientCredentials}
+	tests := []struct {
+		name    string
+		client  storage.Client
+		allow   InitialAccessAllowance
+		refused bool
+	}{
+		{"user-facing app", app(code, "openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
+			"offline_access", "online_access", "patient/*.rs", "user/Observation.rs?category=laboratory", "patient/Patient.read"), InitialAccessAllowance{}, false},
+		{"system scope", app(code, "openid", "system/*.rs"), InitialAccessAllowance{}, true},
+		{"system v1 scope", app(code, "system/Patient.read"), InitialAccessAllowance{}, true},
+		{"client credentials", app(backend, "patient/*.rs"), InitialAccessAllowance{}, true},
+		{"backend service allowed", app(backend, "system/*.cruds"), backendsAllowed, false},
+		{"backend service with an app's grants", app(append(code, GrantClientCredentials), "openid", "system/*.rs", "user/*.rs"), backendsAllowed, false},
+		{"token exchange", app([]string{GrantTokenExchange}, "openid"), InitialAccessAllowance{}, true},
+		{"token exchange with backends allowed", app([]string{GrantTokenExchange}, "openid"), backendsAllowed, true},
+		{"custom scope", app(code, "openid", "__photo.manage"), InitialAccessAllowance{}, true},
+		{"custom scope with backends allowed", app(backend, "system/*.rs", "email"), backendsAllowed, true},
+		{"admin scope with backends allowed", app(backend, AdminScope), backendsAllowed, true},
+		{"malformed SMART scope", app(code, "patient/*.xyz"), InitialAccessAllowance{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := withinAllowance(tc.client, tc.allow)
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var rerr *RegistrationError
+			if !errors.As(err, &rerr) || rerr.Code != ErrCodeInvalidClientMetadata || rerr.Description == "" {
+				t.Fatalf("got %v, want invalid_client_metadata", err)
+			}
+		})
+	}
+}
+
+func TestRegisterClientAllowance(t *testing.T) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
+		ctx := t.Context()
+		admin := Actor{ID: "admin-1"}
+		plain, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, InitialAccessAllowance{}, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		userApp := RegistrationRequest{ClientName: "Chart", TokenEndpointAuthMethod: "none", RedirectURIs: []string{"https://chart.example/cb"},
+			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scope: "openid fhirUser launch/patient patient/*.rs offline_access"}
+		exchange := RegistrationRequest{ClientName: "Bridge", GrantTypes: []string{GrantTokenExchange}, Scope: "openid user/*.rs"}
+		for _, tc := range []struct {
+			name string
+			md   RegistrationRequest
+			want string // in the description
+		}{
+			{"backend service", backendRegistration, "backend services"},
+			{"system scope on an app", RegistrationRequest{ClientName: "A", RedirectURIs: []string{"https://a.example/cb"}, Scope: "openid system/*.cruds"}, "system/*.cruds"},
+			{"token exchange", exchange, GrantTokenExchange},
+			{"launch right", RegistrationRequest{ClientName: "EHR", RedirectURIs: []string{"https://a.example/cb"}, Scope: "openid", CanCreateLaunch: true}, "can_create_launch"},
+		} {
+			_, err := svc.RegisterClient(ctx, "alpha", plain, tc.md, "")
+			var rerr *RegistrationError
+			if !errors.As(err, &rerr) || rerr.Code != ErrCodeInvalidClientMetadata || !strings.Contains(rerr.Description, tc.want) {
+				t.Errorf("%s: %v, want invalid_client_metadata naming %q", tc.name, err, tc.want)
+			}
+		}
+		// The refusals left the token usable for what it does allow.
+		res, err := svc.RegisterClient(ctx, "alpha", plain, userApp, "")
+		if err != nil {
+			t.Fatalf("user-facing app after refusals: %v", err)
+		}
+		if c, err := store.GetClient(ctx, "alpha", res.ClientID); err != nil || c.CanCreateLaunch || slices.Contains(c.GrantTypes, GrantClientCredentials) {
+			t.Fatalf("registered %+v, %v", c, err)
+		}
+
+		// An admin's allowance lets backend services through, and nothing more.
+		backend, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, backendsAllowed, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.RegisterClient(ctx, "alpha", backend, exchange, ""); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("token exchange with backends allowed: %v, want refused", err)
+		}
+		res, err = svc.RegisterClient(ctx, "alpha", backend, backendRegistration, "")
+		if err != nil || !slices.Equal(res.GrantTypes, []string{GrantClientCredentials}) || res.Scope != "system/*.rs" {
+			t.Fatalf("backend service with the allowance: %+v, %v", res, err)
+		}
+		clients, err := store.ListClients(ctx, "alpha")
+		if err != nil || len(clients) != 2 {
+			t.Fatalf("clients %+v, %v; want the app and the backend service", clients, err)
+		}
+	})
+}
+
+func TestInitialAccessTokensListAndRevoke(t *testing.T) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
+		ctx := t.Context()
+		admin := Actor{ID: "admin-1", SourceIP: "192.0.2.1"}
+		issue := func(tenant string, ttl time.Duration, allow InitialAccessAllowance) string {
+			t.Helper()
+			token, _, err := svc.CreateInitialAccessToken(ctx, tenant, ttl, allow, admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Second)
+			return token
+		}
+		used := issue("alpha", 0, backendsAllowed)
+		short := issue("alpha", time.Minute, InitialAccessAllowance{})
+		first := issue("alpha", 0, InitialAccessAllowance{})
+		second := issue("alpha", 2*time.Hour, backendsAllowed)
+		issue("beta", 0, backendsAllowed)
+		if _, err := svc.RegisterClient(ctx, "alpha", used, backendRegistration, ""); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+
+		got, err := svc.ListInitialAccessTokens(ctx, "alpha")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := func(token string) string {
+			sum := sha256.Sum256([]byte(token))
+			return hex.EncodeToString(sum[:])[:16]
+		}
+		if len(got) != 2 || got[0].Ref != ref(first) || got[1].Ref != ref(second) || got[0].Allowance.BackendServices ||
+			!got[1].Allowance.BackendServices || got[1].CreatedBy != admin.ID || !got[1].ExpiresAt.Equal(got[1].CreatedAt.Add(2*time.Hour)) {
+			t.Fatalf("outstanding %+v; want first and second, not the used %s or the expired %s", got, ref(used), ref(short))
+		}
+
+		if err := svc.RevokeInitialAccessToken(ctx, "alpha", ref(second), admin); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.RegisterClient(ctx, "alpha", second, backendRegistration, ""); !errors.Is(err, ErrInvalidInitialAccessToken) {
+			t.Fatalf("register with a revoked token: %v", err)
+		}
+		for _, tc := range []struct{ name, tenant, ref string }{
+			{"revoked twice", "alpha", ref(second)},
+			{"used", "alpha", ref(used)},
+			{"expired", "alpha", ref(short)},
+			{"another tenant's", "beta", ref(first)},
+			{"empty", "alpha", ""},
+			{"the whole token", "alpha", first},
+		} {
+			if err := svc.RevokeInitialAccessToken(ctx, tc.tenant, tc.ref, admin); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("revoke %s: %v, want ErrNotFound", tc.name, err)
+			}
+		}
+		if _, err := svc.ListInitialAccessTokens(ctx, "nowhere"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("list of an unknown tenant: %v, want ErrNotFound", err)
+		}
+		got, err = svc.ListInitialAccessTokens(ctx, "alpha")
+		if err != nil || len(got) != 1 || got[0].Ref != ref(first) {
+			t.Fatalf("after revoking: %+v, %v", got, err)
+		}
+		events, err := store.ListAudit(ctx, "alpha", storage.AuditFilter{Type: "admin.initial_access_token.revoke"})
+		if err != nil || len(events) != 1 || events[0].ActorID != admin.ID || events[0].SourceIP != admin.SourceIP ||
+			events[0].Details["token_ref"] != ref(second) || events[0].Details["backend_services"] != "true" {
+			t.Fatalf("revoke events %+v, %v", events, err)
 		}
 	})
 }
