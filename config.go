@@ -27,6 +27,8 @@ type config struct {
 	privateJWKS bool
 	// privateFHIR lets tenants' FHIR patient search reach internal addresses.
 	privateFHIR bool
+	// privateIdP lets tenants' identity providers be at internal addresses.
+	privateIdP bool
 }
 
 // boolFlag registers a boolean flag whose default comes from an environment
@@ -98,6 +100,8 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		"let client JWKS URLs reach private and loopback addresses")
 	privateFHIR, privateFHIRErr := boolFlag(fs, env, "fhir-private-networks", "SMARTAUTH_FHIR_PRIVATE_NETWORKS",
 		"let tenants' FHIR patient search reach private and loopback addresses")
+	privateIdP, privateIdPErr := boolFlag(fs, env, "idp-private-networks", "SMARTAUTH_IDP_PRIVATE_NETWORKS",
+		"let tenants' identity providers be at private and loopback addresses")
 	return func() (config, error) {
 		c, err := load()
 		if err != nil {
@@ -106,11 +110,12 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		if demoErr != nil {
 			return c, demoErr
 		}
-		if err := errors.Join(privateErr, privateFHIRErr); err != nil {
+		if err := errors.Join(privateErr, privateFHIRErr, privateIdPErr); err != nil {
 			return c, err
 		}
 		c.privateJWKS = *privateJWKS
 		c.privateFHIR = *privateFHIR
+		c.privateIdP = *privateIdP
 		c.demo = *demo
 		c.addr = *addr
 		if c.demo && !demoSafe(c.addr, *base) && !demoExplicit(fs, env) {

@@ -43,17 +43,20 @@ func TestDemoDefault(t *testing.T) {
 
 func TestPrivateNetworkSettings(t *testing.T) {
 	tests := []struct {
-		name       string
-		env        map[string]string
-		args       []string
-		jwks, fhir bool
-		err        string
+		name            string
+		env             map[string]string
+		args            []string
+		jwks, fhir, idp bool
+		err             string
 	}{
-		{"default refuses both", nil, nil, false, false, ""},
-		{"FHIR only, by environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, nil, false, true, ""},
-		{"JWKS only, by flag", nil, []string{"--jwks-private-networks"}, true, false, ""},
-		{"flag overrides environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, []string{"--fhir-private-networks=false"}, false, false, ""},
-		{"not a boolean", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "sometimes"}, nil, false, false, "SMARTAUTH_FHIR_PRIVATE_NETWORKS \"sometimes\" must be true or false"},
+		{"default refuses all", nil, nil, false, false, false, ""},
+		{"FHIR only, by environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, nil, false, true, false, ""},
+		{"JWKS only, by flag", nil, []string{"--jwks-private-networks"}, true, false, false, ""},
+		{"identity providers only, by environment", map[string]string{"SMARTAUTH_IDP_PRIVATE_NETWORKS": "true"}, nil, false, false, true, ""},
+		{"identity providers only, by flag", nil, []string{"--idp-private-networks"}, false, false, true, ""},
+		{"flag overrides environment", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "true"}, []string{"--fhir-private-networks=false"}, false, false, false, ""},
+		{"not a boolean", map[string]string{"SMARTAUTH_FHIR_PRIVATE_NETWORKS": "sometimes"}, nil, false, false, false, "SMARTAUTH_FHIR_PRIVATE_NETWORKS \"sometimes\" must be true or false"},
+		{"identity providers, not a boolean", map[string]string{"SMARTAUTH_IDP_PRIVATE_NETWORKS": "sometimes"}, nil, false, false, false, "SMARTAUTH_IDP_PRIVATE_NETWORKS \"sometimes\" must be true or false"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,8 +77,8 @@ func TestPrivateNetworkSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.privateJWKS != tc.jwks || c.privateFHIR != tc.fhir {
-				t.Fatalf("private JWKS %v FHIR %v, want %v %v", c.privateJWKS, c.privateFHIR, tc.jwks, tc.fhir)
+			if c.privateJWKS != tc.jwks || c.privateFHIR != tc.fhir || c.privateIdP != tc.idp {
+				t.Fatalf("private JWKS %v FHIR %v IdP %v, want %v %v %v", c.privateJWKS, c.privateFHIR, c.privateIdP, tc.jwks, tc.fhir, tc.idp)
 			}
 		})
 	}

@@ -49,7 +49,7 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 		}
 	}
 	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log, MasterKey: d.masterKey,
-		AllowPrivateJWKS: c.privateJWKS, AllowPrivateFHIR: c.privateFHIR})
+		AllowPrivateJWKS: c.privateJWKS, AllowPrivateFHIR: c.privateFHIR, AllowPrivateIdP: c.privateIdP})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/smartauth/smartauth/federation"
 	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/netguard"
 	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 )
@@ -70,8 +71,18 @@ func (s *Server) routeEmail(ctx context.Context, tenantID, email string) (federa
 // connectors keeps one connector per identity provider, so discovery and
 // keys are fetched once, and builds a new one when the provider changes.
 type connectors struct {
+	// client reaches the providers; a tenant's administrator names them,
+	// so it refuses private addresses unless the operator allows them.
+	client *http.Client
+
 	mu sync.Mutex
 	m  map[string]cachedConnector
+}
+
+// newConnectors returns an empty set of connectors whose client may reach
+// private addresses only if allowPrivate.
+func newConnectors(allowPrivate bool) connectors {
+	return connectors{client: oidc.NewHTTPClient(netguard.Control(allowPrivate))}
 }
 
 type cachedConnector struct {
@@ -95,6 +106,7 @@ func (s *Server) connector(p storage.IdentityProvider) (*oidc.Connector, error) 
 	if err != nil {
 		return nil, err
 	}
+	cfg.HTTPClient = s.idps.client
 	c, err := oidc.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("identity provider %q: %w", p.ID, err)

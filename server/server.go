@@ -53,6 +53,9 @@ type Config struct {
 	// private addresses; kept apart from AllowPrivateJWKS, since an internal
 	// FHIR server is common and internal JWKS URLs are not.
 	AllowPrivateFHIR bool
+	// AllowPrivateIdP lets tenants' identity providers, at sign-in and in
+	// the admin's discovery test, resolve to private addresses.
+	AllowPrivateIdP bool
 	// SessionIdleTimeout and SessionAbsoluteTimeout end browser sessions;
 	// zero means the sessions package's defaults.
 	SessionIdleTimeout     time.Duration
@@ -157,6 +160,9 @@ func New(cfg Config) (*Server, error) {
 		ClientAuth: s.clientAuthStrategy,
 		Now:        s.now,
 	})
+	// Sign-in and the admin's discovery test reach identity providers alike.
+	s.idps = newConnectors(cfg.AllowPrivateIdP)
+	s.manage = s.manage.WithHTTPClient(s.idps.client)
 	s.handler = s.middleware(s.routes())
 	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -32,7 +33,9 @@ type Config struct {
 	Scopes []string
 	// UserInfo asks the userinfo endpoint for claims the ID token lacks.
 	UserInfo bool
-	// HTTPClient talks to the provider; nil means one with a 10-second timeout.
+	// HTTPClient talks to the provider, and is required: whoever wires the
+	// connector decides, by building it with NewHTTPClient, which addresses
+	// a provider may be at.
 	HTTPClient *http.Client
 }
 
@@ -51,40 +54,66 @@ var _ federation.Connector = (*Connector)(nil)
 
 // New returns a connector; it does not contact the provider until first used.
 func New(cfg Config) (*Connector, error) {
-	u, err := url.Parse(cfg.Issuer)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("oidc: issuer %q is not a URL without query or fragment", cfg.Issuer)
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return nil, fmt.Errorf("oidc: issuer %q must use https", cfg.Issuer)
-	}
-	if cfg.ClientID == "" {
-		return nil, errors.New("oidc: client id is required")
+	if cfg.HTTPClient == nil {
+		return nil, errors.New("oidc: an HTTP client is required")
 	}
 	if cfg.Scopes == nil {
 		cfg.Scopes = []string{"email", "profile"}
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = NewHTTPClient()
-	}
-	return &Connector{cfg: cfg, client: client}, nil
+	return &Connector{cfg: cfg, client: cfg.HTTPClient}, nil
 }
 
-// NewHTTPClient returns the client connectors use by default: bounded in
-// every phase, so a slow provider cannot hold a sign-in open.
-func NewHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			IdleConnTimeout:       90 * time.Second,
-		},
+// Check reports whether the issuer and client id make a usable
+// configuration, without contacting the provider.
+func (cfg Config) Check() error {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("oidc: issuer %q is not a URL without query or fragment", cfg.Issuer)
 	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return fmt.Errorf("oidc: issuer %q must use https", cfg.Issuer)
+	}
+	if cfg.ClientID == "" {
+		return errors.New("oidc: client id is required")
+	}
+	return nil
+}
+
+// NewHTTPClient returns a client for connectors: bounded in every phase, so
+// a slow provider cannot hold a sign-in open, and following redirects only
+// within one scheme and host, so a client secret sent to the token endpoint
+// goes nowhere else. control, when not nil, vets the address of every
+// connection after DNS resolution (server/netguard refuses non-public
+// ones); such a client uses no proxy, since control would see only the
+// proxy's address.
+func NewHTTPClient(control func(network, address string, c syscall.RawConn) error) *http.Client {
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, Control: control}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}
+	if control != nil {
+		t.Proxy = nil
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t, CheckRedirect: sameHostRedirects}
+}
+
+// sameHostRedirects follows at most a few redirects, each to the scheme and
+// host of the first request.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("oidc: too many redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("oidc: refusing a redirect from %s to another host", first.Host)
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

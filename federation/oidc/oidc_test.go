@@ -28,7 +28,7 @@ var (
 
 func connector(t *testing.T, p *oidctest.Provider, userinfo bool) *oidc.Connector {
 	t.Helper()
-	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID, ClientSecret: p.ClientSecret, UserInfo: userinfo})
+	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID, ClientSecret: p.ClientSecret, UserInfo: userinfo, HTTPClient: anyAddress})
 	if err != nil {
 		t.Fatalf("new connector: %v", err)
 	}
@@ -170,7 +170,7 @@ func TestWrongVerifierIsRefusedByTheProvider(t *testing.T) {
 }
 
 func TestUnreachableProvider(t *testing.T) {
-	c, err := oidc.New(oidc.Config{Issuer: "http://127.0.0.1:1/pool", ClientID: "x"})
+	c, err := oidc.New(oidc.Config{Issuer: "http://127.0.0.1:1/pool", ClientID: "x", HTTPClient: anyAddress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestPresets(t *testing.T) {
 		}
 	}
 	for _, issuer := range []string{"http://idp.example", "ftp://idp.example", "https://idp.example?x=1", "not a url"} {
-		if _, err := oidc.New(oidc.Config{Issuer: issuer, ClientID: "c"}); err == nil {
+		if _, err := oidc.New(oidc.Config{Issuer: issuer, ClientID: "c", HTTPClient: anyAddress}); err == nil {
 			t.Errorf("New accepted issuer %q", issuer)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/federation/oidctest"
 )
 
@@ -15,6 +16,9 @@ import (
 // package with its in-memory example storage, run in the test.
 
 const redirectURI = "https://smartauth.example/t/acme/federation/callback"
+
+// anyAddress reaches the provider on loopback, where the tests run it.
+var anyAddress = oidc.NewHTTPClient(nil)
 
 // startProvider runs a provider of the given shape that lets the connector
 // redirect back to redirectURI.

@@ -17,7 +17,7 @@ import (
 // presents, as in token exchange, each checked for the audience its type needs.
 func TestVerifyPresentedTokens(t *testing.T) {
 	p := startProvider(t, oidctest.ShapeOkta)
-	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID})
+	c, err := oidc.New(oidc.Config{Issuer: p.Issuer(), ClientID: p.ClientID, HTTPClient: anyAddress})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,11 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -36,19 +38,23 @@ func TestTestDiscovery(t *testing.T) {
 		name  string
 		serve func(w http.ResponseWriter, r *http.Request, issuer string)
 		says  string // part of the error; empty when discovery works
+		logs  string // part of the cause kept for the log only
 	}{
-		{"a discovery document", doc(nil), ""},
+		{"a discovery document", doc(nil), "", ""},
 		{"garbage", func(w http.ResponseWriter, r *http.Request, issuer string) {
 			w.Header().Set("Content-Type", "text/html")
 			w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
-		}, "Content-Type"},
-		{"wrong issuer", doc(func(d map[string]any) { d["issuer"] = "https://elsewhere.example" }), "did not match"},
-		{"no jwks_uri", doc(func(d map[string]any) { delete(d, "jwks_uri") }), "no jwks_uri"},
-		{"no token endpoint", doc(func(d map[string]any) { d["token_endpoint"] = "" }), "no token_endpoint"},
-		{"not found", func(w http.ResponseWriter, r *http.Request, issuer string) { http.NotFound(w, r) }, "404"},
-		{"a long error page", func(w http.ResponseWriter, r *http.Request, issuer string) {
-			http.Error(w, strings.Repeat("stack trace line\n", 1000), http.StatusInternalServerError)
-		}, "500"},
+		}, "not a JSON discovery document", "Welcome to nginx!"},
+		{"wrong issuer", doc(func(d map[string]any) { d["issuer"] = "https://elsewhere.example" }), "names another issuer", "elsewhere.example"},
+		{"no jwks_uri", doc(func(d map[string]any) { delete(d, "jwks_uri") }), "no jwks_uri", ""},
+		{"no token endpoint", doc(func(d map[string]any) { d["token_endpoint"] = "" }), "no token_endpoint", ""},
+		{"not found", func(w http.ResponseWriter, r *http.Request, issuer string) { http.NotFound(w, r) }, "HTTP status 404", "page not found"},
+		{"an error page", func(w http.ResponseWriter, r *http.Request, issuer string) {
+			http.Error(w, "internal secret-ish detail\n"+strings.Repeat("stack trace line\n", 1000), http.StatusInternalServerError)
+		}, "HTTP status 500", "internal secret-ish detail"},
+		{"a redirect", func(w http.ResponseWriter, r *http.Request, issuer string) {
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
+		}, "redirect", ""},
 		{"an endless document", func(w http.ResponseWriter, r *http.Request, issuer string) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(`{"issuer":"` + issuer + `","padding":"`))
@@ -57,11 +63,13 @@ func TestTestDiscovery(t *testing.T) {
 					return
 				}
 			}
-		}, "larger than"},
+		}, "larger than", ""},
 	}
 	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
 		ctx := t.Context()
 		fx.tenant(t, "clinic")
+		// The test servers listen on loopback, which the default client refuses.
+		svc := fx.svc.WithHTTPClient(oidc.NewHTTPClient(nil))
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				var issuer string
@@ -80,7 +88,7 @@ func TestTestDiscovery(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				res, err := fx.svc.TestDiscovery(ctx, "clinic", id)
+				res, err := svc.TestDiscovery(ctx, "clinic", id)
 				if tc.says == "" {
 					want := DiscoveryResult{Issuer: issuer, AuthorizationEndpoint: issuer + "/authorize", TokenEndpoint: issuer + "/token",
 						JWKSURI: issuer + "/jwks", UserInfoEndpoint: issuer + "/userinfo", ScopesSupported: []string{"openid", "email", "profile"}}
@@ -99,8 +107,18 @@ func TestTestDiscovery(t *testing.T) {
 				if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, tc.says) {
 					t.Fatalf("error %q; want it to start %q and say %q", msg, prefix, tc.says)
 				}
-				if len(msg) > len(prefix)+maxReasonBytes+len("…") || strings.ContainsAny(msg, "\n\r") {
+				if len(msg) > len(prefix)+200 || strings.ContainsAny(msg, "\n\r") {
 					t.Fatalf("error of %d bytes is not brief and on one line: %q", len(msg), msg)
+				}
+				// The upstream's answer reaches the log, briefly, never the caller.
+				if tc.logs != "" {
+					cause := derr.Err.Error()
+					if strings.Contains(msg, tc.logs) || !strings.Contains(cause, tc.logs) {
+						t.Fatalf("error %q, cause %q: want %q in the cause only", msg, cause, tc.logs)
+					}
+					if len(cause) > 2*maxLoggedBytes || strings.ContainsAny(cause, "\n\r") {
+						t.Fatalf("cause of %d bytes is not brief and on one line: %q", len(cause), cause)
+					}
 				}
 			})
 		}
@@ -119,7 +137,7 @@ func TestTestDiscovery(t *testing.T) {
 				Settings: storage.IdentityProviderSettings{Issuer: srv.URL, ClientID: "smartauth"}}, Actor{ID: "setup"}); err != nil {
 				t.Fatal(err)
 			}
-			svc := fx.svc.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond})
+			svc := svc.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond})
 			start := time.Now()
 			_, err := svc.TestDiscovery(ctx, "clinic", "slow")
 			var derr *DiscoveryError
@@ -128,6 +146,31 @@ func TestTestDiscovery(t *testing.T) {
 			}
 			if time.Since(start) > 5*time.Second {
 				t.Fatalf("the test waited %v, not the client's timeout", time.Since(start))
+			}
+		})
+
+		t.Run("a private address by default", func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				doc(nil)(w, r, "http://"+r.Host)
+			}))
+			t.Cleanup(srv.Close)
+			// Named as localhost too, since the check must follow DNS.
+			for i, issuer := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)} {
+				id := "private-" + string(rune('a'+i))
+				if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", IdentityProviderInput{ID: id, Type: storage.IdentityProviderOIDC,
+					Settings: storage.IdentityProviderSettings{Issuer: issuer, ClientID: "smartauth"}}, Actor{ID: "setup"}); err != nil {
+					t.Fatal(err)
+				}
+				_, err := fx.svc.TestDiscovery(ctx, "clinic", id)
+				var derr *DiscoveryError
+				if !errors.As(err, &derr) || !strings.Contains(err.Error(), "not public") {
+					t.Fatalf("discovery at %s: %v, want a refusal of the private address", issuer, err)
+				}
+			}
+			if hits.Load() != 0 {
+				t.Fatalf("the server on loopback was reached %d times", hits.Load())
 			}
 		})
 

@@ -113,7 +113,7 @@ func checkIdentityProvider(tenantID string, in IdentityProviderInput, now time.T
 	// Building the connector configuration is the validation of the settings.
 	cfg, err := oidc.ConfigFor(p, in.ClientSecret)
 	if err == nil {
-		_, err = oidc.New(cfg)
+		err = cfg.Check()
 	}
 	if err != nil {
 		return storage.IdentityProvider{}, invalid("%v", err)

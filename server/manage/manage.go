@@ -15,6 +15,7 @@ import (
 
 	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/netguard"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -41,19 +42,28 @@ type Service struct {
 	http *http.Client
 }
 
-// New returns a Service; now may be nil.
+// New returns a Service; now may be nil. It reaches identity providers
+// only at public addresses; WithHTTPClient changes that.
 func New(store storage.Storage, km *keys.Manager, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, keys: km, now: now, http: oidc.NewHTTPClient()}
+	return &Service{store: store, keys: km, now: now, http: publicIdPClient()}
+}
+
+// publicIdPClient reaches identity providers at public addresses only, as a
+// tenant's administrator, who names the issuer, must not be able to probe
+// the server's own network with a discovery test.
+func publicIdPClient() *http.Client {
+	return oidc.NewHTTPClient(netguard.Control(false))
 }
 
 // WithHTTPClient returns a copy of the Service that reaches upstream
-// identity providers through c; nil means the connectors' default client.
+// identity providers through c; nil means a connector client that reaches
+// public addresses only.
 func (s *Service) WithHTTPClient(c *http.Client) *Service {
 	if c == nil {
-		c = oidc.NewHTTPClient()
+		c = publicIdPClient()
 	}
 	cp := *s
 	cp.http = c

@@ -126,8 +126,9 @@ func Start(t testing.TB, store storage.Storage) *Server {
 		Logger:    logs.New(buf, slog.LevelDebug),
 		Now:       clock.Now,
 		MasterKey: masterKey,
-		// Tests run their FHIR servers on loopback.
+		// Tests run their FHIR servers and identity providers on loopback.
 		AllowPrivateFHIR: true,
+		AllowPrivateIdP:  true,
 	})
 	if err != nil {
 		t.Fatal(err)
