@@ -136,8 +136,11 @@ func parseDomain(d string) (domain string, subdomains bool, err error) {
 
 // UpdateIdentityProvider validates and stores new settings for an existing
 // provider, checked as AddIdentityProvider checks them. A blank client
-// secret keeps the sealed one; domains are routed on their own, with
-// AddDomainRoute and DeleteDomainRoute.
+// secret keeps the sealed one, unless the settings that say where the
+// secret is sent or whose it is (type, issuer, preset fields, client id)
+// change: then the stored secret is dropped, the provider becomes a public
+// client, and only a secret given with the change is kept. Domains are
+// routed on their own, with AddDomainRoute and DeleteDomainRoute.
 func (s *Service) UpdateIdentityProvider(ctx context.Context, tenantID string, in IdentityProviderInput, who Actor) (storage.IdentityProvider, error) {
 	if len(in.Domains) > 0 {
 		return storage.IdentityProvider{}, invalid("domains are not changed with the provider's settings: add or remove each domain route on its own")
@@ -152,6 +155,12 @@ func (s *Service) UpdateIdentityProvider(ctx context.Context, tenantID string, i
 	}
 	p.CreatedAt = old.CreatedAt
 	p.ClientSecretSealed = old.ClientSecretSealed
+	// Whoever may edit the provider must not be able to send its stored
+	// secret to an issuer they control, nor have it used for another client.
+	dropped := in.ClientSecret == "" && len(old.ClientSecretSealed) > 0 && secretBoundSettingsChanged(old, p)
+	if dropped {
+		p.ClientSecretSealed = nil
+	}
 	if in.ClientSecret != "" {
 		if p.ClientSecretSealed, err = s.keys.Sealer().Seal([]byte(in.ClientSecret), idpSecretAAD(tenantID, in.ID)); err != nil {
 			return storage.IdentityProvider{}, fmt.Errorf("seal the client secret: %w", err)
@@ -161,11 +170,24 @@ func (s *Service) UpdateIdentityProvider(ctx context.Context, tenantID string, i
 		return storage.IdentityProvider{}, fmt.Errorf("update identity provider %q: %w", in.ID, err)
 	}
 	details := idpChanges(old, p)
-	if in.ClientSecret != "" {
-		// The secret itself never reaches the trail; that it changed does.
+	// The secret itself never reaches the trail; that it changed does.
+	switch {
+	case in.ClientSecret != "":
 		details["client_secret"] = "replaced"
+	case dropped:
+		details["client_secret"] = "dropped"
 	}
 	return p, s.audit(ctx, tenantID, "admin.idp.update", who, p.ID, details)
+}
+
+// secretBoundSettingsChanged reports whether the settings a client secret
+// belongs with differ: where it is sent (type, issuer and the preset fields
+// the issuer is made of) or the client it authenticates.
+func secretBoundSettingsChanged(old, p storage.IdentityProvider) bool {
+	o, n := old.Settings, p.Settings
+	return old.Type != p.Type || o.Issuer != n.Issuer || o.ClientID != n.ClientID ||
+		o.OrgURL != n.OrgURL || o.AuthorizationServerID != n.AuthorizationServerID ||
+		o.Region != n.Region || o.UserPoolID != n.UserPoolID || o.HostedUIDomain != n.HostedUIDomain
 }
 
 // idpChanges lists, for the audit trail, the settings that differ between

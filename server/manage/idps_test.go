@@ -108,6 +108,81 @@ func TestUpdateIdentityProvider(t *testing.T) {
 	})
 }
 
+// TestUpdateIdentityProviderDropsSecret: a blank secret keeps the stored
+// one only while the secret would go to the same issuer for the same
+// client; any change to those drops it, audited without the value.
+func TestUpdateIdentityProviderDropsSecret(t *testing.T) {
+	const stored, given = "stored-upstream-secret", "given-upstream-secret"
+	oidcIdP := IdentityProviderInput{Type: storage.IdentityProviderOIDC,
+		Settings: storage.IdentityProviderSettings{Issuer: "https://idp.example", ClientID: "smartauth", Scopes: []string{"email"}}}
+	okta := IdentityProviderInput{Type: storage.IdentityProviderOkta,
+		Settings: storage.IdentityProviderSettings{OrgURL: "https://clinic.okta.com", ClientID: "smartauth"}}
+	cognito := IdentityProviderInput{Type: storage.IdentityProviderCognito,
+		Settings: storage.IdentityProviderSettings{Region: "eu-west-1", UserPoolID: "eu-west-1_Pool1", HostedUIDomain: "clinic.auth.eu-west-1.amazoncognito.com", ClientID: "smartauth"}}
+	tests := []struct {
+		name   string
+		start  IdentityProviderInput
+		change func(*IdentityProviderInput)
+		secret string // the secret stored afterwards
+		note   string // what the audit says of the secret
+	}{
+		{"display name and scopes", oidcIdP, func(in *IdentityProviderInput) { in.DisplayName = "Renamed"; in.Settings.Scopes = []string{"profile"} }, stored, ""},
+		{"issuer", oidcIdP, func(in *IdentityProviderInput) { in.Settings.Issuer = "https://attacker.example" }, "", "dropped"},
+		{"issuer with a new secret", oidcIdP, func(in *IdentityProviderInput) { in.Settings.Issuer = "https://idp2.example"; in.ClientSecret = given }, given, "replaced"},
+		{"client id", oidcIdP, func(in *IdentityProviderInput) { in.Settings.ClientID = "another-client" }, "", "dropped"},
+		{"type", oidcIdP, func(in *IdentityProviderInput) {
+			in.Type = storage.IdentityProviderOkta
+			in.Settings = storage.IdentityProviderSettings{OrgURL: "https://idp.example", ClientID: "smartauth"}
+		}, "", "dropped"},
+		{"okta org URL", okta, func(in *IdentityProviderInput) { in.Settings.OrgURL = "https://attacker.okta.com" }, "", "dropped"},
+		{"okta authorization server", okta, func(in *IdentityProviderInput) { in.Settings.AuthorizationServerID = "aus9other" }, "", "dropped"},
+		{"okta client id", okta, func(in *IdentityProviderInput) { in.Settings.ClientID = "another-client" }, "", "dropped"},
+		{"cognito user pool", cognito, func(in *IdentityProviderInput) { in.Settings.UserPoolID = "eu-west-1_Pool2" }, "", "dropped"},
+		{"cognito region", cognito, func(in *IdentityProviderInput) {
+			in.Settings.Region = "us-east-1"
+			in.Settings.UserPoolID = "us-east-1_Pool1"
+		}, "", "dropped"},
+		{"cognito hosted UI domain", cognito, func(in *IdentityProviderInput) { in.Settings.HostedUIDomain = "attacker.example.com" }, "", "dropped"},
+		{"cognito display name", cognito, func(in *IdentityProviderInput) { in.DisplayName = "Pool" }, stored, ""},
+	}
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		who := Actor{ID: "op"}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				in := tc.start
+				in.ID = "idp-" + string(rune('a'+i))
+				in.ClientSecret = stored
+				if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", in, Actor{ID: "setup"}); err != nil {
+					t.Fatal(err)
+				}
+				in.ClientSecret = ""
+				tc.change(&in)
+				got, err := fx.svc.UpdateIdentityProvider(ctx, "clinic", in, who)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := fx.store.GetIdentityProvider(ctx, "clinic", in.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				secret, err := OpenIdentityProviderSecret(fx.km.Sealer(), p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if secret != tc.secret || (tc.secret == "") != (len(p.ClientSecretSealed) == 0) || len(got.ClientSecretSealed) != len(p.ClientSecretSealed) {
+					t.Fatalf("stored secret %q (%d sealed bytes), want %q", secret, len(p.ClientSecretSealed), tc.secret)
+				}
+				e := fx.lastEvent(t, "clinic", "admin.idp.update", who, in.ID, stored, given)
+				if e.Details["client_secret"] != tc.note {
+					t.Fatalf("audit details %v; want client_secret %q", e.Details, tc.note)
+				}
+			})
+		}
+	})
+}
+
 func TestDomainRoutes(t *testing.T) {
 	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
 		ctx := t.Context()
