@@ -34,6 +34,7 @@ func TestAdminKeys(t *testing.T) {
 	for _, tc := range []struct{ retirement, want string }{
 		{"soon", `Retirement window "soon" is not a duration`},
 		{"-1h", "retirement window must not be negative"},
+		{"999999h", "retirement window 999999h0m0s is longer than the most allowed, 720h0m0s (30 days)"},
 	} {
 		p := op.post("/admin/t/acme/keys/rotate", url.Values{"retirement": {tc.retirement}})
 		if p.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(p.body), tc.want) ||

@@ -93,11 +93,20 @@ func (s *Service) audit(ctx context.Context, tenantID, typ string, who Actor, su
 	return nil
 }
 
+// MaxRetirement caps the retirement window of a key rotation. The window
+// only has to outlive the tokens the old keys signed (minutes to hours, a
+// refresh token being opaque); a longer one keeps a key that was rotated
+// out, perhaps because it leaked, verifying tokens for that much longer.
+const MaxRetirement = 30 * 24 * time.Hour
+
 // RotateKeys adds new active signing keys to a tenant and retires the old
-// ones after the retirement window.
+// ones after the retirement window, at most MaxRetirement.
 func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement time.Duration, who Actor) ([]storage.SigningKey, error) {
 	if retirement < 0 {
 		return nil, invalid("retirement window must not be negative")
+	}
+	if retirement > MaxRetirement {
+		return nil, invalid("retirement window %s is longer than the most allowed, %s (30 days)", retirement, MaxRetirement)
 	}
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, err)

@@ -161,3 +161,43 @@ func TestRevokeConsent(t *testing.T) {
 		}
 	})
 }
+
+// TestRotateKeysRetirementWindow: the window is bounded on both sides, and
+// a refused rotation leaves the keys as they were.
+func TestRotateKeysRetirementWindow(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		who := Actor{ID: "op"}
+		count := func(t *testing.T) int {
+			t.Helper()
+			ks, err := fx.store.ListSigningKeys(ctx, "clinic")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ks)
+		}
+		before := count(t)
+		for _, tc := range []struct {
+			name   string
+			window time.Duration
+			says   string // part of the refusal; empty when accepted
+		}{
+			{"negative", -time.Hour, "negative"},
+			{"a day past the cap", MaxRetirement + 24*time.Hour, "longer than the most allowed"},
+			{"999999 hours", 999999 * time.Hour, "30 days"},
+			{"a nanosecond past the cap", MaxRetirement + 1, "longer than the most allowed"},
+		} {
+			_, err := fx.svc.RotateKeys(ctx, "clinic", tc.window, who)
+			mustRefuse(t, tc.name, err, ErrInvalid, tc.says)
+		}
+		if n := count(t); n != before {
+			t.Fatalf("refused rotations changed the keys: %d, was %d", n, before)
+		}
+		for _, window := range []time.Duration{0, keys.DefaultRetirement, MaxRetirement} {
+			if _, err := fx.svc.RotateKeys(ctx, "clinic", window, who); err != nil {
+				t.Fatalf("retirement window %s: %v", window, err)
+			}
+		}
+	})
+}
