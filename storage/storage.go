@@ -308,6 +308,35 @@ type Storage interface {
 	SweepExpired(ctx context.Context, now time.Time) (int64, error)
 }
 
+// ChangeFeed is offered by a backend several processes share, so that each
+// can forget what it keeps in memory of a record another one changed.
+type ChangeFeed interface {
+	// WatchChanges calls fn, on one goroutine, for every change to tenants, clients and signing keys until ctx ends, reconnecting after failures.
+	WatchChanges(ctx context.Context, fn func(Change))
+}
+
+// The tables a Change names.
+const (
+	ChangedTenants     = "tenants"
+	ChangedClients     = "clients"
+	ChangedSigningKeys = "signing_keys"
+)
+
+// Change is one event of a ChangeFeed: a record changed, the feed lost its
+// connection (Err), or it connected again (Resync).
+type Change struct {
+	// Table is ChangedTenants, ChangedClients or ChangedSigningKeys when a record changed.
+	Table string
+	// TenantID is the record's tenant, a tenant's own id for a tenant; empty (with ID) stands for every record of Table.
+	TenantID string
+	// ID is the client id or key id; empty stands for every record of Table in the tenant.
+	ID string
+	// Resync means the feed has just connected: changes made while it was away went unseen.
+	Resync bool
+	// Err is why the feed lost its connection; it is reconnecting and sees no changes until its next Resync.
+	Err error
+}
+
 // Tenant is one clinic or organization; its id is the URL slug.
 type Tenant struct {
 	ID           string

@@ -28,6 +28,9 @@ var _ storage.Storage = (*Store)(nil)
 // statement or one transaction.
 type Store struct {
 	pool *pgxpool.Pool
+	// feedPing is how long the change feed waits for a notification before
+	// checking that its connection still answers.
+	feedPing time.Duration
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value
@@ -41,7 +44,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, feedPing: pingInterval}, nil
 }
 
 // Migrate applies the pending migrations and returns the schema version.
