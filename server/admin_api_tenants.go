@@ -101,26 +101,41 @@ func (s *Server) apiCreateTenant(w http.ResponseWriter, r *http.Request, ar *api
 	if err != nil {
 		return apiError(err, "tenant")
 	}
+	setETag(w, t.Version)
 	writeJSON(w, http.StatusCreated, s.apiTenantView(t))
 	return nil
 }
 
 // apiGetTenant is GET /admin/api/v1/tenants/{tenant}, read afresh rather
-// than from the cache, so an update just made shows.
+// than from the cache, so an update just made shows, with the tenant's
+// version as ETag.
 func (s *Server) apiGetTenant(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	t, err := s.store.GetTenant(r.Context(), ar.tenant.ID)
 	if err != nil {
 		return apiError(err, "tenant")
 	}
+	setETag(w, t.Version)
 	writeJSON(w, http.StatusOK, s.apiTenantView(t))
 	return nil
 }
 
 // apiUpdateTenant is PUT /admin/api/v1/tenants/{tenant}: it replaces the
 // tenant's name, FHIR base URLs and policy; the patient search source stays.
+// With If-Match, a tenant changed since the version it names is left alone
+// (412).
 func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	var in apiTenantSettings
 	if err := decodeJSONBody(r, &in); err != nil {
+		return err
+	}
+	// The tenant of the request may come from the cache; the version to
+	// check against must not.
+	current, err := s.store.GetTenant(r.Context(), ar.tenant.ID)
+	if err != nil {
+		return apiError(err, "tenant")
+	}
+	version, err := ifMatchVersion(r, current.Version, "tenant")
+	if err != nil {
 		return err
 	}
 	t, err := s.manage.UpdateTenant(r.Context(), manage.TenantUpdate{
@@ -128,12 +143,14 @@ func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *api
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: time.Duration(in.AccessTokenTTL), RefreshTokenTTL: time.Duration(in.RefreshTokenTTL), IDTokenTTL: time.Duration(in.IDTokenTTL),
+		Version: version,
 	}, ar.actor(r))
 	if err != nil {
-		return apiError(err, "tenant")
+		return apiEditError(err, version, "tenant")
 	}
 	// This process sees the new settings at once; other replicas within the cache's TTL.
 	s.tenants.forget(t.ID)
+	setETag(w, t.Version)
 	writeJSON(w, http.StatusOK, s.apiTenantView(t))
 	return nil
 }

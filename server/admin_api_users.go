@@ -33,7 +33,7 @@ type apiNewUser struct {
 }
 
 // apiUserChange is the body of PATCH …/users/{user}: each field present is
-// applied, in the order listed.
+// changed, all in one update of the user.
 type apiUserChange struct {
 	Profiles *[]storage.Profile `json:"profiles"`
 	Admin    *bool              `json:"admin"`
@@ -75,51 +75,46 @@ func (s *Server) apiCreateUser(w http.ResponseWriter, r *http.Request, ar *apiRe
 	if err != nil {
 		return apiError(err, "user")
 	}
+	setETag(w, u.Version)
 	writeJSON(w, http.StatusCreated, apiUserView(u))
 	return nil
 }
 
-// apiGetUser is GET …/users/{user}.
+// apiGetUser is GET …/users/{user}, with the user's version as ETag.
 func (s *Server) apiGetUser(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	u, err := s.store.GetUser(r.Context(), ar.tenant.ID, r.PathValue("user"))
 	if err != nil {
 		return apiError(err, "user")
 	}
+	setETag(w, u.Version)
 	writeJSON(w, http.StatusOK, apiUserView(u))
 	return nil
 }
 
-// apiUpdateUser is PATCH …/users/{user}. Each change is its own audited
-// operation; should one be refused, those before it stay made, and the
-// error says which was refused.
+// apiUpdateUser is PATCH …/users/{user}. Its changes are made in one update
+// of the user and audited together; when one is refused, none is made. With
+// If-Match, a user changed since the version it names is left alone (412).
 func (s *Server) apiUpdateUser(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	var in apiUserChange
 	if err := decodeJSONBody(r, &in); err != nil {
 		return err
 	}
-	ctx, id, who := r.Context(), r.PathValue("user"), ar.actor(r)
-	if _, err := s.store.GetUser(ctx, ar.tenant.ID, id); err != nil {
-		return apiError(err, "user")
-	}
-	if in.Profiles != nil {
-		if err := s.manage.SetProfiles(ctx, ar.tenant.ID, id, *in.Profiles, who); err != nil {
-			return apiError(err, "user")
-		}
-	}
-	if in.Admin != nil {
-		if err := s.manage.SetAdmin(ctx, ar.tenant.ID, id, *in.Admin, who); err != nil {
-			return apiError(err, "user")
-		}
-	}
-	if in.Disabled != nil {
-		if err := s.manage.SetUserDisabled(ctx, ar.tenant.ID, id, *in.Disabled, who); err != nil {
-			return apiError(err, "user")
-		}
-	}
-	u, err := s.store.GetUser(ctx, ar.tenant.ID, id)
+	ctx, id := r.Context(), r.PathValue("user")
+	current, err := s.store.GetUser(ctx, ar.tenant.ID, id)
 	if err != nil {
 		return apiError(err, "user")
 	}
+	version, err := ifMatchVersion(r, current.Version, "user")
+	if err != nil {
+		return err
+	}
+	u, err := s.manage.UpdateUser(ctx, ar.tenant.ID, id, manage.UserChange{
+		Version: version, Profiles: in.Profiles, Admin: in.Admin, Disabled: in.Disabled,
+	}, ar.actor(r))
+	if err != nil {
+		return apiEditError(err, version, "user")
+	}
+	setETag(w, u.Version)
 	writeJSON(w, http.StatusOK, apiUserView(u))
 	return nil
 }
@@ -133,7 +128,7 @@ func (s *Server) apiDeleteUser(w http.ResponseWriter, r *http.Request, ar *apiRe
 }
 
 // apiSetPassword is POST …/users/{user}/password: a new password, which
-// signs the user out everywhere.
+// signs the user out everywhere and lifts a lock-out after failed sign-ins.
 func (s *Server) apiSetPassword(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	var in struct {
 		Password string `json:"password"`
@@ -142,7 +137,7 @@ func (s *Server) apiSetPassword(w http.ResponseWriter, r *http.Request, ar *apiR
 		return err
 	}
 	if err := s.manage.ResetPassword(r.Context(), ar.tenant.ID, r.PathValue("user"), in.Password, ar.actor(r)); err != nil {
-		return apiError(err, "user")
+		return apiEditError(err, 0, "user")
 	}
 	return apiNoContent(w)
 }

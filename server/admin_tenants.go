@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type tenantForm struct {
 	AccessTokenTTL  string
 	RefreshTokenTTL string
 	IDTokenTTL      string
+	// Version is the version of the tenant the settings form was filled
+	// from, sent back so that saving a stale form is refused; blank in the
+	// form that creates a tenant.
+	Version string
 }
 
 // tenantFormOf fills the form from a stored tenant.
@@ -64,6 +69,7 @@ func tenantFormOf(t storage.Tenant) tenantForm {
 		ID: t.ID, Name: t.Name, FHIRBaseURLs: strings.Join(t.FHIRBaseURLs, "\n"), MFA: mfa,
 		AllowEmailLinking: p.AllowEmailLinking, JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens,
 		AccessTokenTTL: formatLifetime(p.AccessTokenTTL), RefreshTokenTTL: formatLifetime(p.RefreshTokenTTL), IDTokenTTL: formatLifetime(p.IDTokenTTL),
+		Version: strconv.FormatInt(t.Version, 10),
 	}
 }
 
@@ -80,6 +86,7 @@ func readTenantForm(f url.Values) tenantForm {
 		AccessTokenTTL:     strings.TrimSpace(f.Get("access_token_ttl")),
 		RefreshTokenTTL:    strings.TrimSpace(f.Get("refresh_token_ttl")),
 		IDTokenTTL:         strings.TrimSpace(f.Get("id_token_ttl")),
+		Version:            strings.TrimSpace(f.Get("version")),
 	}
 }
 
@@ -115,9 +122,15 @@ func (f tenantForm) tenantUpdate(id string) (manage.TenantUpdate, string) {
 	if msg != "" {
 		return manage.TenantUpdate{}, msg
 	}
+	version, err := parseVersion(f.Version)
+	if err != nil {
+		msg, _ := manageMessage(err)
+		return manage.TenantUpdate{}, msg
+	}
 	in := manage.TenantUpdate{
 		ID: id, Name: f.Name, FHIRBaseURLs: f.baseURLs(), MFARequired: required, MFAOffered: offered,
 		AllowEmailLinking: f.AllowEmailLinking, JITProvisioning: f.JITProvisioning, OpaqueAccessTokens: f.OpaqueAccessTokens,
+		Version: version,
 	}
 	for _, l := range []struct {
 		what, text string
@@ -259,7 +272,14 @@ func (s *Server) renderSettings(w http.ResponseWriter, r *http.Request, ar *admi
 	s.render(w, r, status, "admin_settings", page)
 }
 
-// adminSaveSettings saves a tenant's name, FHIR base URLs and policy.
+// staleSettingsMessage explains settings refused for being saved from a
+// page opened before someone else's change, and what the page now shows.
+const staleSettingsMessage = "Someone else changed these settings since you opened this page, so yours were not saved. " +
+	"The page now shows the settings as they are: check them and make your changes again."
+
+// adminSaveSettings saves a tenant's name, FHIR base URLs and policy, made
+// from the version of the tenant the form carries; a form older than the
+// tenant shows the settings as now stored, with 409.
 func (s *Server) adminSaveSettings(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
 	f := readTenantForm(r.PostForm)
 	f.ID = ar.tenant.ID
@@ -274,6 +294,15 @@ func (s *Server) adminSaveSettings(w http.ResponseWriter, r *http.Request, ar *a
 	s.tenants.forget(ar.tenant.ID)
 	if msg, ok := manageMessage(err); ok {
 		s.renderSettings(w, r, ar, http.StatusBadRequest, f, "", msg)
+		return nil
+	}
+	if errors.Is(err, storage.ErrConflict) {
+		t, err := s.store.GetTenant(r.Context(), ar.tenant.ID)
+		if err != nil {
+			return fmt.Errorf("load tenant %q: %w", ar.tenant.ID, err)
+		}
+		ar.tenant = t
+		s.renderSettings(w, r, ar, http.StatusConflict, tenantFormOf(t), "", staleSettingsMessage)
 		return nil
 	}
 	if errors.Is(err, storage.ErrNotFound) {

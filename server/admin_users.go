@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/smartauth/smartauth/server/manage"
@@ -55,6 +56,9 @@ type userPage struct {
 	// ProfilesText is the profiles form's text: the stored profiles, or
 	// what the admin typed when the form comes back with an error.
 	ProfilesText string
+	// Version is the version of the user the forms were filled from, sent
+	// back with each change so that one made from a stale page is refused.
+	Version int64
 	// Self is true when the admin looks at their own account, which they
 	// may not disable, demote or delete.
 	Self bool
@@ -125,6 +129,31 @@ func manageInputMessage(err error, taken string) (string, bool) {
 		return taken, true
 	}
 	return "", false
+}
+
+// staleUserMessage explains a change refused for being made from a page
+// opened before someone else's change, and what the page now shows.
+const staleUserMessage = "Someone else changed this user since you opened this page, so your change was not saved. " +
+	"The page now shows the user as they are: check it and make your change again."
+
+// formVersion reads the version of the record a form was filled from.
+func formVersion(f url.Values) (int64, error) {
+	return parseVersion(f.Get("version"))
+}
+
+// parseVersion reads a form's version field. A form without one, as pages
+// served before records had versions, makes its change to the record as it
+// is now.
+func parseVersion(text string) (int64, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("%w: this form is damaged; reload the page and make your change again", manage.ErrInvalid)
+	}
+	return v, nil
 }
 
 // notFoundAs turns a storage.ErrNotFound into a 404 page saying what.
@@ -247,9 +276,14 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, ar *adminReq
 		return fmt.Errorf("identity links of user %q: %w", u.ID, err)
 	}
 	page := userPage{adminPage: ar.page(s, "users", u.Email), User: userRowOf(u, len(links)), Links: links,
-		ProfilesText: profilesText(u.Profiles), Self: ar.isSelf(ar.tenant.ID, u.ID)}
+		ProfilesText: profilesText(u.Profiles), Version: u.Version, Self: ar.isSelf(ar.tenant.ID, u.ID)}
 	if typedProfiles != nil {
+		// The typed profiles stay an edit of the version they were made
+		// from, so saving them again cannot undo a change made since.
 		page.ProfilesText = *typedProfiles
+		if v, err := formVersion(r.PostForm); err == nil && v != 0 {
+			page.Version = v
+		}
 	}
 	page.Error = message
 	if message == "" {
@@ -259,13 +293,21 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, ar *adminReq
 	return nil
 }
 
-// userChange runs a change to the user named in the path: a correctable
-// refusal shows the user page again with 400 and the message, success
+// userChange runs a change to the user named in the path, made from the
+// version of the user the form carries: a correctable refusal shows the
+// user page again with 400 and the message; a change made from a page
+// older than the user shows the user as now stored, with 409; success
 // redirects to the user page with the notice.
 func (s *Server) userChange(w http.ResponseWriter, r *http.Request, ar *adminRequest, notice string, typedProfiles *string,
-	change func(userID string) error) error {
+	change func(userID string, version int64) error) error {
 	id := r.PathValue("user")
-	err := change(id)
+	version, err := formVersion(r.PostForm)
+	if err == nil {
+		err = change(id, version)
+	}
+	if errors.Is(err, storage.ErrConflict) {
+		return s.renderUser(w, r, ar, http.StatusConflict, nil, staleUserMessage)
+	}
 	if msg, ok := manageInputMessage(err, ""); ok {
 		return s.renderUser(w, r, ar, http.StatusBadRequest, typedProfiles, msg)
 	}
@@ -284,12 +326,13 @@ func refuseSelf(what string) error {
 // adminUserProfiles replaces the user's profiles.
 func (s *Server) adminUserProfiles(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
 	typed := r.PostForm.Get("profiles")
-	return s.userChange(w, r, ar, "profiles", &typed, func(id string) error {
+	return s.userChange(w, r, ar, "profiles", &typed, func(id string, version int64) error {
 		ps, err := parseProfiles(typed)
 		if err != nil {
 			return err
 		}
-		return s.manage.SetProfiles(r.Context(), ar.tenant.ID, id, ps, ar.actor(r))
+		_, err = s.manage.UpdateUser(r.Context(), ar.tenant.ID, id, manage.UserChange{Version: version, Profiles: &ps}, ar.actor(r))
+		return err
 	})
 }
 
@@ -300,11 +343,12 @@ func (s *Server) adminUserAdmin(w http.ResponseWriter, r *http.Request, ar *admi
 	if admin {
 		notice = "admin_granted"
 	}
-	return s.userChange(w, r, ar, notice, nil, func(id string) error {
+	return s.userChange(w, r, ar, notice, nil, func(id string, version int64) error {
 		if !admin && ar.isSelf(ar.tenant.ID, id) {
 			return refuseSelf("withdraw admin rights from")
 		}
-		return s.manage.SetAdmin(r.Context(), ar.tenant.ID, id, admin, ar.actor(r))
+		_, err := s.manage.UpdateUser(r.Context(), ar.tenant.ID, id, manage.UserChange{Version: version, Admin: &admin}, ar.actor(r))
+		return err
 	})
 }
 
@@ -315,25 +359,31 @@ func (s *Server) adminUserDisabled(w http.ResponseWriter, r *http.Request, ar *a
 	if disabled {
 		notice = "disabled"
 	}
-	return s.userChange(w, r, ar, notice, nil, func(id string) error {
+	return s.userChange(w, r, ar, notice, nil, func(id string, version int64) error {
 		if disabled && ar.isSelf(ar.tenant.ID, id) {
 			return refuseSelf("disable")
 		}
-		return s.manage.SetUserDisabled(r.Context(), ar.tenant.ID, id, disabled, ar.actor(r))
+		_, err := s.manage.UpdateUser(r.Context(), ar.tenant.ID, id, manage.UserChange{Version: version, Disabled: &disabled}, ar.actor(r))
+		return err
 	})
 }
 
-// adminUserPassword replaces the user's password with one the admin typed.
+// adminUserPassword replaces the user's password with one the admin typed,
+// which also lifts a lock-out after failed sign-ins.
 func (s *Server) adminUserPassword(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
-	return s.userChange(w, r, ar, "password", nil, func(id string) error {
-		return s.manage.ResetPassword(r.Context(), ar.tenant.ID, id, r.PostForm.Get("password"), ar.actor(r))
+	return s.userChange(w, r, ar, "password", nil, func(id string, version int64) error {
+		pw := r.PostForm.Get("password")
+		_, err := s.manage.UpdateUser(r.Context(), ar.tenant.ID, id, manage.UserChange{Version: version, Password: &pw}, ar.actor(r))
+		return err
 	})
 }
 
 // adminUserResetSecondFactor removes the user's authenticator app, for one
 // who lost the device; they enroll again at their next sign-in.
 func (s *Server) adminUserResetSecondFactor(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
-	return s.userChange(w, r, ar, "second_factor", nil, func(id string) error {
+	// A reset takes nothing from the page but the choice to reset, so the
+	// version it was opened at does not matter.
+	return s.userChange(w, r, ar, "second_factor", nil, func(id string, _ int64) error {
 		return s.manage.ResetSecondFactor(r.Context(), ar.tenant.ID, id, ar.actor(r))
 	})
 }
@@ -416,7 +466,10 @@ func (s *Server) adminOperatorDisabled(w http.ResponseWriter, r *http.Request, a
 		if disabled && ar.isSelf(storage.OperatorRealm, id) {
 			return refuseSelf("disable")
 		}
-		return s.manage.SetUserDisabled(r.Context(), storage.OperatorRealm, id, disabled, ar.actor(r))
+		// The operators list is a list of choices, not an edit of the
+		// operator's fields, so the change applies to the operator as now.
+		_, err := s.manage.UpdateUser(r.Context(), storage.OperatorRealm, id, manage.UserChange{Disabled: &disabled}, ar.actor(r))
+		return err
 	}()
 	if msg, ok := manageInputMessage(err, ""); ok {
 		return s.renderOperators(w, r, ar, http.StatusBadRequest, "", msg)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/smartauth/smartauth/federation"
 	"github.com/smartauth/smartauth/server/keys"
+	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
@@ -57,7 +58,7 @@ const signInThrottled = "Too many failed sign-ins. Wait a few minutes and try ag
 // emailThrottleKey and addressThrottleKey name the failure counters of an
 // email (compared case-insensitively, as GetUserByEmail does; cut to the
 // longest valid address) and of a client address.
-func emailThrottleKey(email string) string { return "email:" + strings.ToLower(truncate(email, 320)) }
+func emailThrottleKey(email string) string { return manage.EmailThrottleKey(email) }
 
 func addressThrottleKey(addr string) string { return "ip:" + addr }
 

@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -131,11 +132,16 @@ type TenantUpdate struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
+	// Version is the version of the tenant the edit was made from; a tenant
+	// changed since is refused with an error wrapping storage.ErrConflict.
+	// Zero makes the edit to the tenant as it is now.
+	Version int64
 }
 
 // UpdateTenant validates and stores a tenant's name, FHIR base URLs and
-// policy, keeping its patient search source; the audit event names the
-// fields that changed and their new values.
+// policy, keeping its patient search source, and returns the tenant as
+// stored; the audit event names the fields that changed and their new
+// values.
 func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) (storage.Tenant, error) {
 	if in.ID == storage.OperatorRealm {
 		return storage.Tenant{}, invalid("the operator realm is not a tenant and has no settings to edit")
@@ -151,27 +157,38 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 	if err != nil {
 		return storage.Tenant{}, err
 	}
-	old, err := s.store.GetTenant(ctx, in.ID)
-	if err != nil {
-		return storage.Tenant{}, fmt.Errorf("tenant %q: %w", in.ID, err)
+	for attempt := 1; ; attempt++ {
+		old, err := s.store.GetTenant(ctx, in.ID)
+		if err != nil {
+			return storage.Tenant{}, fmt.Errorf("tenant %q: %w", in.ID, err)
+		}
+		if in.Version != 0 && old.Version != in.Version {
+			return storage.Tenant{}, fmt.Errorf("tenant %q is at version %d, the edit was made from %d: %w",
+				in.ID, old.Version, in.Version, storage.ErrConflict)
+		}
+		t := old
+		t.Name, t.FHIRBaseURLs = name, bases
+		t.Policy.MFARequired = in.MFARequired
+		t.Policy.MFAOffered = in.MFAOffered
+		t.Policy.AllowEmailLinking = in.AllowEmailLinking
+		t.Policy.JITProvisioning = in.JITProvisioning
+		t.Policy.OpaqueAccessTokens = in.OpaqueAccessTokens
+		t.Policy.AccessTokenTTL = storage.Duration(in.AccessTokenTTL)
+		t.Policy.RefreshTokenTTL = storage.Duration(in.RefreshTokenTTL)
+		t.Policy.IDTokenTTL = storage.Duration(in.IDTokenTTL)
+		if err := checkLifetimes(t.Policy); err != nil {
+			return storage.Tenant{}, err
+		}
+		err = s.store.UpdateTenant(ctx, t)
+		if errors.Is(err, storage.ErrConflict) && in.Version == 0 && attempt < maxEditAttempts {
+			continue
+		}
+		if err != nil {
+			return storage.Tenant{}, fmt.Errorf("update tenant %q: %w", t.ID, err)
+		}
+		t.Version++
+		return t, s.audit(ctx, t.ID, "admin.tenant.update", who, "", tenantChanges(old, t))
 	}
-	t := old
-	t.Name, t.FHIRBaseURLs = name, bases
-	t.Policy.MFARequired = in.MFARequired
-	t.Policy.MFAOffered = in.MFAOffered
-	t.Policy.AllowEmailLinking = in.AllowEmailLinking
-	t.Policy.JITProvisioning = in.JITProvisioning
-	t.Policy.OpaqueAccessTokens = in.OpaqueAccessTokens
-	t.Policy.AccessTokenTTL = storage.Duration(in.AccessTokenTTL)
-	t.Policy.RefreshTokenTTL = storage.Duration(in.RefreshTokenTTL)
-	t.Policy.IDTokenTTL = storage.Duration(in.IDTokenTTL)
-	if err := checkLifetimes(t.Policy); err != nil {
-		return storage.Tenant{}, err
-	}
-	if err := s.store.UpdateTenant(ctx, t); err != nil {
-		return storage.Tenant{}, fmt.Errorf("update tenant %q: %w", t.ID, err)
-	}
-	return t, s.audit(ctx, t.ID, "admin.tenant.update", who, "", tenantChanges(old, t))
 }
 
 // tenantChanges lists, for the audit trail, the fields that differ between

@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -112,6 +113,59 @@ func TestUpdateTenant(t *testing.T) {
 		}
 		if e := fx.lastEvent(t, "clinic", "admin.tenant.update", who, ""); e.Details["changed"] != "" || len(e.Details) != 1 {
 			t.Fatalf("a repeated update reports changes: %v", e.Details)
+		}
+	})
+}
+
+// TestUpdateTenantVersions: settings saved from a version of the tenant
+// that is no longer current change nothing and are not audited; saved from
+// the current version, or from none, they go through and move the version
+// on by one.
+func TestUpdateTenantVersions(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		created := fx.tenant(t, "clinic")
+		if created.Version != 1 {
+			t.Fatalf("a new tenant is at version %d, want 1", created.Version)
+		}
+		who := Actor{ID: "op"}
+		edit := TenantUpdate{ID: "clinic", Name: "First", FHIRBaseURLs: created.FHIRBaseURLs, Version: created.Version}
+		first, err := fx.svc.UpdateTenant(ctx, edit, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := func(t *testing.T) storage.Tenant {
+			t.Helper()
+			tn, err := fx.store.GetTenant(ctx, "clinic")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tn
+		}
+		if got := stored(t); first.Version != 2 || got.Version != 2 || got.Name != "First" {
+			t.Fatalf("after one edit: returned %+v, stored %+v", first, got)
+		}
+		before := len(fx.events(t, "clinic", "admin.tenant.update"))
+
+		for _, v := range []int64{created.Version, first.Version + 1} {
+			stale := TenantUpdate{ID: "clinic", Name: "Stale", FHIRBaseURLs: []string{"https://fhir.example/stale"}, MFARequired: true, Version: v}
+			_, err := fx.svc.UpdateTenant(ctx, stale, who)
+			mustRefuse(t, fmt.Sprintf("an edit made from version %d", v), err, storage.ErrConflict, "")
+		}
+		if got := stored(t); got.Version != first.Version || got.Name != "First" || got.Policy.MFARequired || !slices.Equal(got.FHIRBaseURLs, created.FHIRBaseURLs) {
+			t.Fatalf("stale edits changed the tenant: %+v", got)
+		}
+		if after := len(fx.events(t, "clinic", "admin.tenant.update")); after != before {
+			t.Fatalf("stale edits were audited: %d events, want %d", after, before)
+		}
+
+		// No version means the tenant as it is now.
+		now, err := fx.svc.UpdateTenant(ctx, TenantUpdate{ID: "clinic", Name: "Now", FHIRBaseURLs: created.FHIRBaseURLs}, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stored(t); now.Version != 3 || got.Version != 3 || got.Name != "Now" {
+			t.Fatalf("an edit of the current tenant: returned %+v, stored %+v", now, got)
 		}
 	})
 }

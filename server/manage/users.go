@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/mail"
@@ -115,17 +116,163 @@ func (s *Service) user(ctx context.Context, tenantID, userID string) (storage.Us
 	return u, nil
 }
 
-// saveUser stores an edited user and, when end is set, signs it out
-// everywhere, so the change cannot be outlived by a session begun before it.
-func (s *Service) saveUser(ctx context.Context, u storage.User, end bool) error {
-	u.UpdatedAt = s.timestamp()
-	if err := s.store.UpdateUser(ctx, u); err != nil {
-		return fmt.Errorf("update user %q: %w", u.ID, err)
+// EmailThrottleKey names the counter of an email's failed password
+// sign-ins: compared case-insensitively, as GetUserByEmail does, and cut to
+// the longest valid address. Sign-in counts under it and a new password
+// clears it.
+func EmailThrottleKey(email string) string {
+	if len(email) > 320 {
+		email = email[:320]
 	}
-	if !end {
-		return nil
+	return "email:" + strings.ToLower(email)
+}
+
+// UserChange is an edit of one user: each field set is changed, all in one
+// update of the stored user, so that the edit is made whole or not at all.
+type UserChange struct {
+	// Version is the version of the user the edit was made from; a user
+	// changed since is refused with an error wrapping storage.ErrConflict.
+	// Zero makes the edit to the user as it is now.
+	Version int64
+	// Profiles replaces the FHIR identities the user may act as, checked as
+	// CreateUser checks them; an empty list leaves the user none.
+	Profiles *[]storage.Profile
+	// Admin grants or withdraws admin rights: over the tenant, or, in the
+	// operator realm, over every tenant.
+	Admin *bool
+	// Disabled disables or enables the user.
+	Disabled *bool
+	// Password replaces the user's password; it is stored hashed with argon2id.
+	Password *string
+}
+
+// maxEditAttempts bounds how often an edit of a user or tenant as it is now
+// (Version zero) is made again when another change came between its read
+// and its write; it is made afresh over each read, so no change is lost.
+const maxEditAttempts = 3
+
+// UpdateUser makes the changes of ch to a user in one storage update, then
+// records one audit event per change, all in one append, and returns the
+// user as stored. A change with no field set writes nothing.
+//
+// Disabling the user, withdrawing its admin rights or setting its password
+// ends its sessions, so the change cannot be outlived by a session begun
+// before it; disabling also deactivates the tokens issued to it. A new
+// password clears the failed sign-ins counted against the user's email, so
+// that a user locked out by them can sign in with it at once. The last
+// enabled operator can neither be disabled nor lose its rights.
+func (s *Service) UpdateUser(ctx context.Context, tenantID, userID string, ch UserChange, who Actor) (storage.User, error) {
+	var profiles []storage.Profile
+	if ch.Profiles != nil {
+		ps, err := checkProfiles(*ch.Profiles)
+		if err != nil {
+			return storage.User{}, err
+		}
+		profiles = ps
 	}
-	return s.endSessions(ctx, u.TenantID, u.ID)
+	var hash string
+	if ch.Password != nil {
+		h, err := password.Hash(*ch.Password)
+		if err != nil {
+			return storage.User{}, invalid("%v", err)
+		}
+		hash = h
+	}
+	for attempt := 1; ; attempt++ {
+		u, err := s.user(ctx, tenantID, userID)
+		if err != nil {
+			return storage.User{}, err
+		}
+		if ch.Version != 0 && u.Version != ch.Version {
+			return storage.User{}, fmt.Errorf("user %q of tenant %q is at version %d, the edit was made from %d: %w",
+				userID, tenantID, u.Version, ch.Version, storage.ErrConflict)
+		}
+		if ch.Profiles == nil && ch.Admin == nil && ch.Disabled == nil && ch.Password == nil {
+			return u, nil
+		}
+		edited := u
+		if ch.Profiles != nil {
+			edited.Profiles = profiles
+		}
+		if ch.Admin != nil {
+			edited.Admin = *ch.Admin
+		}
+		if ch.Disabled != nil {
+			edited.Disabled = *ch.Disabled
+		}
+		if ch.Password != nil {
+			edited.PasswordHash = hash
+		}
+		edited.UpdatedAt = s.timestamp()
+		err = s.store.UpdateUser(ctx, edited)
+		switch {
+		case errors.Is(err, storage.ErrConflict) && ch.Version == 0 && attempt < maxEditAttempts:
+			continue
+		case errors.Is(err, storage.ErrLastOperator):
+			change := "withdrawing operator rights from"
+			if edited.Disabled {
+				change = "disabling"
+			}
+			return storage.User{}, invalid("%s %s would leave no enabled operator: add or enable another operator first", change, u.Email)
+		case err != nil:
+			return storage.User{}, fmt.Errorf("update user %q of tenant %q: %w", userID, tenantID, err)
+		}
+		edited.Version++
+		return edited, s.afterUserChange(ctx, edited, ch, who)
+	}
+}
+
+// ResetPassword sets the password of a user as it is now, as UpdateUser
+// does: the user's sessions end and the failed sign-ins counted against its
+// email are forgotten.
+func (s *Service) ResetPassword(ctx context.Context, tenantID, userID, newPassword string, who Actor) error {
+	_, err := s.UpdateUser(ctx, tenantID, userID, UserChange{Password: &newPassword}, who)
+	return err
+}
+
+// afterUserChange does what follows a stored change: it ends sessions,
+// clears the sign-in throttle after a new password, and audits each change.
+func (s *Service) afterUserChange(ctx context.Context, u storage.User, ch UserChange, who Actor) error {
+	end := ch.Password != nil || (ch.Disabled != nil && *ch.Disabled) || (ch.Admin != nil && !*ch.Admin)
+	if end {
+		if err := s.endSessions(ctx, u.TenantID, u.ID); err != nil {
+			return err
+		}
+	}
+	if ch.Password != nil && u.Email != "" {
+		if err := s.store.ClearFailures(ctx, u.TenantID, EmailThrottleKey(u.Email)); err != nil {
+			return fmt.Errorf("clear the failed sign-ins of user %q: %w", u.ID, err)
+		}
+	}
+	var events []storage.AuditEvent
+	add := func(typ string, details map[string]string) {
+		events = append(events, storage.AuditEvent{TenantID: u.TenantID, Time: s.timestamp(), Type: typ, Outcome: "success",
+			ActorID: who.ID, Subject: u.ID, SourceIP: who.SourceIP, Details: details})
+	}
+	if ch.Profiles != nil {
+		refs := make([]string, 0, len(u.Profiles))
+		for _, p := range u.Profiles {
+			refs = append(refs, p.FHIRUser)
+		}
+		add("admin.user.set_profiles", map[string]string{"profiles": strings.Join(refs, " ")})
+	}
+	if ch.Admin != nil {
+		add("admin.user.set_admin", map[string]string{"admin": fmt.Sprint(*ch.Admin)})
+	}
+	if ch.Disabled != nil {
+		typ := "admin.user.enable"
+		if *ch.Disabled {
+			typ = "admin.user.disable"
+		}
+		add(typ, nil)
+	}
+	if ch.Password != nil {
+		add("admin.user.reset_password", nil)
+	}
+	if _, err := s.store.AppendAudits(ctx, u.TenantID, events); err != nil {
+		return fmt.Errorf("record the audit events of a change to user %q: %w", u.ID, err)
+	}
+	return nil
 }
 
 func (s *Service) endSessions(ctx context.Context, tenantID, userID string) error {
@@ -133,65 +280,6 @@ func (s *Service) endSessions(ctx context.Context, tenantID, userID string) erro
 		return fmt.Errorf("end the sessions of user %q: %w", userID, err)
 	}
 	return nil
-}
-
-// keepAnOperator refuses a change that takes u, as stored before it, out of
-// the enabled operators when no other is left: nobody could then sign in to
-// manage anything, and only the command line could repair it. Two such
-// changes made at the same moment can each see the other operator; the
-// command line remains the way back.
-func (s *Service) keepAnOperator(ctx context.Context, u storage.User, change string) error {
-	if u.TenantID != storage.OperatorRealm || !u.Admin || u.Disabled {
-		return nil
-	}
-	us, err := s.store.ListUsers(ctx, storage.OperatorRealm)
-	if err != nil {
-		return fmt.Errorf("list operators: %w", err)
-	}
-	if !slices.ContainsFunc(us, func(o storage.User) bool { return o.ID != u.ID && o.Admin && !o.Disabled }) {
-		return invalid("%s %s would leave no enabled operator: add or enable another operator first", change, u.Email)
-	}
-	return nil
-}
-
-// SetUserDisabled disables or enables a user. Disabling ends the user's
-// sessions and deactivates the tokens issued to it; the last enabled
-// operator cannot be disabled.
-func (s *Service) SetUserDisabled(ctx context.Context, tenantID, userID string, disabled bool, who Actor) error {
-	u, err := s.user(ctx, tenantID, userID)
-	if err != nil {
-		return err
-	}
-	typ := "admin.user.enable"
-	if disabled {
-		typ = "admin.user.disable"
-		if err := s.keepAnOperator(ctx, u, "disabling"); err != nil {
-			return err
-		}
-	}
-	u.Disabled = disabled
-	if err := s.saveUser(ctx, u, disabled); err != nil {
-		return err
-	}
-	return s.audit(ctx, tenantID, typ, who, u.ID, nil)
-}
-
-// ResetPassword sets a user's password, hashed with argon2id, and ends the
-// user's sessions, so whoever knew the old one is signed out.
-func (s *Service) ResetPassword(ctx context.Context, tenantID, userID, newPassword string, who Actor) error {
-	hash, err := password.Hash(newPassword)
-	if err != nil {
-		return invalid("%v", err)
-	}
-	u, err := s.user(ctx, tenantID, userID)
-	if err != nil {
-		return err
-	}
-	u.PasswordHash = hash
-	if err := s.saveUser(ctx, u, true); err != nil {
-		return err
-	}
-	return s.audit(ctx, tenantID, "admin.user.reset_password", who, u.ID, nil)
 }
 
 // ResetSecondFactor removes a user's TOTP secret, pending enrollment and
@@ -207,48 +295,6 @@ func (s *Service) ResetSecondFactor(ctx context.Context, tenantID, userID string
 	return s.audit(ctx, tenantID, "admin.user.reset_mfa", who, userID, nil)
 }
 
-// SetProfiles replaces the FHIR identities a user may act as, checked as
-// CreateUser checks them; an empty list leaves the user none.
-func (s *Service) SetProfiles(ctx context.Context, tenantID, userID string, profiles []storage.Profile, who Actor) error {
-	ps, err := checkProfiles(profiles)
-	if err != nil {
-		return err
-	}
-	u, err := s.user(ctx, tenantID, userID)
-	if err != nil {
-		return err
-	}
-	u.Profiles = ps
-	if err := s.saveUser(ctx, u, false); err != nil {
-		return err
-	}
-	refs := make([]string, 0, len(ps))
-	for _, p := range ps {
-		refs = append(refs, p.FHIRUser)
-	}
-	return s.audit(ctx, tenantID, "admin.user.set_profiles", who, u.ID, map[string]string{"profiles": strings.Join(refs, " ")})
-}
-
-// SetAdmin grants or withdraws a user's admin rights: over the tenant, or,
-// in the operator realm, over every tenant. Withdrawing them ends the
-// user's sessions, admin ones included; the last enabled operator keeps them.
-func (s *Service) SetAdmin(ctx context.Context, tenantID, userID string, admin bool, who Actor) error {
-	u, err := s.user(ctx, tenantID, userID)
-	if err != nil {
-		return err
-	}
-	if !admin {
-		if err := s.keepAnOperator(ctx, u, "withdrawing operator rights from"); err != nil {
-			return err
-		}
-	}
-	u.Admin = admin
-	if err := s.saveUser(ctx, u, !admin); err != nil {
-		return err
-	}
-	return s.audit(ctx, tenantID, "admin.user.set_admin", who, u.ID, map[string]string{"admin": fmt.Sprint(admin)})
-}
-
 // DeleteUser removes a user with its sessions, consents and identity links
 // and deactivates the tokens issued to it; the last enabled operator cannot
 // be deleted. The audit event keeps the email, as the id then names no one.
@@ -257,10 +303,11 @@ func (s *Service) DeleteUser(ctx context.Context, tenantID, userID string, who A
 	if err != nil {
 		return err
 	}
-	if err := s.keepAnOperator(ctx, u, "deleting"); err != nil {
-		return err
+	err = s.store.DeleteUser(ctx, tenantID, userID)
+	if errors.Is(err, storage.ErrLastOperator) {
+		return invalid("deleting %s would leave no enabled operator: add or enable another operator first", u.Email)
 	}
-	if err := s.store.DeleteUser(ctx, tenantID, userID); err != nil {
+	if err != nil {
 		return fmt.Errorf("delete user %q: %w", userID, err)
 	}
 	return s.audit(ctx, tenantID, "admin.user.delete", who, u.ID, map[string]string{"email": u.Email})
