@@ -68,6 +68,19 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go srv.Sweep(sweepCtx, time.Minute)
+	// Other replicas' and the CLI's changes reach the caches until the
+	// HTTP server has shut down; then the listener stops before the store
+	// closes (deferred calls run last first).
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		srv.WatchChanges(watchCtx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 
 	d.log.Info("serving", "addr", ln.Addr().String(), "base_url", c.baseURL.String(), "schema_version", d.version)
 	// One write, so a reader watching for the "listening" line (a script or

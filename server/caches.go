@@ -10,8 +10,14 @@ import (
 
 // Tenant settings and client registrations are read on every OAuth request;
 // keeping them in memory briefly makes a request cost one database round
-// trip. A change made on another replica or by the CLI takes effect within
-// the TTL; a change made through this process takes effect at once.
+// trip. These are the default times (Config.ClientCacheTTL and
+// Config.TenantCacheTTL change them). A change made through this process
+// takes effect here at once. With PostgreSQL, a change made on another
+// replica or by the CLI takes effect as soon as the change feed tells this
+// process (see Server.WatchChanges), normally within milliseconds; the TTL
+// bounds how long a stale copy lives only where that cannot happen: with
+// SQLite, where a CLI command run beside the server is seen within the TTL,
+// and while the feed is reconnecting.
 const (
 	ClientCacheTTL = 5 * time.Second
 	TenantCacheTTL = 5 * time.Second
@@ -29,6 +35,9 @@ type ttlCache[K comparable, V any] struct {
 
 	mu sync.Mutex
 	m  map[K]cacheEntry[V]
+	// gen counts forgets, so a value loaded before a forget is not kept
+	// after it: the forget may stand for a change the load missed.
+	gen uint64
 }
 
 type cacheEntry[V any] struct {
@@ -44,6 +53,7 @@ func (c *ttlCache[K, V]) get(ctx context.Context, k K) (V, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.m[k]
+	gen := c.gen
 	c.mu.Unlock()
 	if ok && !now.Before(e.at) && now.Sub(e.at) < c.ttl {
 		return e.v, nil
@@ -53,10 +63,12 @@ func (c *ttlCache[K, V]) get(ctx context.Context, k K) (V, error) {
 		return v, err
 	}
 	c.mu.Lock()
-	if len(c.m) >= cacheMax {
-		c.m = map[K]cacheEntry[V]{}
+	if c.gen == gen {
+		if len(c.m) >= cacheMax {
+			c.m = map[K]cacheEntry[V]{}
+		}
+		c.m[k] = cacheEntry[V]{v: v, at: now}
 	}
-	c.m[k] = cacheEntry[V]{v: v, at: now}
 	c.mu.Unlock()
 	return v, nil
 }
@@ -64,6 +76,26 @@ func (c *ttlCache[K, V]) get(ctx context.Context, k K) (V, error) {
 func (c *ttlCache[K, V]) forget(k K) {
 	c.mu.Lock()
 	delete(c.m, k)
+	c.gen++
+	c.mu.Unlock()
+}
+
+// forgetIf drops the entries whose keys match.
+func (c *ttlCache[K, V]) forgetIf(match func(K) bool) {
+	c.mu.Lock()
+	for k := range c.m {
+		if match(k) {
+			delete(c.m, k)
+		}
+	}
+	c.gen++
+	c.mu.Unlock()
+}
+
+func (c *ttlCache[K, V]) forgetAll() {
+	c.mu.Lock()
+	clear(c.m)
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -73,13 +105,13 @@ type clientCache struct {
 	clients *ttlCache[[2]string, storage.Client]
 }
 
-func newClientCache(s storage.Storage, now func() time.Time) *clientCache {
-	return &clientCache{Storage: s, clients: newTTLCache(ClientCacheTTL, now, func(ctx context.Context, k [2]string) (storage.Client, error) {
+func newClientCache(s storage.Storage, ttl time.Duration, now func() time.Time) *clientCache {
+	return &clientCache{Storage: s, clients: newTTLCache(ttl, now, func(ctx context.Context, k [2]string) (storage.Client, error) {
 		return s.GetClient(ctx, k[0], k[1])
 	})}
 }
 
-// GetClient returns a client, from memory when read less than ClientCacheTTL ago.
+// GetClient returns a client, from memory when read recently and not changed since.
 func (c *clientCache) GetClient(ctx context.Context, tenantID, clientID string) (storage.Client, error) {
 	return c.clients.get(ctx, [2]string{tenantID, clientID})
 }
@@ -97,8 +129,8 @@ func (c *clientCache) DeleteClient(ctx context.Context, tenantID, clientID strin
 }
 
 // newTenantCache answers tenant lookups from memory while fresh.
-func newTenantCache(s storage.Storage, now func() time.Time) *ttlCache[string, storage.Tenant] {
-	return newTTLCache(TenantCacheTTL, now, s.GetTenant)
+func newTenantCache(s storage.Storage, ttl time.Duration, now func() time.Time) *ttlCache[string, storage.Tenant] {
+	return newTTLCache(ttl, now, s.GetTenant)
 }
 
 // adminStore is the store administrative changes go through: it reads from
@@ -119,4 +151,39 @@ func (a adminStore) GetClient(ctx context.Context, tenantID, clientID string) (s
 func (a adminStore) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 	defer a.tenants.forget(t.ID)
 	return a.clientCache.Storage.UpdateTenant(ctx, t)
+}
+
+// forgetChanged drops what the caches hold of a record another process
+// changed; when the change feed may have missed changes (it lost its
+// connection, or has just connected), it drops everything, since any
+// cached record may be stale.
+func (s *Server) forgetChanged(c storage.Change) {
+	switch {
+	case c.Err != nil:
+		s.log.Warn("change feed lost its connection, reconnecting; caches forgotten", "err", c.Err)
+		s.forgetAll()
+	case c.Resync:
+		s.log.Info("change feed listening; caches forgotten")
+		s.forgetAll()
+	case c.Table == storage.ChangedClients && c.TenantID == "":
+		s.clients.clients.forgetAll()
+	case c.Table == storage.ChangedClients && c.ID == "":
+		s.clients.clients.forgetIf(func(k [2]string) bool { return k[0] == c.TenantID })
+	case c.Table == storage.ChangedClients:
+		s.clients.clients.forget([2]string{c.TenantID, c.ID})
+	case c.Table == storage.ChangedTenants && c.TenantID == "":
+		s.tenants.forgetAll()
+	case c.Table == storage.ChangedTenants:
+		s.tenants.forget(c.TenantID)
+	case c.Table == storage.ChangedSigningKeys && c.TenantID == "":
+		s.keys.ForgetAll()
+	case c.Table == storage.ChangedSigningKeys:
+		s.keys.Forget(c.TenantID)
+	}
+}
+
+func (s *Server) forgetAll() {
+	s.clients.clients.forgetAll()
+	s.tenants.forgetAll()
+	s.keys.ForgetAll()
 }

@@ -60,6 +60,11 @@ type Config struct {
 	// zero means the sessions package's defaults.
 	SessionIdleTimeout     time.Duration
 	SessionAbsoluteTimeout time.Duration
+	// ClientCacheTTL and TenantCacheTTL bound how long a client or tenant
+	// read from the store is reused; zero means the defaults of the same
+	// names. The signing keys' equivalent is set on Keys.
+	ClientCacheTTL time.Duration
+	TenantCacheTTL time.Duration
 }
 
 // Server serves every tenant's endpoints.
@@ -75,6 +80,7 @@ type Server struct {
 	oauth      *oauth.Providers
 	clientAuth *clientauth.Authenticator
 	tenants    *ttlCache[string, storage.Tenant]
+	clients    *clientCache
 	audits     *audit.Writer
 	// manage performs the administrative operations offered over HTTP,
 	// such as creating EHR launches.
@@ -147,13 +153,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.patientSearch = fhirsearch.NewSearchers(cfg.Keys.Sealer(), fhirsearch.Options{AllowPrivateNetworks: cfg.AllowPrivateFHIR})
-	s.tenants = newTenantCache(cfg.Store, s.now)
+	s.tenants = newTenantCache(cfg.Store, orDefault(cfg.TenantCacheTTL, TenantCacheTTL), s.now)
 	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
-	clients := newClientCache(cfg.Store, s.now)
-	s.manage = manage.New(adminStore{clientCache: clients, tenants: s.tenants}, cfg.Keys, s.now)
-	s.clientAuth = clientauth.New(clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
+	s.clients = newClientCache(cfg.Store, orDefault(cfg.ClientCacheTTL, ClientCacheTTL), s.now)
+	s.manage = manage.New(adminStore{clientCache: s.clients, tenants: s.tenants}, cfg.Keys, s.now)
+	s.clientAuth = clientauth.New(s.clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
 	s.oauth = oauth.NewProviders(oauth.Options{
-		Store:      clients,
+		Store:      s.clients,
 		Keys:       cfg.Keys,
 		MasterKey:  cfg.MasterKey,
 		Issuer:     s.Issuer,
@@ -229,6 +235,27 @@ func validTenantID(id string) bool {
 		}
 	}
 	return true
+}
+
+// WatchChanges keeps the caches of clients, tenants and signing keys in
+// step with the changes other replicas and the CLI make, until ctx ends.
+// It returns at once if the store offers no storage.ChangeFeed (SQLite,
+// whose only writer besides this process is a CLI command, seen within the
+// cache TTLs).
+func (s *Server) WatchChanges(ctx context.Context) {
+	feed, ok := s.store.(storage.ChangeFeed)
+	if !ok {
+		return
+	}
+	feed.WatchChanges(ctx, s.forgetChanged)
+}
+
+// orDefault is d, or def when d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Sweep deletes expired records every interval until ctx ends.

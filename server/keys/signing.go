@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,14 +34,21 @@ type Manager struct {
 	sealer *Sealer
 	now    func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedPrivate
-	lists map[string]cachedList
+	mu      sync.Mutex
+	cache   map[string]cachedPrivate
+	lists   map[string]cachedList
+	listTTL time.Duration
+	// listGen counts forgets, so a list read before a forget is not kept
+	// after it.
+	listGen uint64
 }
 
-// ListCacheTTL is how long a tenant's key list is reused before it is read
-// again, so signing costs no database round trip; a rotation made by another
-// replica or the CLI is seen within this time.
+// ListCacheTTL is how long a tenant's key list is reused by default before
+// it is read again, so signing costs no database round trip. A change made
+// through this Manager applies at once; one made elsewhere applies when the
+// server is told of it (Forget, fed by the PostgreSQL change feed), and at
+// the latest after this time, which bounds it when there is no feed or the
+// feed is down.
 const ListCacheTTL = 10 * time.Second
 
 type cachedList struct {
@@ -58,7 +66,41 @@ func NewManager(store storage.Storage, sealer *Sealer, now func() time.Time) *Ma
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}, lists: map[string]cachedList{}}
+	return &Manager{store: store, sealer: sealer, now: now, cache: map[string]cachedPrivate{}, lists: map[string]cachedList{}, listTTL: ListCacheTTL}
+}
+
+// SetListCacheTTL changes how long a tenant's key list is reused; zero or less restores ListCacheTTL.
+func (m *Manager) SetListCacheTTL(ttl time.Duration) {
+	if ttl <= 0 {
+		ttl = ListCacheTTL
+	}
+	m.mu.Lock()
+	m.listTTL = ttl
+	m.mu.Unlock()
+}
+
+// Forget drops what is cached of a tenant's keys, its key list and opened
+// private keys, so the next use reads them again.
+func (m *Manager) Forget(tenantID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.lists, tenantID)
+	m.listGen++
+	prefix := tenantID + "\x00"
+	for k := range m.cache {
+		if strings.HasPrefix(k, prefix) {
+			delete(m.cache, k)
+		}
+	}
+}
+
+// ForgetAll drops what is cached of every tenant's keys.
+func (m *Manager) ForgetAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.lists)
+	clear(m.cache)
+	m.listGen++
 }
 
 // Sealer returns the master-key sealer, for other secrets kept at rest.
@@ -90,9 +132,7 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 		return nil, err
 	}
 	err = m.store.RotateSigningKeys(ctx, tenantID, newKeys, m.now().Add(retirement))
-	m.mu.Lock()
-	delete(m.lists, tenantID)
-	m.mu.Unlock()
+	m.forgetList(tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
 	}
@@ -103,13 +143,19 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 // so this process stops signing with it and publishing it at once.
 func (m *Manager) Retire(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
 	err := m.store.RetireSigningKey(ctx, tenantID, kid, retiresAt)
-	m.mu.Lock()
-	delete(m.lists, tenantID)
-	m.mu.Unlock()
+	m.forgetList(tenantID)
 	if err != nil {
 		return fmt.Errorf("retire key %q of tenant %q: %w", kid, tenantID, err)
 	}
 	return nil
+}
+
+// forgetList drops the tenant's cached key list.
+func (m *Manager) forgetList(tenantID string) {
+	m.mu.Lock()
+	delete(m.lists, tenantID)
+	m.listGen++
+	m.mu.Unlock()
 }
 
 // list returns the tenant's keys, from the cache while it is fresh.
@@ -117,8 +163,9 @@ func (m *Manager) list(ctx context.Context, tenantID string) ([]storage.SigningK
 	now := m.now()
 	m.mu.Lock()
 	c, ok := m.lists[tenantID]
+	ttl, gen := m.listTTL, m.listGen
 	m.mu.Unlock()
-	if ok && !now.Before(c.at) && now.Sub(c.at) < ListCacheTTL {
+	if ok && !now.Before(c.at) && now.Sub(c.at) < ttl {
 		return c.keys, nil
 	}
 	ks, err := m.store.ListSigningKeys(ctx, tenantID)
@@ -126,7 +173,11 @@ func (m *Manager) list(ctx context.Context, tenantID string) ([]storage.SigningK
 		return nil, err
 	}
 	m.mu.Lock()
-	m.lists[tenantID] = cachedList{keys: ks, at: now}
+	// A forget while the list was read may stand for a change the read
+	// missed; keeping the list would undo the forget until it expires.
+	if m.listGen == gen {
+		m.lists[tenantID] = cachedList{keys: ks, at: now}
+	}
 	m.mu.Unlock()
 	return ks, nil
 }

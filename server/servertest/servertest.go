@@ -109,6 +109,14 @@ func (s *Server) Logs() string { return s.logs.String() }
 // Start runs the server on loopback over store until the test ends.
 func Start(t testing.TB, store storage.Storage) *Server {
 	t.Helper()
+	return StartConfig(t, store, nil)
+}
+
+// StartConfig is Start with configure, when not nil, changing the server's
+// configuration before the server is built. Like the serve command, it
+// keeps the server's caches in step with the store's change feed, if any.
+func StartConfig(t testing.TB, store storage.Storage, configure func(*server.Config)) *Server {
+	t.Helper()
 	masterKey := bytes.Repeat([]byte{0x42}, keys.MasterKeySize)
 	sealer, err := keys.NewSealer(masterKey)
 	if err != nil {
@@ -119,7 +127,7 @@ func Start(t testing.TB, store storage.Storage) *Server {
 	buf := &syncBuffer{}
 	ts := httptest.NewUnstartedServer(nil)
 	base, _ := url.Parse("http://" + ts.Listener.Addr().String())
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		BaseURL:   base,
 		Store:     store,
 		Keys:      km,
@@ -129,13 +137,28 @@ func Start(t testing.TB, store storage.Storage) *Server {
 		// Tests run their FHIR servers and identity providers on loopback.
 		AllowPrivateFHIR: true,
 		AllowPrivateIdP:  true,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Cleanups run last-registered first: the HTTP server stops, then the
-	// audit writer flushes, then the store (opened before Start) closes.
+	// change feed and the audit writer stop, then the store (opened before
+	// Start) closes.
 	t.Cleanup(srv.Close)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		srv.WatchChanges(watchCtx)
+	}()
+	t.Cleanup(func() {
+		stopWatch()
+		<-watchDone
+	})
 	ts.Config.Handler = srv
 	ts.Start()
 	t.Cleanup(ts.Close)

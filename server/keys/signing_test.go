@@ -1,0 +1,149 @@
+package keys
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smartauth/smartauth/storage"
+	"github.com/smartauth/smartauth/storage/sqlite"
+)
+
+// keyStore opens a SQLite store holding tenants a and b, each with its keys.
+func keyStore(t *testing.T, m *Manager) storage.Storage {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.store = st
+	for _, id := range []string{"a", "b"} {
+		ks, err := m.NewKeys(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateTenant(ctx, storage.Tenant{ID: id, Name: id}, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func activeKID(t *testing.T, m *Manager, tenantID string) string {
+	t.Helper()
+	k, err := m.ActiveKey(context.Background(), tenantID, "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.KeyID
+}
+
+// TestForget shows a key change made elsewhere is used once the Manager is
+// told of it, however long the list would otherwise be kept, and that
+// forgetting one tenant keeps the others' keys.
+func TestForget(t *testing.T) {
+	ctx := context.Background()
+	m := NewManager(nil, testSealer(t), nil)
+	st := keyStore(t, m)
+	m.SetListCacheTTL(time.Hour)
+	oldA, oldB := activeKID(t, m, "a"), activeKID(t, m, "b")
+
+	// Another process rotates a's keys.
+	other := NewManager(st, m.sealer, nil)
+	if _, err := other.Rotate(ctx, "a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := activeKID(t, m, "a"); got != oldA {
+		t.Fatalf("key list not kept for the TTL: signs with %s, want the cached %s", got, oldA)
+	}
+	m.Forget("a")
+	newA := activeKID(t, m, "a")
+	if newA == oldA {
+		t.Fatalf("still signs with %s after Forget", oldA)
+	}
+	m.mu.Lock()
+	_, keptA := m.cache["a\x00"+oldA]
+	_, keptB := m.cache["b\x00"+oldB]
+	_, keptListB := m.lists["b"]
+	m.mu.Unlock()
+	if keptA {
+		t.Errorf("the private key of a's old key is still held")
+	}
+	if !keptB || !keptListB {
+		t.Errorf("forgetting a dropped b's keys: private %v, list %v", keptB, keptListB)
+	}
+
+	if _, err := other.Rotate(ctx, "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	m.ForgetAll()
+	if got := activeKID(t, m, "b"); got == oldB {
+		t.Fatalf("b still signs with %s after ForgetAll", oldB)
+	}
+}
+
+// forgetting calls during after reading the keys, as a Forget arriving
+// while a list is read would.
+type forgetting struct {
+	storage.Storage
+	during func()
+}
+
+func (f forgetting) ListSigningKeys(ctx context.Context, tenantID string) ([]storage.SigningKey, error) {
+	ks, err := f.Storage.ListSigningKeys(ctx, tenantID)
+	if f.during != nil {
+		f.during()
+	}
+	return ks, err
+}
+
+// TestForgetDuringRead shows a list read before a Forget is not kept: the
+// forget may stand for a change the read missed.
+func TestForgetDuringRead(t *testing.T) {
+	m := NewManager(nil, testSealer(t), nil)
+	st := keyStore(t, m)
+	m.SetListCacheTTL(time.Hour)
+	m.store = forgetting{Storage: st, during: func() { m.Forget("a") }}
+	activeKID(t, m, "a")
+	m.mu.Lock()
+	_, kept := m.lists["a"]
+	m.mu.Unlock()
+	if kept {
+		t.Fatal("a list read across a Forget was kept")
+	}
+	m.store = st
+	activeKID(t, m, "a")
+	m.mu.Lock()
+	_, kept = m.lists["a"]
+	m.mu.Unlock()
+	if !kept {
+		t.Fatal("a list read with no Forget under way was not kept")
+	}
+}
+
+// TestListCacheTTL shows the list is read again once older than the TTL.
+func TestListCacheTTL(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	m := NewManager(nil, testSealer(t), func() time.Time { return now })
+	st := keyStore(t, m)
+	m.SetListCacheTTL(time.Minute)
+	old := activeKID(t, m, "a")
+	if _, err := NewManager(st, m.sealer, nil).Rotate(ctx, "a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ListCacheTTL)
+	if got := activeKID(t, m, "a"); got != old {
+		t.Fatalf("list dropped at the default TTL despite a longer one set")
+	}
+	now = now.Add(time.Minute)
+	if got := activeKID(t, m, "a"); got == old {
+		t.Fatalf("list kept past its TTL: signs with %q", got)
+	}
+}
