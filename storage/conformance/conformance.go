@@ -19,6 +19,10 @@
 //   - Update and single-record Delete methods fail with ErrNotFound when the
 //     record does not exist; DeleteUserSessions does not.
 //   - Create and Update methods keep CreatedAt as first stored.
+//   - CreateTenant and CreateUser store version 1, whatever Version says.
+//     UpdateTenant and UpdateUser refuse any version but the stored one,
+//     older or newer, with ErrConflict; a record that does not exist yields
+//     ErrNotFound whatever the version.
 //   - Users with an empty email may coexist; GetUserByEmail("") finds no one.
 //     ListUsers orders by email case-insensitively.
 //   - UpsertPatients refuses, before writing anything, a batch holding a

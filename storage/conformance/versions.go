@@ -45,6 +45,20 @@ func testTenantVersions(t *testing.T, s storage.Storage) {
 
 	ghost := tenantFixture("ghost")
 	mustErr(t, "update unknown tenant", s.UpdateTenant(ctx, ghost), storage.ErrNotFound)
+
+	// A new record starts at 1, whatever the caller's struct says.
+	other := tenantFixture("other")
+	other.Version = 42
+	must(t, "create tenant with a version set", s.CreateTenant(ctx, other, nil))
+	got, err = s.GetTenant(ctx, "other")
+	must(t, "get tenant created with a version set", err)
+	mustEqual(t, "version of a tenant created with one set", got.Version, int64(1))
+	u := userFixture("other", "u1", "u1@other.example")
+	u.Version = 42
+	must(t, "create user with a version set", s.CreateUser(ctx, u))
+	stored, err := s.GetUser(ctx, "other", "u1")
+	must(t, "get user created with a version set", err)
+	mustEqual(t, "version of a user created with one set", stored.Version, int64(1))
 }
 
 // testUserVersions: UpdateUser writes only over the version it names, and
