@@ -311,6 +311,10 @@ func apiError(err error, what string) error {
 		return errNotFound("No such " + what + ".")
 	case errors.Is(err, storage.ErrAlreadyExists):
 		return &httpError{status: http.StatusConflict, code: "already_exists", description: "That " + what + " already exists."}
+	case errors.Is(err, storage.ErrConflict):
+		// Another change landed between this request's read and its write.
+		return &httpError{status: http.StatusConflict, code: "conflict",
+			description: "The " + what + " changed while the change was being made, so nothing was changed. Try again."}
 	}
 	return err
 }
