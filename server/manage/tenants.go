@@ -52,7 +52,18 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if err := s.store.CreateTenant(ctx, t, ks); err != nil {
 		return storage.Tenant{}, fmt.Errorf("create tenant %q: %w", t.ID, err)
 	}
-	return t, s.audit(ctx, t.ID, "admin.tenant.create", who, "", map[string]string{"name": t.Name})
+	if err := s.audit(ctx, t.ID, "admin.tenant.create", who, "", map[string]string{"name": t.Name}); err != nil {
+		return t, err
+	}
+	// The operators' own trail records it too, so who made a tenant can be
+	// read without that tenant's admins, and outlives the tenant's trail.
+	// Before any operator exists there is no such trail to write to.
+	if _, err := s.store.GetTenant(ctx, storage.OperatorRealm); errors.Is(err, storage.ErrNotFound) {
+		return t, nil
+	} else if err != nil {
+		return t, fmt.Errorf("operator realm: %w", err)
+	}
+	return t, s.audit(ctx, storage.OperatorRealm, "admin.tenant.create", who, t.ID, map[string]string{"name": t.Name, "tenant": t.ID})
 }
 
 // NormalizeFHIRBaseURLs checks each FHIR base URL and drops trailing

@@ -31,6 +31,28 @@ func TestListTenantsHidesOperatorRealm(t *testing.T) {
 	})
 }
 
+func TestCreateTenantAuditsInOperatorTrail(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "early") // before the operator realm exists: its own trail only
+		if err := fx.svc.EnsureOperatorRealm(ctx); err != nil {
+			t.Fatal(err)
+		}
+		fx.tenant(t, "clinic")
+		events, err := fx.store.ListAudit(ctx, storage.OperatorRealm, storage.AuditFilter{Type: "admin.tenant.create"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 1 || events[0].Subject != "clinic" || events[0].Details["tenant"] != "clinic" {
+			t.Fatalf("operator trail's tenant creations %+v, want clinic's alone", events)
+		}
+		own, err := fx.store.ListAudit(ctx, "clinic", storage.AuditFilter{Type: "admin.tenant.create"})
+		if err != nil || len(own) != 1 {
+			t.Fatalf("clinic's own trail: %+v, %v; want its creation", own, err)
+		}
+	})
+}
+
 func TestUpdateTenant(t *testing.T) {
 	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
 		ctx := t.Context()
