@@ -19,10 +19,13 @@ var _ storage.ChangeFeed = (*Store)(nil)
 const changeChannel = "smartauth_changes"
 
 // Reconnection waits double from the first to the last, with jitter, so
-// replicas that lost the database together do not return in step.
+// replicas that lost the database together do not return in step; they
+// start over from the first after a connection that lasted stableListen,
+// so a connection that keeps dropping at once is not retried ever faster.
 const (
 	firstBackoff = 250 * time.Millisecond
 	lastBackoff  = 30 * time.Second
+	stableListen = time.Minute
 )
 
 // Between notifications the connection is pinged every pingInterval (the
@@ -43,12 +46,12 @@ const (
 func (s *Store) WatchChanges(ctx context.Context, fn func(storage.Change)) {
 	backoff := firstBackoff
 	for {
-		listened, err := s.listen(ctx, fn)
+		since, err := s.listen(ctx, fn)
 		if ctx.Err() != nil {
 			return
 		}
 		fn(storage.Change{Err: err})
-		if listened {
+		if !since.IsZero() && time.Since(since) >= stableListen {
 			backoff = firstBackoff
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -64,14 +67,14 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(storage.Change)) {
 }
 
 // listen connects, listens and delivers notifications until the
-// connection fails or ctx ends; listened reports whether it got as far as
-// listening, so the caller knows to start its backoff over.
-func (s *Store) listen(ctx context.Context, fn func(storage.Change)) (listened bool, err error) {
+// connection fails or ctx ends; since is when it started listening, zero
+// if it never did.
+func (s *Store) listen(ctx context.Context, fn func(storage.Change)) (since time.Time, err error) {
 	// The pool's configuration, so the listener reaches the same database
 	// and schema as every query.
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
-		return false, fmt.Errorf("postgres: change feed: connect: %w", err)
+		return time.Time{}, fmt.Errorf("postgres: change feed: connect: %w", err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
@@ -80,11 +83,12 @@ func (s *Store) listen(ctx context.Context, fn func(storage.Change)) (listened b
 	}()
 	var schema string
 	if err := conn.QueryRow(ctx, `SELECT coalesce(current_schema(), '')`).Scan(&schema); err != nil {
-		return false, fmt.Errorf("postgres: change feed: read current schema: %w", err)
+		return time.Time{}, fmt.Errorf("postgres: change feed: read current schema: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
-		return false, fmt.Errorf("postgres: change feed: listen: %w", err)
+		return time.Time{}, fmt.Errorf("postgres: change feed: listen: %w", err)
 	}
+	since = time.Now()
 	// Listening before resyncing: a change committed from here on is
 	// notified, and one committed before is read afresh after the resync.
 	fn(storage.Change{Resync: true})
@@ -94,7 +98,7 @@ func (s *Store) listen(ctx context.Context, fn func(storage.Change)) (listened b
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return true, ctx.Err()
+			return since, ctx.Err()
 		case err == nil:
 			if c, ok := parseChange(n.Payload, schema); ok {
 				fn(c)
@@ -104,10 +108,10 @@ func (s *Store) listen(ctx context.Context, fn func(storage.Change)) (listened b
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
-				return true, fmt.Errorf("postgres: change feed: ping: %w", err)
+				return since, fmt.Errorf("postgres: change feed: ping: %w", err)
 			}
 		default:
-			return true, fmt.Errorf("postgres: change feed: wait for notification: %w", err)
+			return since, fmt.Errorf("postgres: change feed: wait for notification: %w", err)
 		}
 	}
 }
