@@ -621,7 +621,6 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		var keys []map[string]any
 		ok("list keys", "GET", "/keys", "", http.StatusOK).json(t, &keys)
 		apiWant(t, "rotate with a window past the cap", apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "999999h"}`), http.StatusBadRequest, "invalid_request")
-		apiWant(t, "rotate with a window past the cap", apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "999999h"}`), http.StatusBadRequest, "invalid_request")
 		r = ok("rotate keys", "POST", "/keys/rotate", `{"retire_after": "1h"}`, http.StatusOK)
 		audited("admin.keys.rotate")
 		var rotated []map[string]any

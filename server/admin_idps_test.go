@@ -11,9 +11,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/smartauth/smartauth/federation/oidctest"
+	"github.com/smartauth/smartauth/server"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
@@ -346,6 +348,60 @@ func TestAdminIdPDiscovery(t *testing.T) {
 	// Only a post tests discovery: a link cannot make the server fetch.
 	if p := b.get("/admin/t/acme/idps/working/discovery"); p.status == http.StatusOK {
 		t.Error("discovery answered a GET")
+	}
+}
+
+// TestIdPDiscoveryRefusesPrivateAddresses: unless the operator allows
+// private networks for identity providers, a tenant's administrator cannot
+// make the server fetch from loopback with a discovery test, on the page or
+// through the API, and what such an address answers is never shown.
+func TestIdPDiscoveryRefusesPrivateAddresses(t *testing.T) {
+	srv := servertest.StartConfig(t, servertest.OpenSQLite(t), func(c *server.Config) { c.AllowPrivateIdP = false })
+	srv.Tenant(t, "acme")
+	ctx := context.Background()
+	if _, err := srv.Manage.CreateAdmin(ctx, "acme", tenantAdminEmail, adminPassword, manage.Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "internal-only answer", http.StatusTeapot)
+	}))
+	t.Cleanup(internal.Close)
+	up := oidctest.Start(t, oidctest.Options{Shape: oidctest.ShapeOkta})
+	for id, issuer := range map[string]string{"internal": internal.URL, "provider": up.Issuer()} {
+		if _, _, err := srv.Manage.AddIdentityProvider(ctx, "acme", manage.IdentityProviderInput{ID: id, Type: storage.IdentityProviderOIDC,
+			Settings: storage.IdentityProviderSettings{Issuer: issuer, ClientID: "smartauth-acme"}}, manage.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(t *testing.T, where, text string) {
+		t.Helper()
+		if !strings.Contains(text, "not public") || strings.Contains(text, "internal-only answer") || strings.Contains(text, "418") {
+			t.Errorf("%s: want the private address refused, and nothing it says: %s", where, text)
+		}
+	}
+
+	b := adminSignIn(t, srv, "/admin/t/acme", tenantAdminEmail, "")
+	for _, id := range []string{"internal", "provider"} {
+		b.get("/admin/t/acme/idps/" + id)
+		p := b.post("/admin/t/acme/idps/"+id+"/discovery", nil)
+		if p.status != http.StatusOK || !strings.Contains(p.body, `id="discovery-error"`) {
+			t.Fatalf("page discovery of %s: %d, want a reported failure: %s", id, p.status, p.body)
+		}
+		refused(t, "page discovery of "+id, html.UnescapeString(p.body))
+	}
+
+	id, secret := apiClient(t, srv, "acme")
+	tok := apiToken(t, tokenEndpoint(srv, "acme"), id, secret, server.AdminScope)
+	r := apiCall(t, "POST", srv.URL+"/admin/api/v1/tenants/acme/idps/internal/discovery-test", tok, "", "")
+	apiWant(t, "API discovery of a private address", r, http.StatusOK, "")
+	if m := r.object(t); m["ok"] != false {
+		t.Errorf("API discovery of a private address: %s", r.body)
+	}
+	refused(t, "API discovery", string(r.body))
+	if hits.Load() != 0 {
+		t.Errorf("the server on loopback was reached %d times", hits.Load())
 	}
 }
 

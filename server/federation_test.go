@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/federation/oidctest"
+	"github.com/smartauth/smartauth/server"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
@@ -189,5 +190,25 @@ func TestProviderVouchesOnlyForItsDomains(t *testing.T) {
 	}
 	if _, err := srv.Store.GetIdentityLink(context.Background(), authzTenant, e.idp.Issuer(), "sub-spoof"); err == nil {
 		t.Error("the spoofed address was linked to the clinician")
+	}
+}
+
+// TestFederationRefusesPrivateProvider: unless the operator allows private
+// networks for identity providers, sign-in does not reach a provider on
+// loopback (where the tests run it): the person is told the sign-in service
+// cannot be reached, and is never sent there.
+func TestFederationRefusesPrivateProvider(t *testing.T) {
+	t.Parallel()
+	srv := servertest.StartConfig(t, servertest.OpenSQLite(t), func(c *server.Config) { c.AllowPrivateIdP = false })
+	e := fedSetup(t, srv, storage.TenantPolicy{},
+		oidctest.Person{ID: "sub-1", Username: "pat@" + fedDomain, Password: "pw", Email: "pat@" + fedDomain, EmailVerified: true,
+			Claims: map[string]any{"custom:tenant_id": authzTenant}})
+	login := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier()))
+	p := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, "pat@"+fedDomain, ""), nil)
+	if p.status != http.StatusBadGateway || continueLink.MatchString(p.body) || strings.Contains(p.body, e.idp.ServerURL()) {
+		t.Fatalf("sign-in routed to a provider on loopback: %d, want 502 without the provider's address\n%s", p.status, p.body)
+	}
+	if logs := srv.Logs(); !strings.Contains(logs, "non-public address") {
+		t.Errorf("the log does not say why the provider was not reached:\n%s", logs)
 	}
 }
