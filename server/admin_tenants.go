@@ -290,7 +290,7 @@ func (s *Server) adminSaveSettings(w http.ResponseWriter, r *http.Request, ar *a
 	}
 	_, err := s.manage.UpdateTenant(r.Context(), in, ar.actor(r))
 	// This process applies a change at once, even one whose audit record
-	// failed; other replicas within TenantCacheTTL.
+	// failed; other replicas when the change feed tells them.
 	s.tenants.forget(ar.tenant.ID)
 	if msg, ok := manageMessage(err); ok {
 		s.renderSettings(w, r, ar, http.StatusBadRequest, f, "", msg)

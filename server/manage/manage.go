@@ -124,10 +124,10 @@ func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement ti
 // tenant's last active key of an algorithm is refused, so signing never
 // stops: rotate first, then retire the old key.
 //
-// Each process reads a tenant's keys again at most keys.ListCacheTTL after
-// it last did, so another replica (or this one, whose keys.Manager has no
-// way to be told) may sign with the key or publish it for up to that long;
-// relying parties may keep a fetched JWKS for its cache lifetime.
+// The keys.Manager given to New forgets the tenant's keys at once. With
+// PostgreSQL, other replicas forget them when the change feed tells them,
+// and within keys.ListCacheTTL while the feed is reconnecting; relying
+// parties may keep a fetched JWKS for its cache lifetime.
 func (s *Service) RetireKey(ctx context.Context, tenantID, kid string, who Actor) error {
 	ks, err := s.store.ListSigningKeys(ctx, tenantID)
 	if err != nil {
