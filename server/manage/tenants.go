@@ -30,14 +30,7 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if !tenantSlug.MatchString(in.ID) {
 		return storage.Tenant{}, invalid("tenant id %q must be 1-63 lowercase letters, digits or inner hyphens", in.ID)
 	}
-	name := strings.TrimSpace(in.Name)
-	if name == "" {
-		name = in.ID
-	}
-	if len(name) > 200 {
-		return storage.Tenant{}, invalid("tenant name must be at most 200 characters")
-	}
-	bases, err := NormalizeFHIRBaseURLs(in.FHIRBaseURLs)
+	name, bases, err := tenantNameAndURLs(in.ID, in.Name, in.FHIRBaseURLs)
 	if err != nil {
 		return storage.Tenant{}, err
 	}
@@ -64,6 +57,23 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 		return t, fmt.Errorf("operator realm: %w", err)
 	}
 	return t, s.audit(ctx, storage.OperatorRealm, "admin.tenant.create", who, t.ID, map[string]string{"name": t.Name, "tenant": t.ID})
+}
+
+// tenantNameAndURLs checks a tenant's name (the id when blank) and FHIR base
+// URLs as they are stored.
+func tenantNameAndURLs(id, name string, fhirBaseURLs []string) (string, []string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = id
+	}
+	if len(name) > 200 {
+		return "", nil, invalid("tenant name must be at most 200 characters")
+	}
+	bases, err := NormalizeFHIRBaseURLs(fhirBaseURLs)
+	if err != nil {
+		return "", nil, err
+	}
+	return name, bases, nil
 }
 
 // NormalizeFHIRBaseURLs checks each FHIR base URL and drops trailing
@@ -157,14 +167,7 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 	if in.ID == storage.OperatorRealm {
 		return storage.Tenant{}, invalid("the operator realm is not a tenant and has no settings to edit")
 	}
-	name := strings.TrimSpace(in.Name)
-	if name == "" {
-		name = in.ID
-	}
-	if len(name) > 200 {
-		return storage.Tenant{}, invalid("tenant name must be at most 200 characters")
-	}
-	bases, err := NormalizeFHIRBaseURLs(in.FHIRBaseURLs)
+	name, bases, err := tenantNameAndURLs(in.ID, in.Name, in.FHIRBaseURLs)
 	if err != nil {
 		return storage.Tenant{}, err
 	}
