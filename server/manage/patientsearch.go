@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -29,16 +30,11 @@ func (s *Service) SetPatientSearch(ctx context.Context, tenantID string, in Pati
 	if err != nil {
 		return storage.PatientSearchSource{}, err
 	}
-	t, err := s.store.GetTenant(ctx, tenantID)
-	if err != nil {
-		return storage.PatientSearchSource{}, fmt.Errorf("tenant %q: %w", tenantID, err)
-	}
 	if src.ClientSecretSealed, err = fhirsearch.SealSecret(s.keys.Sealer(), tenantID, src, in.ClientSecret); err != nil {
 		return storage.PatientSearchSource{}, err
 	}
-	t.Policy.PatientSearch = src
-	if err := s.store.UpdateTenant(ctx, t); err != nil {
-		return storage.PatientSearchSource{}, fmt.Errorf("update tenant %q: %w", tenantID, err)
+	if err := s.setPatientSearch(ctx, tenantID, src); err != nil {
+		return storage.PatientSearchSource{}, err
 	}
 	return src, s.audit(ctx, tenantID, "admin.tenant.patient_search.set", who, "", map[string]string{
 		"fhir_base_url": src.FHIRBaseURL, "token_url": src.TokenURL, "client_id": src.ClientID, "scope": src.Scope,
@@ -48,15 +44,31 @@ func (s *Service) SetPatientSearch(ctx context.Context, tenantID string, in Pati
 // ClearPatientSearch removes the tenant's FHIR patient search source, so the
 // patient picker searches the local roster only.
 func (s *Service) ClearPatientSearch(ctx context.Context, tenantID string, who Actor) error {
-	t, err := s.store.GetTenant(ctx, tenantID)
-	if err != nil {
-		return fmt.Errorf("tenant %q: %w", tenantID, err)
-	}
-	t.Policy.PatientSearch = storage.PatientSearchSource{}
-	if err := s.store.UpdateTenant(ctx, t); err != nil {
-		return fmt.Errorf("update tenant %q: %w", tenantID, err)
+	if err := s.setPatientSearch(ctx, tenantID, storage.PatientSearchSource{}); err != nil {
+		return err
 	}
 	return s.audit(ctx, tenantID, "admin.tenant.patient_search.clear", who, "", nil)
+}
+
+// setPatientSearch stores src as the tenant's patient search source over
+// the tenant as it is now: an edit of other settings landing between the
+// read and the write is read again rather than lost or reported.
+func (s *Service) setPatientSearch(ctx context.Context, tenantID string, src storage.PatientSearchSource) error {
+	for attempt := 1; ; attempt++ {
+		t, err := s.store.GetTenant(ctx, tenantID)
+		if err != nil {
+			return fmt.Errorf("tenant %q: %w", tenantID, err)
+		}
+		t.Policy.PatientSearch = src
+		err = s.store.UpdateTenant(ctx, t)
+		if errors.Is(err, storage.ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("update tenant %q: %w", tenantID, err)
+		}
+		return nil
+	}
 }
 
 // validatePatientSearch checks the input and returns the source to store,

@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -188,6 +189,49 @@ func TestUpdateTenantVersions(t *testing.T) {
 		}
 		if got := stored(t); now.Version != 3 || got.Version != 3 || got.Name != "Now" {
 			t.Fatalf("an edit of the current tenant: returned %+v, stored %+v", now, got)
+		}
+	})
+}
+
+// renameOnFirstUpdate is a store on which another admin renames the tenant
+// between the first read and write of a tenant update.
+type renameOnFirstUpdate struct {
+	storage.Storage
+	done bool
+}
+
+func (s *renameOnFirstUpdate) UpdateTenant(ctx context.Context, t storage.Tenant) error {
+	if !s.done {
+		s.done = true
+		other, err := s.Storage.GetTenant(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		other.Name = "Renamed meanwhile"
+		if err := s.Storage.UpdateTenant(ctx, other); err != nil {
+			return err
+		}
+	}
+	return s.Storage.UpdateTenant(ctx, t)
+}
+
+// TestPatientSearchSurvivesConcurrentEdit: setting the patient search source
+// while another edit lands keeps both, rather than failing or losing one.
+func TestPatientSearchSurvivesConcurrentEdit(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		svc := New(&renameOnFirstUpdate{Storage: fx.store}, fx.km, fx.clock.Now)
+		if _, err := svc.SetPatientSearch(ctx, "clinic", PatientSearchInput{FHIRBaseURL: "https://fhir.example/r4", TokenURL: "https://auth.example/token",
+			ClientID: "picker", ClientSecret: "picker-secret"}, Actor{ID: "setup"}); err != nil {
+			t.Fatalf("set patient search over a concurrent edit: %v", err)
+		}
+		got, err := fx.store.GetTenant(ctx, "clinic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Name != "Renamed meanwhile" || got.Policy.PatientSearch.ClientID != "picker" {
+			t.Fatalf("tenant after both edits: name %q, patient search %+v", got.Name, got.Policy.PatientSearch)
 		}
 	})
 }
