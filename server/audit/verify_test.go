@@ -239,17 +239,65 @@ func TestVerify(t *testing.T) {
 				if err != nil {
 					t.Fatalf("verify: %v", err)
 				}
-				if got != tt.want {
+				// The head is the last intact event: sequence numbers start at 1.
+				if got.Head.Seq != tt.want.Events || (got.Head.Seq > 0) != (got.Head.Hash != nil) {
+					t.Errorf("Verify head = %+v, want event %d", got.Head, tt.want.Events)
+				}
+				if !sameStatus(got, tt.want) {
 					t.Errorf("Verify = %+v, want %+v", got, tt.want)
 				}
 				// Tampering with one tenant's trail leaves another's intact.
 				other, err := audit.Verify(t.Context(), store, "beta")
-				if err != nil || other != (audit.ChainStatus{Events: 3, OK: true}) {
+				if err != nil || !sameStatus(other, audit.ChainStatus{Events: 3, OK: true}) {
 					t.Errorf("Verify(beta) = %+v, %v; want 3 intact events", other, err)
 				}
 			})
 		})
 	}
+}
+
+// sameStatus compares two statuses but for their heads, checked apart.
+func sameStatus(a, b audit.ChainStatus) bool {
+	return a.Events == b.Events && a.OK == b.OK && a.BrokenAt == b.BrokenAt && a.Problem == b.Problem
+}
+
+// TestVerifyFrom: going on from a checked head finds what changed at the
+// head or after it.
+func TestVerifyFrom(t *testing.T) {
+	verifyBackends(t, func(t *testing.T, store storage.Storage, raw rawExec) {
+		ctx := t.Context()
+		fill(t, store, "acme", 20)
+		full, err := audit.Verify(ctx, store, "acme")
+		if err != nil || !full.OK || full.Head.Seq != 20 {
+			t.Fatalf("full check: %+v, %v", full, err)
+		}
+		fill(t, store, "acme", 5)
+		got, err := audit.VerifyFrom(ctx, store, "acme", full.Head)
+		if err != nil || !got.OK || got.Events != 25 || got.Head.Seq != 25 {
+			t.Fatalf("VerifyFrom over 5 new events: %+v, %v; want 25 intact", got, err)
+		}
+		if got, err := audit.VerifyFrom(ctx, store, "acme", audit.ChainHead{Seq: 20, Hash: []byte("not event 20's hash")}); err != nil ||
+			got.OK || got.BrokenAt != 20 {
+			t.Errorf("VerifyFrom a head with another hash: %+v, %v; want broken at 20", got, err)
+		}
+
+		raw(t, "UPDATE audit_events SET subject = 'mallory' WHERE tenant_id = 'acme' AND seq = 23")
+		if got, err := audit.VerifyFrom(ctx, store, "acme", full.Head); err != nil || got.OK || got.BrokenAt != 23 {
+			t.Errorf("VerifyFrom over an altered new event: %+v, %v; want broken at 23", got, err)
+		}
+		// The head itself rewritten, its hash recomputed to match.
+		e := storedEvent(t, store, "acme", 20)
+		e.Subject = "mallory"
+		raw(t, "UPDATE audit_events SET subject = ?, hash = ? WHERE tenant_id = 'acme' AND seq = 20", e.Subject, storage.ChainHash(e.PrevHash, e))
+		if got, err := audit.VerifyFrom(ctx, store, "acme", full.Head); err != nil || got.OK || got.BrokenAt != 20 ||
+			got.Problem != "event 20: changed since it was checked" {
+			t.Errorf("VerifyFrom over a rewritten head: %+v, %v; want broken at 20", got, err)
+		}
+		raw(t, "DELETE FROM audit_events WHERE tenant_id = 'acme' AND seq = 20")
+		if got, err := audit.VerifyFrom(ctx, store, "acme", full.Head); err != nil || got.OK || got.BrokenAt != 20 {
+			t.Errorf("VerifyFrom a deleted head: %+v, %v; want broken at 20", got, err)
+		}
+	})
 }
 
 // cappedStore returns at most limit events per ListAudit call, and fails the
@@ -277,7 +325,7 @@ func TestVerifyReadsPastShortPages(t *testing.T) {
 		fill(t, store, "acme", 700)
 		capped := &cappedStore{Storage: store, limit: 300}
 		got, err := audit.Verify(t.Context(), capped, "acme")
-		if err != nil || got != (audit.ChainStatus{Events: 700, OK: true}) {
+		if err != nil || !sameStatus(got, audit.ChainStatus{Events: 700, OK: true}) {
 			t.Fatalf("Verify = %+v, %v; want 700 intact events", got, err)
 		}
 		// A break beyond the first short page is still found.
@@ -296,7 +344,7 @@ func TestVerifyStorageError(t *testing.T) {
 		if !errors.Is(err, errUnavailable) {
 			t.Fatalf("Verify error = %v, want the storage error", err)
 		}
-		if got != (audit.ChainStatus{}) {
+		if !sameStatus(got, audit.ChainStatus{}) || got.Head.Seq != 0 {
 			t.Errorf("Verify status = %+v with an error, want zero", got)
 		}
 	})
