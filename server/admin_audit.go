@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smartauth/smartauth/server/audit"
@@ -43,6 +44,9 @@ type auditViewPage struct {
 	Query  auditQuery
 	Events []auditRow
 	Chain  audit.ChainStatus
+	// FullCheck is when the whole trail was last walked; newer events were
+	// checked for this view.
+	FullCheck time.Time
 	// Older is the URL of the next page of older events; empty on the last.
 	Older string
 	// ExportFHIR and ExportNDJSON download the filtered events.
@@ -123,6 +127,61 @@ func parseAuditTime(what, v string) (time.Time, error) {
 		description: fmt.Sprintf("The %q time must look like 2026-01-31T09:30 (UTC).", what)}
 }
 
+// FullChainCheckEvery is how often the audit viewer walks a whole trail. In
+// between, a view checks only the events after the last one found intact,
+// and that event itself: a walk costs a few microseconds an event, which a
+// busy tenant's millions of events would make seconds on every view. The
+// viewer's "check the whole trail" link, and the API's verify, walk it all.
+const FullChainCheckEvery = 10 * time.Minute
+
+// chainChecks remembers, per trail, the last event found intact and when
+// the whole trail was last walked.
+type chainChecks struct {
+	mu    sync.Mutex
+	heads map[string]checkedHead
+}
+
+type checkedHead struct {
+	head   audit.ChainHead
+	fullAt time.Time
+}
+
+// checkChain checks a trail for the viewer: from the last event found intact
+// when the whole trail was walked less than FullChainCheckEvery ago and full
+// is false, else all of it. It returns when the whole trail was last walked.
+func (s *Server) checkChain(ctx context.Context, realm string, full bool) (audit.ChainStatus, time.Time, error) {
+	now := s.now()
+	s.chainChecks.mu.Lock()
+	last, ok := s.chainChecks.heads[realm]
+	s.chainChecks.mu.Unlock()
+	if full || !ok || now.Sub(last.fullAt) >= FullChainCheckEvery || now.Before(last.fullAt) {
+		last = checkedHead{fullAt: now}
+	}
+	st, err := audit.VerifyFrom(ctx, s.store, realm, last.head)
+	if err == nil && !st.OK && last.head.Seq > 0 {
+		// A break is reported as a whole walk finds it: the remembered
+		// event may be gone for an innocent reason (the tenant deleted and
+		// made again), and a whole walk names the first bad event.
+		last = checkedHead{fullAt: now}
+		st, err = audit.Verify(ctx, s.store, realm)
+	}
+	if err != nil {
+		return audit.ChainStatus{}, time.Time{}, err
+	}
+	s.chainChecks.mu.Lock()
+	defer s.chainChecks.mu.Unlock()
+	if !st.OK {
+		// A broken trail is walked in full on every view until it is mended.
+		delete(s.chainChecks.heads, realm)
+		return st, last.fullAt, nil
+	}
+	if len(s.chainChecks.heads) >= cacheMax {
+		clear(s.chainChecks.heads)
+	}
+	s.chainChecks.heads[realm] = checkedHead{head: st.Head, fullAt: last.fullAt}
+	return st, last.fullAt, nil
+}
+
 // adminAudit shows a trail, newest first, with its chain-verification status.
 func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
 	realm := auditRealm(ar)
@@ -146,13 +205,12 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request, ar *adminReq
 	for _, e := range events {
 		page.Events = append(page.Events, auditRow{AuditEvent: e, When: e.Time.UTC().Format("2006-01-02 15:04:05 UTC"), Details: detailText(e.Details)})
 	}
-	// The whole trail is checked on every view: the status is only worth
-	// showing if it is current, and a full walk reads the trail in pages.
-	if page.Chain, err = audit.Verify(r.Context(), s.store, realm); err != nil {
+	if page.Chain, page.FullCheck, err = s.checkChain(r.Context(), realm, r.URL.Query().Get("verify") == "full"); err != nil {
 		return err
 	}
 	q := r.URL.Query()
 	q.Del("before")
+	q.Del("verify")
 	if len(events) == auditPageSize {
 		older := maps.Clone(q)
 		older.Set("before", strconv.FormatInt(events[len(events)-1].Seq, 10))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smartauth/smartauth/server"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
@@ -88,6 +89,30 @@ func hasPostgres() bool { return len(servertest.Backends()) > 1 }
 
 // auditRowPattern matches one event row of the viewer.
 var auditRowPattern = regexp.MustCompile(`<tr><td>(\d+)</td><td>[^<]*</td><td><code>([^<]+)</code>`)
+
+// TestAuditViewerChecksNewEvents: between full walks, a view still checks
+// every event newer than the last one found intact.
+func TestAuditViewerChecksNewEvents(t *testing.T) {
+	for _, b := range tamperableBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			e := newAdminEnv(t, b.store)
+			admin := adminSignIn(t, e.srv, "/admin/t/acme", tenantAdminEmail, "")
+			if p := admin.get("/admin/t/acme/audit"); !strings.Contains(p.body, "Chain verified") {
+				t.Fatalf("first view: %s", p.body)
+			}
+			added, err := e.srv.Store.AppendAudit(context.Background(), storage.AuditEvent{TenantID: "acme", Time: e.srv.Clock.Now(),
+				Type: "token.issue", Outcome: "success", ClientID: "app"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.tamper(t, "acme", added.Seq, "token.revoke")
+			want := "Chain broken at event " + strconv.FormatInt(added.Seq, 10)
+			if p := admin.get("/admin/t/acme/audit"); !strings.Contains(p.body, want) {
+				t.Fatalf("a view after a newer event was rewritten does not say %q: %s", want, p.body)
+			}
+		})
+	}
+}
 
 func TestAdminAuditViewerExportAndTamper(t *testing.T) {
 	for _, b := range tamperableBackends(t) {
@@ -177,11 +202,15 @@ func TestAdminAuditViewerExportAndTamper(t *testing.T) {
 				}
 			}
 
-			// Someone with database access rewrites an event: the chain shows it.
+			// Someone with database access rewrites an event the viewer has
+			// found intact: walking the whole trail shows it, on its own once
+			// FullChainCheckEvery has passed, and on request.
 			b.tamper(t, "acme", 2, "login.success")
-			broken := admin.get("/admin/t/acme/audit")
-			if !strings.Contains(broken.body, "Chain broken at event 2") {
-				t.Fatalf("after tampering, the viewer does not report the broken chain: %s", broken.body)
+			e.srv.Clock.Advance(server.FullChainCheckEvery)
+			for _, path := range []string{"/admin/t/acme/audit", "/admin/t/acme/audit?verify=full"} {
+				if broken := admin.get(path); !strings.Contains(broken.body, "Chain broken at event 2") {
+					t.Fatalf("after tampering, %s does not report the broken chain: %s", path, broken.body)
+				}
 			}
 		})
 	}

@@ -101,6 +101,8 @@ type Server struct {
 	idps connectors
 	// mfa checks and enrolls TOTP second factors.
 	mfa *mfa.Service
+	// chainChecks remembers how far the audit viewer found each trail intact.
+	chainChecks chainChecks
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -126,17 +128,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		base:      strings.TrimRight(cfg.BaseURL.String(), "/"),
-		secure:    cfg.BaseURL.Scheme == "https",
-		store:     cfg.Store,
-		keys:      cfg.Keys,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		maxBody:   cfg.MaxBodyBytes,
-		templates: t,
-		masterKey: cfg.MasterKey,
-		dummyHash: sync.OnceValues(newDummyHash),
-		passwords: password.NewLimiter(runtime.GOMAXPROCS(0), signInMaxWait),
+		base:        strings.TrimRight(cfg.BaseURL.String(), "/"),
+		secure:      cfg.BaseURL.Scheme == "https",
+		store:       cfg.Store,
+		keys:        cfg.Keys,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		maxBody:     cfg.MaxBodyBytes,
+		templates:   t,
+		masterKey:   cfg.MasterKey,
+		dummyHash:   sync.OnceValues(newDummyHash),
+		passwords:   password.NewLimiter(runtime.GOMAXPROCS(0), signInMaxWait),
+		chainChecks: chainChecks{heads: map[string]checkedHead{}},
 	}
 	if s.now == nil {
 		s.now = time.Now
