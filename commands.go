@@ -39,7 +39,7 @@ func (l *listFlag) Set(v string) error {
 func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbs := map[string][]string{
 		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
-		"client":  {"create", "list", "delete", "rotate-secret", "initial-access-token"},
+		"client":  {"create", "list", "delete", "rotate-secret", "initial-access-token", "list-initial-access-tokens", "revoke-initial-access-token"},
 		"user":    {"create"},
 		"patient": {"import"},
 		"keys":    {"rotate"},
@@ -177,6 +177,11 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		}
 	case "client initial-access-token":
 		act = initialAccessTokenCommand(ctx, fs, tenant())
+	case "client list-initial-access-tokens":
+		act = listInitialAccessTokensCommand(ctx, tenant())
+	case "client revoke-initial-access-token":
+		required = append(required, "ref")
+		act = revokeInitialAccessTokenCommand(ctx, fs, tenant())
 	case "user create":
 		var in manage.UserInput
 		var profiles listFlag

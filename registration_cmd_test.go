@@ -83,3 +83,32 @@ func TestInitialAccessTokenCommand(t *testing.T) {
 	env.fails(t, 1, "at most 720h", "", "client", "initial-access-token", "--tenant", "clinic", "--ttl", "721h")
 	env.fails(t, 1, "not found", "", "client", "initial-access-token", "--tenant", "nowhere")
 }
+
+func TestInitialAccessTokenListAndRevokeCommands(t *testing.T) {
+	env := newEnv(t)
+	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://fhir.example/r4")
+	var plain, backend initialAccessTokenJSON
+	env.ok(t, &plain, "", "client", "initial-access-token", "--tenant", "clinic")
+	env.ok(t, &backend, "", "client", "initial-access-token", "--tenant", "clinic", "--allow-backend-services")
+
+	var listed []outstandingTokenJSON
+	env.ok(t, &listed, "", "client", "list-initial-access-tokens", "--tenant", "clinic")
+	if len(listed) != 2 || listed[0].Ref != plain.Ref || listed[0].BackendServices || listed[1].Ref != backend.Ref || !listed[1].BackendServices ||
+		listed[0].CreatedBy != cliActor.ID || !listed[0].ExpiresAt.Equal(plain.ExpiresAt) {
+		t.Fatalf("listed %+v, want the two tokens just made, by their refs", listed)
+	}
+	for _, o := range listed {
+		if strings.Contains(o.Ref, plain.Token) || len(o.Ref) >= len(plain.Token) {
+			t.Fatalf("a listed ref %q gives the token away", o.Ref)
+		}
+	}
+
+	env.ok(t, nil, "", "client", "revoke-initial-access-token", "--tenant", "clinic", "--ref", backend.Ref)
+	listed = nil
+	env.ok(t, &listed, "", "client", "list-initial-access-tokens", "--tenant", "clinic")
+	if len(listed) != 1 || listed[0].Ref != plain.Ref {
+		t.Fatalf("listed after revoking %s: %+v, want only %s", backend.Ref, listed, plain.Ref)
+	}
+	env.fails(t, 1, "not found", "", "client", "revoke-initial-access-token", "--tenant", "clinic", "--ref", backend.Ref)
+	env.fails(t, 2, "--ref is required", "", "client", "revoke-initial-access-token", "--tenant", "clinic")
+}

@@ -185,6 +185,12 @@ func (s *Service) CreateInitialAccessToken(ctx context.Context, tenantID string,
 // reveals nothing of the token.
 func tokenRef(signature string) string { return signature[:16] }
 
+// InitialAccessTokenRef is how the lists, the audit trail and
+// RevokeInitialAccessToken name an initial access token.
+func InitialAccessTokenRef(token string) string {
+	return tokenRef(initialAccessSignature(token))
+}
+
 // allowanceOf reads the allowance kept with an initial access token. A
 // token issued before allowances existed has none, and so registers only
 // user-facing apps.
