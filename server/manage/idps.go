@@ -74,6 +74,9 @@ func (s *Service) AddIdentityProvider(ctx context.Context, tenantID string, in I
 	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
 		return storage.IdentityProvider{}, nil, fmt.Errorf("tenant %q: %w", tenantID, err)
 	}
+	if err := s.issuerFree(ctx, p); err != nil {
+		return storage.IdentityProvider{}, nil, err
+	}
 	if in.ClientSecret != "" {
 		if p.ClientSecretSealed, err = s.keys.Sealer().Seal([]byte(in.ClientSecret), idpSecretAAD(tenantID, in.ID)); err != nil {
 			return storage.IdentityProvider{}, nil, fmt.Errorf("seal the client secret: %w", err)
@@ -97,6 +100,22 @@ func (s *Service) AddIdentityProvider(ctx context.Context, tenantID string, in I
 		"type": string(p.Type), "issuer": p.Settings.Issuer, "client_id": p.Settings.ClientID,
 		"domains": strings.Join(domains, " "), "federation_only": fmt.Sprint(p.FederationOnly),
 	})
+}
+
+// issuerFree refuses p when another provider of its tenant has its issuer:
+// token exchange picks the provider by the issuer of the token it is given,
+// so a second one would be chosen, or passed over, by chance.
+func (s *Service) issuerFree(ctx context.Context, p storage.IdentityProvider) error {
+	ps, err := s.store.ListIdentityProviders(ctx, p.TenantID)
+	if err != nil {
+		return fmt.Errorf("identity providers of tenant %q: %w", p.TenantID, err)
+	}
+	for _, o := range ps {
+		if o.ID != p.ID && o.Settings.Issuer == p.Settings.Issuer {
+			return invalid("provider %q already has issuer %q; a tenant has one provider per issuer", o.ID, p.Settings.Issuer)
+		}
+	}
+	return nil
 }
 
 // checkIdentityProvider validates in and returns the provider to store,
@@ -152,6 +171,9 @@ func (s *Service) UpdateIdentityProvider(ctx context.Context, tenantID string, i
 	old, err := s.store.GetIdentityProvider(ctx, tenantID, in.ID)
 	if err != nil {
 		return storage.IdentityProvider{}, fmt.Errorf("identity provider %q of tenant %q: %w", in.ID, tenantID, err)
+	}
+	if err := s.issuerFree(ctx, p); err != nil {
+		return storage.IdentityProvider{}, err
 	}
 	p.CreatedAt = old.CreatedAt
 	p.ClientSecretSealed = old.ClientSecretSealed

@@ -3,6 +3,7 @@ package manage
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,23 +148,25 @@ func TestUpdateIdentityProviderDropsSecret(t *testing.T) {
 	}
 	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
 		ctx := t.Context()
-		fx.tenant(t, "clinic")
 		who := Actor{ID: "op"}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
+				// A tenant per case: a tenant has one provider per issuer.
+				tenant := "clinic-" + string(rune('a'+i))
+				fx.tenant(t, tenant)
 				in := tc.start
 				in.ID = "idp-" + string(rune('a'+i))
 				in.ClientSecret = stored
-				if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", in, Actor{ID: "setup"}); err != nil {
+				if _, _, err := fx.svc.AddIdentityProvider(ctx, tenant, in, Actor{ID: "setup"}); err != nil {
 					t.Fatal(err)
 				}
 				in.ClientSecret = ""
 				tc.change(&in)
-				got, err := fx.svc.UpdateIdentityProvider(ctx, "clinic", in, who)
+				got, err := fx.svc.UpdateIdentityProvider(ctx, tenant, in, who)
 				if err != nil {
 					t.Fatal(err)
 				}
-				p, err := fx.store.GetIdentityProvider(ctx, "clinic", in.ID)
+				p, err := fx.store.GetIdentityProvider(ctx, tenant, in.ID)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -174,11 +177,45 @@ func TestUpdateIdentityProviderDropsSecret(t *testing.T) {
 				if secret != tc.secret || (tc.secret == "") != (len(p.ClientSecretSealed) == 0) || len(got.ClientSecretSealed) != len(p.ClientSecretSealed) {
 					t.Fatalf("stored secret %q (%d sealed bytes), want %q", secret, len(p.ClientSecretSealed), tc.secret)
 				}
-				e := fx.lastEvent(t, "clinic", "admin.idp.update", who, in.ID, stored, given)
+				e := fx.lastEvent(t, tenant, "admin.idp.update", who, in.ID, stored, given)
 				if e.Details["client_secret"] != tc.note {
 					t.Fatalf("audit details %v; want client_secret %q", e.Details, tc.note)
 				}
 			})
+		}
+	})
+}
+
+// TestOneProviderPerIssuer: a second provider with an issuer the tenant
+// already has is refused, added or edited; another tenant may have it.
+func TestOneProviderPerIssuer(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		fx.tenant(t, "other")
+		in := func(id, issuer string) IdentityProviderInput {
+			return IdentityProviderInput{ID: id, Type: storage.IdentityProviderOIDC,
+				Settings: storage.IdentityProviderSettings{Issuer: issuer, ClientID: "smartauth"}}
+		}
+		who := Actor{ID: "op"}
+		if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", in("first", "https://idp.example"), who); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", in("second", "https://idp.example"), who); !errors.Is(err, ErrInvalid) ||
+			!strings.Contains(err.Error(), `"first"`) {
+			t.Fatalf("a second provider for the issuer: %v, want ErrInvalid naming the first", err)
+		}
+		if _, _, err := fx.svc.AddIdentityProvider(ctx, "clinic", in("second", "https://idp2.example"), who); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.svc.UpdateIdentityProvider(ctx, "clinic", in("second", "https://idp.example"), who); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("editing a provider onto another's issuer: %v, want ErrInvalid", err)
+		}
+		if _, err := fx.svc.UpdateIdentityProvider(ctx, "clinic", in("first", "https://idp.example"), who); err != nil {
+			t.Fatalf("saving a provider with its own issuer: %v", err)
+		}
+		if _, _, err := fx.svc.AddIdentityProvider(ctx, "other", in("first", "https://idp.example"), who); err != nil {
+			t.Fatalf("the issuer in another tenant: %v", err)
 		}
 	})
 }
