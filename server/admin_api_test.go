@@ -118,6 +118,12 @@ func apiCall(t *testing.T, method, u, token, contentType, body string) apiRespon
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return apiSend(t, req)
+}
+
+// apiSend sends a request and reads the whole answer.
+func apiSend(t *testing.T, req *http.Request) apiResponse {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

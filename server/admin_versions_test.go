@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"html"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -242,16 +241,7 @@ func apiCallIfMatch(t *testing.T, method, u, token, ifMatch, body string) apiRes
 	if ifMatch != "" {
 		req.Header.Set("If-Match", ifMatch)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apiResponse{status: resp.StatusCode, header: resp.Header, body: b}
+	return apiSend(t, req)
 }
 
 // TestAdminAPIVersions: users and tenants show their version as ETag; a

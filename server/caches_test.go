@@ -16,16 +16,23 @@ import (
 	"github.com/smartauth/smartauth/storage/sqlite"
 )
 
-func TestClientCache(t *testing.T) {
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
+// migratedSQLite opens a fresh, migrated SQLite store, closed after the test.
+func migratedSQLite(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestClientCache(t *testing.T) {
+	ctx := context.Background()
+	st := migratedSQLite(t)
 	if err := st.CreateTenant(ctx, storage.Tenant{ID: "t", Name: "t", FHIRBaseURLs: []string{"https://f.example"}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -76,14 +83,7 @@ func TestClientCache(t *testing.T) {
 // what this process cached, so an admin's change applies here at once.
 func TestAdminStore(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedSQLite(t)
 	if err := st.CreateTenant(ctx, storage.Tenant{ID: "t", Name: "one", FHIRBaseURLs: []string{"https://f.example"}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +159,7 @@ func TestCacheForgetDuringLoad(t *testing.T) {
 // no more, and that a lost or resumed feed drops everything.
 func TestForgetChanged(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := migratedSQLite(t)
 	sealer, err := keys.NewSealer(bytes.Repeat([]byte{1}, keys.MasterKeySize))
 	if err != nil {
 		t.Fatal(err)
