@@ -11,20 +11,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/storage"
-	"github.com/smartauth/smartauth/storage/postgres"
-	"github.com/smartauth/smartauth/storage/postgres/pgtest"
-	"github.com/smartauth/smartauth/storage/sqlite"
 )
 
 func TestClientInputFromMetadata(t *testing.T) {
@@ -76,68 +70,15 @@ func TestClientInputFromMetadata(t *testing.T) {
 	}
 }
 
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // registrationFixture is a service over a fresh store of each backend with
 // the tenants alpha and beta; PostgreSQL only when TEST_DATABASE_URL is set.
-func registrationFixture(t *testing.T, test func(t *testing.T, svc *Service, store storage.Storage, clock *testClock)) {
-	open := map[string]func(t *testing.T) storage.Storage{
-		"sqlite": func(t *testing.T) storage.Storage {
-			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "smartauth.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if _, err := s.Migrate(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"postgres": func(t *testing.T) storage.Storage {
-			s, err := postgres.Open(t.Context(), pgtest.URL(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if _, err := s.Migrate(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-	for _, name := range []string{"sqlite", "postgres"} {
-		t.Run(name, func(t *testing.T) {
-			store := open[name](t)
-			sealer, err := keys.NewSealer(bytes.Repeat([]byte{7}, keys.MasterKeySize))
-			if err != nil {
-				t.Fatal(err)
-			}
-			clock := &testClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-			svc := New(store, keys.NewManager(store, sealer, clock.Now), clock.Now)
-			for _, id := range []string{"alpha", "beta"} {
-				if _, err := svc.CreateTenant(t.Context(), TenantInput{ID: id, FHIRBaseURLs: []string{"https://fhir.example/" + id}}, Actor{ID: "test"}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			test(t, svc, store, clock)
-		})
-	}
+func registrationFixture(t *testing.T, test func(t *testing.T, svc *Service, store storage.Storage, clock *opsClock)) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		for _, id := range []string{"alpha", "beta"} {
+			fx.tenant(t, id)
+		}
+		test(t, fx.svc, fx.store, fx.clock)
+	})
 }
 
 var backendRegistration = RegistrationRequest{ClientName: "Export", GrantTypes: []string{GrantClientCredentials}, Scope: "system/*.rs"}
@@ -146,7 +87,7 @@ var backendRegistration = RegistrationRequest{ClientName: "Export", GrantTypes: 
 var backendsAllowed = InitialAccessAllowance{BackendServices: true}
 
 func TestCreateInitialAccessToken(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *opsClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1", SourceIP: "192.0.2.1"}
 		token, exp, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, InitialAccessAllowance{}, admin)
@@ -205,7 +146,7 @@ func TestCreateInitialAccessToken(t *testing.T) {
 }
 
 func TestRegisterClient(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *opsClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1"}
 		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", time.Hour, backendsAllowed, admin)
@@ -257,7 +198,7 @@ func TestRegisterClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Minute)
+		clock.Add(time.Minute)
 		if _, err := svc.RegisterClient(ctx, "beta", expiring, backendRegistration, ""); !errors.Is(err, ErrInvalidInitialAccessToken) {
 			t.Fatalf("expired: %v, want ErrInvalidInitialAccessToken", err)
 		}
@@ -265,7 +206,7 @@ func TestRegisterClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Minute - time.Second)
+		clock.Add(time.Minute - time.Second)
 		if _, err := svc.RegisterClient(ctx, "alpha", fresh, backendRegistration, ""); !errors.Is(err, ErrInvalidInitialAccessToken) {
 			t.Fatalf("beta's token at alpha: %v, want ErrInvalidInitialAccessToken", err)
 		}
@@ -293,7 +234,7 @@ func TestRegisterClient(t *testing.T) {
 }
 
 func TestRegisterClientTokenRace(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *opsClock) {
 		token, _, err := svc.CreateInitialAccessToken(t.Context(), "alpha", 0, backendsAllowed, Actor{ID: "admin-1"})
 		if err != nil {
 			t.Fatal(err)
@@ -324,7 +265,7 @@ func TestRegisterClientTokenRace(t *testing.T) {
 }
 
 func TestRegisterClientRefusedMetadataKeepsToken(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *opsClock) {
 		ctx := t.Context()
 		token, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, backendsAllowed, Actor{ID: "admin-1"})
 		if err != nil {
@@ -403,7 +344,7 @@ func TestWithinAllowance(t *testing.T) {
 }
 
 func TestRegisterClientAllowance(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, _ *opsClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1"}
 		plain, _, err := svc.CreateInitialAccessToken(ctx, "alpha", 0, InitialAccessAllowance{}, admin)
@@ -458,7 +399,7 @@ func TestRegisterClientAllowance(t *testing.T) {
 }
 
 func TestInitialAccessTokensListAndRevoke(t *testing.T) {
-	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *testClock) {
+	registrationFixture(t, func(t *testing.T, svc *Service, store storage.Storage, clock *opsClock) {
 		ctx := t.Context()
 		admin := Actor{ID: "admin-1", SourceIP: "192.0.2.1"}
 		issue := func(tenant string, ttl time.Duration, allow InitialAccessAllowance) string {
@@ -467,7 +408,7 @@ func TestInitialAccessTokensListAndRevoke(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clock.Advance(time.Second)
+			clock.Add(time.Second)
 			return token
 		}
 		used := issue("alpha", 0, backendsAllowed)
@@ -478,7 +419,7 @@ func TestInitialAccessTokensListAndRevoke(t *testing.T) {
 		if _, err := svc.RegisterClient(ctx, "alpha", used, backendRegistration, ""); err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Minute)
+		clock.Add(time.Minute)
 
 		got, err := svc.ListInitialAccessTokens(ctx, "alpha")
 		if err != nil {
