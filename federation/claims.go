@@ -25,6 +25,25 @@ var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 // fhirUserTypes are the resource types SMART allows for fhirUser.
 var fhirUserTypes = []string{"Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person"}
 
+// present reports whether a claim carries a value. Providers such as Cognito
+// send a custom attribute nobody filled in as "", so an empty string (or
+// an empty list) means the same as an absent claim: a clinician whose
+// patient attribute is blank has no patient record, not a bad one.
+func present(claims map[string]any, name string) (any, bool) {
+	v, ok := claims[name]
+	switch v := v.(type) {
+	case nil:
+		return nil, false
+	case string:
+		return v, v != ""
+	case []any:
+		return v, len(v) > 0
+	case []string:
+		return v, len(v) > 0
+	}
+	return v, ok
+}
+
 // MapClaims applies a provider's claim mapping to the claims of a verified
 // ID token for a sign-in to tenantID. It refuses, with a *RefusalError, a
 // tenant claim that is absent or names another tenant, and a patient,
@@ -32,8 +51,8 @@ var fhirUserTypes = []string{"Patient", "Practitioner", "PractitionerRole", "Rel
 func MapClaims(tenantID string, m storage.ClaimMapping, claims map[string]any) (Mapped, error) {
 	var out Mapped
 	if m.TenantClaim != "" {
-		v, ok := claims[m.TenantClaim]
-		if !ok || v == nil || v == "" {
+		v, ok := present(claims, m.TenantClaim)
+		if !ok {
 			return Mapped{}, Refuse(ReasonTenantMissing, nil, "claim %q is absent", m.TenantClaim)
 		}
 		s, ok := v.(string)
@@ -47,7 +66,7 @@ func MapClaims(tenantID string, m storage.ClaimMapping, claims map[string]any) (
 		}
 	}
 	if m.PatientClaim != "" {
-		if v, ok := claims[m.PatientClaim]; ok && v != nil {
+		if v, ok := present(claims, m.PatientClaim); ok {
 			s, ok := v.(string)
 			// Some providers prefix the id with its type; accept that form too.
 			s = strings.TrimPrefix(s, "Patient/")
@@ -58,7 +77,7 @@ func MapClaims(tenantID string, m storage.ClaimMapping, claims map[string]any) (
 		}
 	}
 	if m.FHIRUserClaim != "" {
-		if v, ok := claims[m.FHIRUserClaim]; ok && v != nil {
+		if v, ok := present(claims, m.FHIRUserClaim); ok {
 			s, _ := v.(string)
 			typ, id, found := strings.Cut(s, "/")
 			if !found || !slices.Contains(fhirUserTypes, typ) || !fhirID.MatchString(id) {
@@ -74,7 +93,8 @@ func MapClaims(tenantID string, m storage.ClaimMapping, claims map[string]any) (
 		}
 	}
 	if m.GroupsClaim != "" {
-		groups, err := stringList(claims[m.GroupsClaim])
+		v, _ := present(claims, m.GroupsClaim)
+		groups, err := stringList(v)
 		if err != nil {
 			return Mapped{}, Refuse(ReasonBadClaim, err, "claim %q", m.GroupsClaim)
 		}
@@ -95,6 +115,9 @@ func stringList(v any) ([]string, error) {
 	case nil:
 		return nil, nil
 	case string:
+		if v == "" {
+			return nil, nil
+		}
 		return []string{v}, nil
 	case []string:
 		return v, nil
@@ -105,7 +128,9 @@ func stringList(v any) ([]string, error) {
 			if !ok {
 				return nil, fmt.Errorf("holds a %T, not a string", e)
 			}
-			out = append(out, s)
+			if s != "" {
+				out = append(out, s)
+			}
 		}
 		return out, nil
 	default:

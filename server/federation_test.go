@@ -212,3 +212,39 @@ func TestFederationRefusesPrivateProvider(t *testing.T) {
 		t.Errorf("the log does not say why the provider was not reached:\n%s", logs)
 	}
 }
+
+// A Cognito pool sends a custom attribute nobody filled in as "": a
+// clinician whose patient attribute is blank has no patient record, and
+// must still sign in rather than be refused for a bad claim.
+func TestFederatedClinicianWithBlankPatientClaim(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := fedSetup(t, srv, storage.TenantPolicy{AllowEmailLinking: true},
+			oidctest.Person{ID: "sub-doc", Username: "doc@" + fedDomain, Password: "upstream-pw", Email: "doc@" + fedDomain, EmailVerified: true,
+				Claims: map[string]any{"custom:tenant_id": authzTenant, "custom:patient_id": ""}})
+		ctx := context.Background()
+		if _, err := srv.Manage.CreateUser(ctx, manage.UserInput{TenantID: authzTenant, Email: "doc@" + fedDomain,
+			Profiles: []storage.Profile{{FHIRUser: "Practitioner/55", Label: "Attending physician"}}}, authzActor); err != nil {
+			t.Fatal(err)
+		}
+		app := e.as(authzClientID, []string{"openid", "fhirUser"})
+		fed := &fedEnv{authzEnv: app, idp: e.idp}
+		verifier := oauth2.GenerateVerifier()
+		consent := fed.federate(t, app.authURL(verifier), "doc@"+fedDomain, "upstream-pw")
+		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) {
+			t.Fatalf("clinician with a blank patient attribute: %d, want the consent page\n%s", consent.status, consent.body)
+		}
+		q := authzCallbackParams(t, app.decide(t, consent, "allow", consent.offered(), nil))
+		tok, err := app.conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := tok.Extra("patient"); p != nil {
+			t.Errorf("patient %v in the token of a clinician without a patient record", p)
+		}
+		events, err := srv.Store.ListAudit(ctx, authzTenant, storage.AuditFilter{Type: "login.failure"})
+		if err != nil || len(events) != 0 {
+			t.Errorf("sign-in failures recorded: %v, %v", events, err)
+		}
+	})
+}
