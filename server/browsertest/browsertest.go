@@ -1,10 +1,17 @@
 // Package browsertest drives pages in a headless Chromium for Go tests.
 //
-// New starts a fresh browser for one test and returns a Tab on it. When no
-// browser is installed the test is skipped, so a machine with only Go still
-// passes go test ./...; with SMARTAUTH_REQUIRE_BROWSER=1 (set by CI) it fails
-// instead, so a missing browser can never turn the browser tests into silent
-// skips. SMARTAUTH_CHROMIUM names a browser other than Debian's chromium.
+// New returns a Tab for one test. In a package whose TestMain calls Main,
+// every test's tab lives in its own browser context (cookies, storage and
+// cache of its own, like a private window) of one browser that the package
+// starts once; elsewhere each test starts a browser of its own. Starting
+// Chromium is the slow, load-sensitive step, so sharing it keeps a busy
+// machine from failing tests at start-up.
+//
+// When no browser is installed the test is skipped, so a machine with only
+// Go still passes go test ./...; with SMARTAUTH_REQUIRE_BROWSER=1 (set by CI)
+// it fails instead, so a missing browser can never turn the browser tests
+// into silent skips. SMARTAUTH_CHROMIUM names a browser other than Debian's
+// chromium.
 package browsertest
 
 import (
@@ -33,13 +40,17 @@ const (
 const debianChromium = "/usr/bin/chromium"
 
 // Time limits. A page that hangs fails its test within StepTimeout, not at
-// the go test deadline minutes later.
+// the go test deadline minutes later. They are sized for a two-core machine
+// that is also compiling and running other packages' tests: there a cold
+// Chromium has been seen to need more than 30 s to answer.
 const (
-	// StartTimeout bounds starting the browser.
-	StartTimeout = 30 * time.Second
-	// StepTimeout is the default limit of one call of Do, Text and the like.
-	StepTimeout = 15 * time.Second
-	// closeTimeout bounds closing the browser at the end of the test.
+	// StartTimeout bounds one attempt to start the browser; a failed
+	// attempt is tried once more.
+	StartTimeout = 90 * time.Second
+	// StepTimeout is the default limit of one call of Do, Text and the like,
+	// and of opening a test's tab on a running browser.
+	StepTimeout = 30 * time.Second
+	// closeTimeout bounds closing a tab or the browser.
 	closeTimeout = 10 * time.Second
 )
 
@@ -81,10 +92,10 @@ type Tab struct {
 	console []chromedp.ConsoleMessage
 }
 
-// New starts a headless Chromium with a fresh profile for the test and
-// returns its tab; the browser closes and its profile is removed when the
-// test ends. Without a browser the test is skipped, or fails when
-// SMARTAUTH_REQUIRE_BROWSER=1.
+// New returns a tab for the test: in its own browser context of the
+// package's shared browser when TestMain runs Main, else on a browser of its
+// own. The tab closes when the test ends. Without a browser the test is
+// skipped, or fails when SMARTAUTH_REQUIRE_BROWSER=1.
 func New(t testing.TB) *Tab {
 	t.Helper()
 	return start(t, Find)
@@ -105,13 +116,85 @@ func start(t testing.TB, findBrowser func() (string, error)) *Tab {
 	default:
 		t.Skipf("browser test skipped: %v; set %s=1 to make this a failure", err, EnvRequire)
 	}
+
+	var parent context.Context
+	if pool := currentShared(); pool != nil {
+		b, err := pool.get(path)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		// A new browser context per test: nothing a test leaves in cookies,
+		// storage or the cache reaches the next.
+		ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+		parent = ctx
+		t.Cleanup(func() {
+			cctx, ccancel := context.WithTimeout(ctx, closeTimeout)
+			defer ccancel()
+			if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
+				t.Logf("closing the tab: %v", err)
+			}
+			cancel()
+		})
+		// Opening the tab creates its browser context and target.
+		if err := withTimeout(ctx, StepTimeout, func() error { return chromedp.Do(ctx) }); err != nil {
+			t.Fatalf("open a tab on %s: %v\nbrowser output:\n%s", path, err, b.output.String())
+		}
+	} else {
+		b, err := launch(path)
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		t.Cleanup(b.close(t.Logf))
+		parent = b.ctx
+	}
+	tab := &Tab{t: t, ctx: parent, Timeout: StepTimeout}
+	messages := chromedp.Console(parent)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			tab.mu.Lock()
+			tab.console = append(tab.console, m)
+			tab.mu.Unlock()
+		}
+	}()
+	return tab
+}
+
+// browser is one running Chromium with a profile folder of its own.
+type browser struct {
+	path    string
+	profile string
+	output  *syncBuffer
+	// ctx is the browser's first tab; its end closes the browser.
+	ctx    context.Context
+	cancel func()
+}
+
+// launch starts a headless Chromium, trying once more if the first attempt
+// gets no answer within StartTimeout: on a loaded machine the first cold
+// start is the one most likely to be slow.
+func launch(path string) (*browser, error) {
+	var errs []error
+	for range 2 {
+		b, err := launchOnce(path)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func launchOnce(path string) (*browser, error) {
 	profile, err := os.MkdirTemp("", "smartauth-chromium-")
 	if err != nil {
-		t.Fatalf("browser profile folder: %v", err)
+		return nil, fmt.Errorf("browser profile folder: %w", err)
 	}
 	output := &syncBuffer{}
-	// The allocator does not inherit the test's context: the browser must
-	// outlive every step's deadline and stop only at cleanup.
+	// The allocator does not inherit a test's context: the browser must
+	// outlive every step's deadline and stop only when closed.
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(profile),
@@ -127,46 +210,115 @@ func start(t testing.TB, findBrowser func() (string, error)) *Tab {
 		chromedp.CombinedOutput(output),
 	)
 	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	tab := &Tab{t: t, ctx: ctx, Timeout: StepTimeout}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(ctx, closeTimeout)
-		defer cancel()
-		if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("closing the browser: %v", err)
-		}
-		cancelTab()
-		cancelAlloc()
-		if err := os.RemoveAll(profile); err != nil {
-			t.Logf("removing the browser profile: %v", err)
-		}
-	})
-
+	b := &browser{path: path, profile: profile, output: output, ctx: ctx, cancel: func() { cancelTab(); cancelAlloc() }}
 	// The first action starts the browser and binds its life to ctx, so it
 	// runs on ctx itself; a timer bounds it instead of a deadline.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err = <-started:
-	case <-time.After(StartTimeout):
-		cancelTab()
-		err = fmt.Errorf("no answer within %s", StartTimeout)
+	if err := withTimeout(ctx, StartTimeout, func() error { return chromedp.Do(ctx) }); err != nil {
+		b.close(func(string, ...any) {})()
+		return nil, fmt.Errorf("start %s: %w\nbrowser output:\n%s", path, err, output.String())
 	}
-	if err != nil {
-		t.Fatalf("start %s: %v\nbrowser output:\n%s", path, err, output.String())
-	}
+	return b, nil
+}
 
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			tab.mu.Lock()
-			tab.console = append(tab.console, m)
-			tab.mu.Unlock()
+// close returns a function that closes the browser and removes its profile,
+// reporting trouble through logf.
+func (b *browser) close(logf func(string, ...any)) func() {
+	return func() {
+		cctx, cancel := context.WithTimeout(b.ctx, closeTimeout)
+		defer cancel()
+		if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
+			logf("closing the browser: %v", err)
 		}
+		b.cancel()
+		if err := os.RemoveAll(b.profile); err != nil {
+			logf("removing the browser profile: %v", err)
+		}
+	}
+}
+
+// alive reports whether the browser is still running.
+func (b *browser) alive() bool { return b.ctx.Err() == nil }
+
+// withTimeout runs f, which must run on ctx itself (chromedp binds a
+// browser's or tab's life to the context of its first action), and gives up
+// after d, cancelling nothing: the caller closes what it started.
+func withTimeout(ctx context.Context, d time.Duration, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("no answer within %s", d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sharedBrowser is the one browser of a package whose TestMain runs Main,
+// started by the first test that needs it and started again if it dies.
+type sharedBrowser struct {
+	mu sync.Mutex
+	b  *browser
+}
+
+func (p *sharedBrowser) get(path string) (*browser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.b != nil && p.b.alive() && p.b.path == path {
+		return p.b, nil
+	}
+	if p.b != nil {
+		p.b.close(func(string, ...any) {})()
+		p.b = nil
+	}
+	b, err := launch(path)
+	if err != nil {
+		return nil, err
+	}
+	p.b = b
+	return b, nil
+}
+
+func (p *sharedBrowser) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.b != nil {
+		p.b.close(func(format string, args ...any) { fmt.Fprintf(os.Stderr, "browsertest: "+format+"\n", args...) })()
+		p.b = nil
+	}
+}
+
+// shared is set only while Main runs a package's tests. It is the one
+// package-level variable here: a test binary is one package, and TestMain
+// is the only place that sees all of its tests begin and end.
+var (
+	sharedMu sync.Mutex
+	shared   *sharedBrowser
+)
+
+func currentShared() *sharedBrowser {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	return shared
+}
+
+// Main runs a package's tests with one shared browser, closed when they
+// end; call it from TestMain as os.Exit(browsertest.Main(m)).
+func Main(m *testing.M) int {
+	pool := &sharedBrowser{}
+	sharedMu.Lock()
+	shared = pool
+	sharedMu.Unlock()
+	defer func() {
+		sharedMu.Lock()
+		shared = nil
+		sharedMu.Unlock()
+		pool.close()
 	}()
-	return tab
+	return m.Run()
 }
 
 // Context is the tab's chromedp context, for actions the helpers lack. Give

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -194,4 +195,48 @@ func TestStuckStepFailsFast(t *testing.T) {
 			t.Errorf("failure message lacks %q:\n%s", want, msg)
 		}
 	}
+}
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// TestTabsShareOneBrowserButNoState checks that under Main two tests' tabs
+// run in one browser process, and that a cookie one sets is not seen by
+// the other, as two private windows would be.
+func TestTabsShareOneBrowserButNoState(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /set", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "who", Value: "first", Path: "/"})
+		fmt.Fprint(w, `<!doctype html><title>set</title><p id="out">set</p>`)
+	})
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie("who")
+		v := "none"
+		if err == nil {
+			v = c.Value
+		}
+		fmt.Fprintf(w, `<!doctype html><title>get</title><p id="out">%s</p>`, v)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	var first, second *Tab
+	t.Run("first", func(t *testing.T) {
+		first = New(t)
+		first.Navigate(srv.URL + "/set")
+		first.Navigate(srv.URL + "/get")
+		if got := first.Text("#out"); got != "first" {
+			t.Errorf("the tab that set the cookie reads %q", got)
+		}
+		t.Run("second", func(t *testing.T) {
+			second = New(t)
+			second.Navigate(srv.URL + "/get")
+			if got := second.Text("#out"); got != "none" {
+				t.Errorf("another test's tab reads the cookie: %q", got)
+			}
+			if a, b := chromedp.FromContext(first.ctx), chromedp.FromContext(second.ctx); a.Browser != b.Browser {
+				t.Error("the two tabs run in two browsers, want one shared browser")
+			}
+		})
+	})
 }
