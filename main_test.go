@@ -228,6 +228,7 @@ func TestClientCommands(t *testing.T) {
 		{"needs a JWKS URL or an inline JWKS", []string{"--type", "confidential-asymmetric", "--grant-type", "client_credentials", "--scope", "system/*.rs"}},
 		{"cannot use client_credentials", []string{"--type", "public", "--grant-type", "client_credentials", "--scope", "system/*.rs"}},
 		{"at least one allowed scope", []string{"--type", "public", "--redirect-uri", "https://a.example/cb"}},
+		{`scope "patient/*.read" cannot be registered for a backend service`, []string{"--type", "confidential-symmetric", "--grant-type", "client_credentials", "--scope", "patient/*.read launch/patient"}},
 	} {
 		args := append([]string{"client", "create", "--tenant", "clinic", "--name", "X"}, tc.args...)
 		env.fails(t, 1, tc.want, "", args...)

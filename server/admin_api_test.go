@@ -493,6 +493,12 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 			"scope": "launch patient/*.rs", "launch_uri": "https://app.example/launch"}`, http.StatusCreated)
 		apiWant(t, "bad redirect", apiCall(t, "POST", v1+"/clients", tok, "", `{"name": "x", "type": "public", "redirect_uris": ["http://app.example/cb"], "scope": "openid"}`),
 			http.StatusBadRequest, "invalid_request")
+		r = apiCall(t, "POST", v1+"/clients", tok, "", `{"name": "Export", "type": "confidential-symmetric", "grant_types": ["client_credentials"],
+			"scope": "patient/*.read launch/patient"}`)
+		apiWant(t, "backend service with patient scopes", r, http.StatusBadRequest, "invalid_request")
+		if d := r.object(t)["error_description"].(string); !strings.Contains(d, `scope "patient/*.read" cannot be registered for a backend service`) {
+			t.Errorf("backend service refusal says %q", d)
+		}
 		apiWant(t, "duplicate client", apiCall(t, "POST", v1+"/clients", tok, "", `{"client_id": "chart", "name": "Chart", "type": "public",
 			"redirect_uris": ["https://app.example/cb"], "scope": "openid"}`), http.StatusConflict, "already_exists")
 		r = ok("make it confidential", "PUT", "/clients/chart", `{"name": "Chart", "type": "confidential-symmetric", "redirect_uris": ["https://app.example/cb"],
