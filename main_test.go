@@ -310,6 +310,7 @@ func TestKeysRotateCommand(t *testing.T) {
 	}
 	env.fails(t, 1, "not found", "", "keys", "rotate", "--tenant", "ghost")
 	env.fails(t, 1, "must not be negative", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "-1h")
+	env.fails(t, 1, "retirement window 1s is shorter than the access token lifetime, 1h0m0s", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "1s")
 }
 
 func TestWrongMasterKeyRefused(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/server"
@@ -633,6 +634,11 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		var keys []map[string]any
 		ok("list keys", "GET", "/keys", "", http.StatusOK).json(t, &keys)
 		apiWant(t, "rotate with a window past the cap", apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "999999h"}`), http.StatusBadRequest, "invalid_request")
+		r = apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "1s"}`)
+		apiWant(t, "rotate with a window shorter than the access token lifetime", r, http.StatusBadRequest, "invalid_request")
+		if d := r.object(t)["error_description"].(string); !strings.Contains(d, "shorter than the access token lifetime, 1h0m0s") {
+			t.Errorf("short window refusal says %q", d)
+		}
 		r = ok("rotate keys", "POST", "/keys/rotate", `{"retire_after": "1h"}`, http.StatusOK)
 		audited("admin.keys.rotate")
 		var rotated []map[string]any
@@ -642,6 +648,12 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		}
 		ok("retire an old key", "POST", "/keys/"+keys[0]["kid"].(string)+"/retire", "", http.StatusNoContent)
 		audited("admin.keys.retire")
+		ok("retire a compromised key", "POST", "/keys/"+keys[1]["kid"].(string)+"/retire", `{"compromised": true}`, http.StatusNoContent)
+		var published jose.JSONWebKeySet
+		getJSON(t, srv.Issuer("acme")+"/.well-known/jwks.json", &published)
+		if len(published.Key(keys[0]["kid"].(string))) == 0 || len(published.Key(keys[1]["kid"].(string))) != 0 {
+			t.Errorf("JWKS after retirements holds %v; want the ordinary one still, the compromised one gone", published.Keys)
+		}
 		apiWant(t, "retire the only active key", apiCall(t, "POST", v1+"/keys/"+rotated[0]["kid"].(string)+"/retire", tok, "", ""), http.StatusBadRequest, "invalid_request")
 		apiWant(t, "retire an unknown key", apiCall(t, "POST", v1+"/keys/nope/retire", tok, "", ""), http.StatusNotFound, "not_found")
 		ok("rotate with defaults", "POST", "/keys/rotate", "", http.StatusOK)
