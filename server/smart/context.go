@@ -8,8 +8,8 @@ import "strings"
 // context scope (Scope.Role).
 type Role string
 
-// The roles a profile may give; any other resource type is treated like
-// RoleNone where access is decided.
+// The roles a profile may give. Only the clinician roles reach user/
+// scopes; any other resource type is no clinician either.
 const (
 	RoleNone             Role = ""
 	RolePatient          Role = "Patient"
