@@ -228,6 +228,7 @@ func TestClientCommands(t *testing.T) {
 		{"needs a JWKS URL or an inline JWKS", []string{"--type", "confidential-asymmetric", "--grant-type", "client_credentials", "--scope", "system/*.rs"}},
 		{"cannot use client_credentials", []string{"--type", "public", "--grant-type", "client_credentials", "--scope", "system/*.rs"}},
 		{"at least one allowed scope", []string{"--type", "public", "--redirect-uri", "https://a.example/cb"}},
+		{`scope "patient/*.read" cannot be registered for a backend service`, []string{"--type", "confidential-symmetric", "--grant-type", "client_credentials", "--scope", "patient/*.read launch/patient"}},
 	} {
 		args := append([]string{"client", "create", "--tenant", "clinic", "--name", "X"}, tc.args...)
 		env.fails(t, 1, tc.want, "", args...)
@@ -309,6 +310,7 @@ func TestKeysRotateCommand(t *testing.T) {
 	}
 	env.fails(t, 1, "not found", "", "keys", "rotate", "--tenant", "ghost")
 	env.fails(t, 1, "must not be negative", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "-1h")
+	env.fails(t, 1, "retirement window 1s is shorter than the access token lifetime, 1h0m0s", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "1s")
 }
 
 func TestWrongMasterKeyRefused(t *testing.T) {

@@ -126,7 +126,8 @@ func (s *Server) apiListKeys(w http.ResponseWriter, r *http.Request, ar *apiRequ
 }
 
 // apiRotateKeys is POST …/keys/rotate: new active keys; the old ones stay
-// published for retire_after (default a week) so tokens they signed still verify.
+// published for retire_after (default a week, at least the longest token
+// lifetime) so tokens they signed still verify.
 func (s *Server) apiRotateKeys(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	in := struct {
 		RetireAfter storage.Duration `json:"retire_after"`
@@ -143,9 +144,16 @@ func (s *Server) apiRotateKeys(w http.ResponseWriter, r *http.Request, ar *apiRe
 }
 
 // apiRetireKey is POST …/keys/{kid}/retire: the key signs nothing more and
-// leaves the JWKS at once, for a key that may be compromised.
+// stays published until the tokens it signed expire, or, with
+// {"compromised": true}, leaves the JWKS at once.
 func (s *Server) apiRetireKey(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
-	if err := s.manage.RetireKey(r.Context(), ar.tenant.ID, r.PathValue("kid"), ar.actor(r)); err != nil {
+	var in struct {
+		Compromised bool `json:"compromised"`
+	}
+	if err := decodeOptionalAPIBody(r, &in); err != nil {
+		return err
+	}
+	if err := s.manage.RetireKey(r.Context(), ar.tenant.ID, r.PathValue("kid"), in.Compromised, ar.actor(r)); err != nil {
 		return apiError(err, "signing key")
 	}
 	return apiNoContent(w)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/smartauth/smartauth/server"
@@ -493,6 +494,12 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 			"scope": "launch patient/*.rs", "launch_uri": "https://app.example/launch"}`, http.StatusCreated)
 		apiWant(t, "bad redirect", apiCall(t, "POST", v1+"/clients", tok, "", `{"name": "x", "type": "public", "redirect_uris": ["http://app.example/cb"], "scope": "openid"}`),
 			http.StatusBadRequest, "invalid_request")
+		r = apiCall(t, "POST", v1+"/clients", tok, "", `{"name": "Export", "type": "confidential-symmetric", "grant_types": ["client_credentials"],
+			"scope": "patient/*.read launch/patient"}`)
+		apiWant(t, "backend service with patient scopes", r, http.StatusBadRequest, "invalid_request")
+		if d := r.object(t)["error_description"].(string); !strings.Contains(d, `scope "patient/*.read" cannot be registered for a backend service`) {
+			t.Errorf("backend service refusal says %q", d)
+		}
 		apiWant(t, "duplicate client", apiCall(t, "POST", v1+"/clients", tok, "", `{"client_id": "chart", "name": "Chart", "type": "public",
 			"redirect_uris": ["https://app.example/cb"], "scope": "openid"}`), http.StatusConflict, "already_exists")
 		r = ok("make it confidential", "PUT", "/clients/chart", `{"name": "Chart", "type": "confidential-symmetric", "redirect_uris": ["https://app.example/cb"],
@@ -627,6 +634,11 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		var keys []map[string]any
 		ok("list keys", "GET", "/keys", "", http.StatusOK).json(t, &keys)
 		apiWant(t, "rotate with a window past the cap", apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "999999h"}`), http.StatusBadRequest, "invalid_request")
+		r = apiCall(t, "POST", v1+"/keys/rotate", tok, "application/json", `{"retire_after": "1s"}`)
+		apiWant(t, "rotate with a window shorter than the access token lifetime", r, http.StatusBadRequest, "invalid_request")
+		if d := r.object(t)["error_description"].(string); !strings.Contains(d, "shorter than the access token lifetime, 1h0m0s") {
+			t.Errorf("short window refusal says %q", d)
+		}
 		r = ok("rotate keys", "POST", "/keys/rotate", `{"retire_after": "1h"}`, http.StatusOK)
 		audited("admin.keys.rotate")
 		var rotated []map[string]any
@@ -636,6 +648,12 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		}
 		ok("retire an old key", "POST", "/keys/"+keys[0]["kid"].(string)+"/retire", "", http.StatusNoContent)
 		audited("admin.keys.retire")
+		ok("retire a compromised key", "POST", "/keys/"+keys[1]["kid"].(string)+"/retire", `{"compromised": true}`, http.StatusNoContent)
+		var published jose.JSONWebKeySet
+		getJSON(t, srv.Issuer("acme")+"/.well-known/jwks.json", &published)
+		if len(published.Key(keys[0]["kid"].(string))) == 0 || len(published.Key(keys[1]["kid"].(string))) != 0 {
+			t.Errorf("JWKS after retirements holds %v; want the ordinary one still, the compromised one gone", published.Keys)
+		}
 		apiWant(t, "retire the only active key", apiCall(t, "POST", v1+"/keys/"+rotated[0]["kid"].(string)+"/retire", tok, "", ""), http.StatusBadRequest, "invalid_request")
 		apiWant(t, "retire an unknown key", apiCall(t, "POST", v1+"/keys/nope/retire", tok, "", ""), http.StatusNotFound, "not_found")
 		ok("rotate with defaults", "POST", "/keys/rotate", "", http.StatusOK)

@@ -258,6 +258,11 @@ func TestAdminClientValidation(t *testing.T) {
 		{"no scope", func(f url.Values) { f.Del("scope") }, "at least one allowed scope is required"},
 		{"public client with client credentials", func(f url.Values) { f.Add("grant_type", "client_credentials") },
 			"a public client cannot use client_credentials"},
+		{"backend service with patient scopes", func(f url.Values) {
+			f.Set("type", "confidential-symmetric")
+			f["grant_type"] = []string{"client_credentials"}
+			f["scope"] = []string{"patient/*.rs", "launch"}
+		}, `scope "patient/*.rs" cannot be registered for a backend service`},
 		{"lifetime in no notation", func(f url.Values) { f.Set("access_token_ttl", "forever") }, `access token lifetime "forever" must be a duration`},
 		{"lifetime too long", func(f url.Values) { f.Set("access_token_ttl", "48h") }, "access token lifetime 48h0m0s must be between"},
 		{"launch URI not https", func(f url.Values) { f.Set("launch_uri", "http://growth.example/launch") }, "launch URI"},

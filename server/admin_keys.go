@@ -19,7 +19,8 @@ const defaultRetirement = 24 * time.Hour
 // keyNotices are the keys page's notices after a change.
 var keyNotices = map[string]string{
 	"rotated": "New signing keys are active. The keys they replace stay published until their retirement time.",
-	"retired": "The key is retired: it signs nothing more and has left the published key set.",
+	"retired": "The key is retired: it signs nothing more, and stays published until the tokens it signed have expired.",
+	"removed": "The key is retired as compromised: it signs nothing more and has left the published key set, so tokens it signed no longer verify.",
 }
 
 // keyRow is one signing key as the keys page lists it.
@@ -40,6 +41,8 @@ type keysPage struct {
 	Retirement string
 	// CacheDelay is how long processes may go on using keys as they were.
 	CacheDelay string
+	// Floor is the shortest retirement window: the longest token lifetime.
+	Floor string
 }
 
 // adminKeys lists a tenant's signing keys.
@@ -53,8 +56,12 @@ func (s *Server) renderKeys(w http.ResponseWriter, r *http.Request, ar *adminReq
 	if err != nil {
 		return fmt.Errorf("signing keys of tenant %q: %w", ar.tenant.ID, err)
 	}
+	floor, _, err := s.manage.RetirementFloor(r.Context(), ar.tenant.ID)
+	if err != nil {
+		return fmt.Errorf("retirement floor of tenant %q: %w", ar.tenant.ID, err)
+	}
 	page := keysPage{adminPage: ar.page(s, "keys", "Signing keys"), Retirement: retirement,
-		CacheDelay: formatLifetime(storage.Duration(keys.ListCacheTTL))}
+		CacheDelay: formatLifetime(storage.Duration(keys.ListCacheTTL)), Floor: formatLifetime(storage.Duration(floor))}
 	page.Notice, page.Error = notice, message
 	now := s.now()
 	for _, k := range ks {
@@ -93,11 +100,13 @@ func (s *Server) adminRotateKeys(w http.ResponseWriter, r *http.Request, ar *adm
 	return nil
 }
 
-// adminRetireKey takes one signing key out of use and out of the JWKS at
-// once, for a key that may have leaked.
+// adminRetireKey takes one signing key out of use. It stays published
+// until the tokens it signed expire, unless the admin pressed the button
+// that says it is compromised: then it leaves the JWKS at once.
 func (s *Server) adminRetireKey(w http.ResponseWriter, r *http.Request, ar *adminRequest) error {
 	kid := r.PostForm.Get("kid")
-	err := s.manage.RetireKey(r.Context(), ar.tenant.ID, kid, ar.actor(r))
+	compromised := r.PostForm.Get("compromised") == "yes"
+	err := s.manage.RetireKey(r.Context(), ar.tenant.ID, kid, compromised, ar.actor(r))
 	if msg, ok := manageMessage(err); ok {
 		return s.renderKeys(w, r, ar, http.StatusBadRequest, formatLifetime(storage.Duration(defaultRetirement)), "", msg)
 	}
@@ -107,6 +116,10 @@ func (s *Server) adminRetireKey(w http.ResponseWriter, r *http.Request, ar *admi
 	if err != nil {
 		return fmt.Errorf("retire key %q of tenant %q: %w", kid, ar.tenant.ID, err)
 	}
-	http.Redirect(w, r, s.areaURL(ar.area)+"/keys?notice=retired", http.StatusSeeOther)
+	notice := "retired"
+	if compromised {
+		notice = "removed"
+	}
+	http.Redirect(w, r, s.areaURL(ar.area)+"/keys?notice="+notice, http.StatusSeeOther)
 	return nil
 }

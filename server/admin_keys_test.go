@@ -22,7 +22,7 @@ func TestAdminKeys(t *testing.T) {
 	}
 	op := adminSignIn(t, e.srv, "/admin", operatorEmail, "")
 	p := op.get("/admin/t/acme/keys")
-	if p.status != http.StatusOK || !strings.Contains(p.body, `value="24h"`) {
+	if p.status != http.StatusOK || !strings.Contains(p.body, `value="24h"`) || !strings.Contains(p.body, "at least the longest token lifetime, 1h,") {
 		t.Fatalf("keys page: status %d, want the 24h default window: %s", p.status, p.body)
 	}
 	for _, k := range old {
@@ -35,6 +35,8 @@ func TestAdminKeys(t *testing.T) {
 		{"soon", `Retirement window "soon" is not a duration`},
 		{"-1h", "retirement window must not be negative"},
 		{"999999h", "retirement window 999999h0m0s is longer than the most allowed, 720h0m0s (30 days)"},
+		{"1s", "retirement window 1s is shorter than the access token lifetime, 1h0m0s: tokens the old keys already signed would stop verifying"},
+		{"59m", "retirement window 59m0s is shorter than the access token lifetime, 1h0m0s"},
 	} {
 		p := op.post("/admin/t/acme/keys/rotate", url.Values{"retirement": {tc.retirement}})
 		if p.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(p.body), tc.want) ||
@@ -77,9 +79,26 @@ func TestAdminKeys(t *testing.T) {
 		t.Errorf("keys page after rotation: %s", p.body)
 	}
 
-	// Retire one of the replaced keys at once.
+	// Retire one of the replaced keys: it stays published for the access
+	// token lifetime, so tokens it signed still verify.
+	kept := old[1].KID
+	wantRedirect(t, e.srv, "retire", op.post("/admin/t/acme/keys/retire", url.Values{"kid": {kept}}), "/admin/t/acme/keys?notice=retired")
+	if ks, err := e.srv.Store.ListSigningKeys(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, k := range ks {
+			if k.KID == kept && (k.Status != storage.KeyRetiring || !k.RetiresAt.After(e.srv.Clock.Now().Add(59*time.Minute))) {
+				t.Errorf("key retired in the ordinary way: %s until %v, want published for the next hour", k.Status, k.RetiresAt)
+			}
+		}
+	}
+	if ev := newestAudit(t, e.srv, "acme", "admin.keys.retire"); ev.Details["kid"] != kept || ev.Details["compromised"] != "false" {
+		t.Errorf("retirement audit: details %v", ev.Details)
+	}
+
+	// Retire another at once, as compromised.
 	gone := old[0].KID
-	wantRedirect(t, e.srv, "retire", op.post("/admin/t/acme/keys/retire", url.Values{"kid": {gone}}), "/admin/t/acme/keys?notice=retired")
+	wantRedirect(t, e.srv, "retire", op.post("/admin/t/acme/keys/retire", url.Values{"kid": {gone}, "compromised": {"yes"}}), "/admin/t/acme/keys?notice=removed")
 	now := e.srv.Clock.Now()
 	if k, err := e.srv.Store.ListSigningKeys(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -90,11 +109,11 @@ func TestAdminKeys(t *testing.T) {
 			}
 		}
 	}
-	if ev := newestAudit(t, e.srv, "acme", "admin.keys.retire"); ev.ActorID != "operator:"+e.operatorID || ev.Details["kid"] != gone {
+	if ev := newestAudit(t, e.srv, "acme", "admin.keys.retire"); ev.ActorID != "operator:"+e.operatorID || ev.Details["kid"] != gone || ev.Details["compromised"] != "true" {
 		t.Errorf("retirement audit: actor %q, details %v", ev.ActorID, ev.Details)
 	}
-	p = op.get("/admin/t/acme/keys")
-	if strings.Contains(p.body, `name="kid" value="`+gone+`"`) || !strings.Contains(p.body, "retired") {
+	p = op.get("/admin/t/acme/keys?notice=removed")
+	if strings.Contains(p.body, `name="kid" value="`+gone+`"`) || !strings.Contains(p.body, "retired") || !strings.Contains(p.body, "tokens it signed no longer verify") {
 		t.Errorf("keys page still offers to retire the retired key: %s", p.body)
 	}
 

@@ -52,9 +52,10 @@ type scopeChoice struct {
 }
 
 // available is the context a grant can carry: the EHR's launch context, or
-// the patient chosen at a standalone launch, and the acting profile.
+// the patient chosen at a standalone launch, and the role of the acting
+// profile, which limits the resource scopes (see smart.Contextual).
 func available(a *authzRequest, tk loginTicket, profile storage.Profile) smart.Available {
-	av := smart.Available{FHIRUser: profile.FHIRUser != ""}
+	av := smart.Available{Role: smart.RoleOf(profile.FHIRUser)}
 	if a.launch != nil {
 		av.EHRLaunch = true
 		av.Patient = a.launch.Context.Patient != ""

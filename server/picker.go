@@ -91,6 +91,12 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 	if !ok {
 		return errTicket
 	}
+	// A person acting as a patient shares their own record and no other,
+	// whatever patient an EHR launch names.
+	if own, isPatient := ownPatient(profile); isPatient && a.launch != nil && a.launch.Context.Patient != "" && a.launch.Context.Patient != own {
+		return browserError(http.StatusForbidden,
+			"This app was opened for another patient's record, and you are signed in as a patient. Open the app from your own record.")
+	}
 	if needsPatientChoice(a, tk) {
 		if id, ok := ownPatient(profile); ok {
 			tk.Patient = id

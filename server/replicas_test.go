@@ -218,7 +218,7 @@ func TestReplicasSeeChanges(t *testing.T) {
 		if !slices.Contains(publishedKIDs(t, b, "five"), old) {
 			t.Fatalf("b stopped publishing %s inside its retirement window", old)
 		}
-		if err := a.Manage.RetireKey(ctx, "five", old, testActor); err != nil {
+		if err := a.Manage.RetireKey(ctx, "five", old, true, testActor); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "b stops publishing the retired key", func() bool {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/sessions"
+	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -192,7 +193,8 @@ func (s *Server) checkOnlineSession(ctx context.Context, tenantID string, ar fos
 }
 
 // grantBackendAccess grants a client_credentials request every scope it
-// asked for (fosite checked the registration allows them) and its audience.
+// asked for (fosite checked the registration allows them) and its audience,
+// refusing with invalid_scope a scope that needs a person or a patient.
 // A token for the admin API is for the admin API alone: it carries no other
 // scope and is not addressed to the FHIR servers, so a FHIR server that sees
 // a token cannot replay it against the admin API, nor the reverse.
@@ -205,6 +207,12 @@ func (s *Server) grantBackendAccess(t storage.Tenant, ar fosite.AccessRequester)
 		ar.GrantScope(AdminScope)
 		ar.GrantAudience(s.adminAPIAudience())
 		return nil
+	}
+	// Registration keeps patient, user and launch scopes away from a
+	// client that only has client_credentials; one that also signs people
+	// in may hold them, but never through this grant.
+	if _, refused := smart.ForBackend(scopes); len(refused) > 0 {
+		return fosite.ErrInvalidScope.WithHintf("The scope %q cannot be granted to a backend service: %s.", refused[0].Scope, refused[0].Reason)
 	}
 	for _, sc := range scopes {
 		ar.GrantScope(sc)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/smartauth/smartauth/server/clientsecret"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
@@ -235,6 +236,50 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		}
 		if failed[0].ClientID != symID || failed[0].Outcome != "failure" || failed[0].SourceIP == "" || failed[0].Details["method"] != "client_secret_basic" {
 			t.Fatalf("first failure event: %+v", failed[0])
+		}
+	})
+}
+
+// TestClientCredentialsGrantsNoPersonScopes: client_credentials never grants
+// a scope that needs a person or a patient, neither to a client that people
+// also sign in to (which may register such scopes for those flows) nor to a
+// backend-only client registered before registration refused them.
+func TestClientCredentialsGrantsNoPersonScopes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		ctx := context.Background()
+		srv.Tenant(t, "clinic")
+		endpoint := tokenEndpoint(srv, "clinic")
+		mixed, mixedSecret, err := srv.Manage.CreateClient(ctx, manage.ClientInput{TenantID: "clinic", Name: "Portal", Type: storage.ClientConfidentialSymmetric,
+			RedirectURIs: []string{"https://portal.example/cb"}, GrantTypes: []string{manage.GrantAuthorizationCode, manage.GrantClientCredentials},
+			Scopes: []string{"openid fhirUser launch launch/patient patient/*.rs user/*.rs offline_access system/*.rs"}}, testActor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		legacySecret, digest, err := clientsecret.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := srv.Clock.Now()
+		legacy := storage.Client{TenantID: "clinic", ID: "legacy-export", Name: "Export", Type: storage.ClientConfidentialSymmetric, SecretHash: digest,
+			GrantTypes: []string{"client_credentials"}, Scopes: []string{"patient/*.read", "launch/patient", "system/*.rs"}, CreatedAt: now, UpdatedAt: now}
+		if err := srv.Store.CreateClient(ctx, legacy); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ id, secret string }{{mixed.ID, mixedSecret}, {legacy.ID, legacySecret}} {
+			for _, scope := range []string{"patient/*.read", "patient/*.rs", "launch/patient", "system/*.rs patient/*.read",
+				"user/*.rs", "launch", "openid", "fhirUser", "offline_access"} {
+				status, body := postForm(t, endpoint, url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}, c.id, c.secret)
+				if status != http.StatusBadRequest || body["error"] != "invalid_scope" || body["access_token"] != nil {
+					t.Errorf("%s asking for %q: %d %v, want invalid_scope", c.id, scope, status, body)
+				}
+			}
+			status, body := postForm(t, endpoint, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}, c.id, c.secret)
+			if status != http.StatusOK || body["scope"] != "system/*.rs" || body["patient"] != nil {
+				t.Fatalf("%s asking for system/*.rs: %d %v", c.id, status, body)
+			}
+			if claims := verifyAccessToken(t, srv, "clinic", body["access_token"].(string)); claims["scope"] != "system/*.rs" || claims["patient"] != nil {
+				t.Errorf("%s: access token claims %v", c.id, claims)
+			}
 		}
 	})
 }

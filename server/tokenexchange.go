@@ -266,7 +266,7 @@ func exchangeScopes(req fosite.AccessRequester, patient string, profile storage.
 	}
 	granted, _ := smart.Grant(requested, allowed, requested)
 	granted = slices.DeleteFunc(granted, func(sc string) bool { return sc == "offline_access" || sc == "online_access" })
-	kept, _ := smart.Contextual(granted, smart.Available{Patient: patient != "", FHIRUser: profile.FHIRUser != ""})
+	kept, _ := smart.Contextual(granted, smart.Available{Patient: patient != "", Role: smart.RoleOf(profile.FHIRUser)})
 	if len(kept) == 0 {
 		return nil, fosite.ErrInvalidScope.WithHintf("None of the scopes %q can be granted to this client for this subject.", strings.Join(requested, " "))
 	}

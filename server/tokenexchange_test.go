@@ -95,7 +95,7 @@ func TestTokenExchange(t *testing.T) {
 		redirect := e.iss + "/federation/callback"
 
 		exchanger, secret, err := srv.Manage.CreateClient(ctx, manage.ClientInput{TenantID: authzTenant, ID: "exchanger", Name: "Portal backend",
-			Type: storage.ClientConfidentialSymmetric, Scopes: []string{"openid fhirUser launch/patient patient/*.rs"},
+			Type: storage.ClientConfidentialSymmetric, Scopes: []string{"openid fhirUser launch/patient patient/*.rs user/*.rs"},
 			GrantTypes: []string{manage.GrantTokenExchange}}, authzActor)
 		if err != nil {
 			t.Fatal(err)
@@ -114,9 +114,10 @@ func TestTokenExchange(t *testing.T) {
 			}
 		}
 
-		// A real ID token from the provider becomes a token for the linked user.
+		// A real ID token from the provider becomes a token for the linked
+		// user, who acts as a patient and so gets no user/ scope.
 		idToken := upstreamIDToken(t, idp, redirect, xPatient)
-		status, body := postForm(t, endpoint, exchangeForm(idToken, tokenTypeIDToken, "scope", "patient/*.rs fhirUser offline_access system/*.rs",
+		status, body := postForm(t, endpoint, exchangeForm(idToken, tokenTypeIDToken, "scope", "patient/*.rs fhirUser offline_access system/*.rs user/*.rs",
 			"resource", e.fhirBase), exchanger.ID, secret)
 		if status != 200 {
 			t.Fatalf("exchange: %d %v", status, body)

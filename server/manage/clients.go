@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/smartauth/smartauth/server/clientsecret"
+	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -247,6 +248,12 @@ func validateClient(in ClientInput) (storage.Client, error) {
 	if len(c.Scopes) == 0 {
 		return c, invalid("at least one allowed scope is required")
 	}
+	if !actsForPeople(c.GrantTypes) {
+		if _, refused := smart.ForBackend(c.Scopes); len(refused) > 0 {
+			return c, invalid("scope %q cannot be registered for a backend service (client_credentials without authorization_code or token exchange): %s; use system/ scopes, or add authorization_code for an app people sign in to",
+				refused[0].Scope, refused[0].Reason)
+		}
+	}
 	if c.LaunchURI != "" {
 		if err := checkAppURL("launch URI", c.LaunchURI); err != nil {
 			return c, err
@@ -275,6 +282,15 @@ func validateClient(in ClientInput) (storage.Client, error) {
 		return c, invalid("a confidential-asymmetric client needs a JWKS URL or an inline JWKS")
 	}
 	return c, nil
+}
+
+// actsForPeople reports whether a client has a grant through which a person
+// signs in: authorization_code, or token exchange of a person's upstream
+// token. Without one it is a backend service and may register only what
+// smart.ForBackend keeps; with one it may keep patient and user scopes for
+// those grants, and client_credentials still grants it only backend scopes.
+func actsForPeople(grants []string) bool {
+	return slices.Contains(grants, GrantAuthorizationCode) || slices.Contains(grants, GrantTokenExchange)
 }
 
 // checkRedirectURI applies RFC 6749 §3.1.2 and RFC 8252: absolute, no

@@ -67,6 +67,48 @@ func TestValidateClientDefaults(t *testing.T) {
 	}
 }
 
+// TestBackendClientScopes: a client that no person signs in to (no
+// authorization_code, no token exchange) may register system/ and custom
+// scopes only; one that people also sign in to keeps patient and user
+// scopes for those grants.
+func TestBackendClientScopes(t *testing.T) {
+	backend := []string{GrantClientCredentials}
+	cases := []struct {
+		name   string
+		grants []string
+		scopes string
+		refuse string // the scope named in the refusal; empty when accepted
+	}{
+		{"system scopes", backend, "system/*.rs system/Observation.read", ""},
+		{"custom and admin scopes", backend, "admin __export", ""},
+		{"patient scopes and launch/patient", backend, "system/*.rs patient/*.read launch/patient", "patient/*.read"},
+		{"launch/patient", backend, "launch/patient", "launch/patient"},
+		{"user scope", backend, "user/*.rs", "user/*.rs"},
+		{"launch", backend, "launch", "launch"},
+		{"openid", backend, "openid", "openid"},
+		{"fhirUser", backend, "fhirUser", "fhirUser"},
+		{"offline_access", backend, "offline_access", "offline_access"},
+		{"malformed SMART scope", backend, "patient/Observation.bogus", "patient/Observation.bogus"},
+		{"with refresh_token", []string{GrantClientCredentials, GrantRefreshToken}, "patient/*.rs", "patient/*.rs"},
+		{"with authorization_code", []string{GrantClientCredentials, GrantAuthorizationCode}, "openid launch/patient patient/*.rs user/*.rs system/*.rs", ""},
+		{"with token exchange", []string{GrantClientCredentials, GrantTokenExchange}, "fhirUser patient/*.rs", ""},
+		{"asymmetric default grants", nil, "openid launch/patient patient/*.rs", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := validateClient(ClientInput{Name: "Export", Type: storage.ClientConfidentialAsymmetric, JWKSURL: "https://export.example/jwks",
+				RedirectURIs: []string{"https://export.example/cb"}, GrantTypes: tc.grants, Scopes: []string{tc.scopes}})
+			if tc.refuse == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			mustRefuse(t, tc.scopes, err, ErrInvalid, `scope "`+tc.refuse+`" cannot be registered for a backend service`)
+		})
+	}
+}
+
 func TestUpdateClient(t *testing.T) {
 	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
 		ctx := t.Context()

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/smartauth/smartauth/federation/oidc"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/netguard"
+	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -100,7 +102,9 @@ func (s *Service) audit(ctx context.Context, tenantID, typ string, who Actor, su
 const MaxRetirement = 30 * 24 * time.Hour
 
 // RotateKeys adds new active signing keys to a tenant and retires the old
-// ones after the retirement window, at most MaxRetirement.
+// ones after the retirement window. The window is at most MaxRetirement and
+// at least the longest lifetime of a token the old keys signed (see
+// retirementFloor): a shorter one would cut off tokens already issued.
 func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement time.Duration, who Actor) ([]storage.SigningKey, error) {
 	if retirement < 0 {
 		return nil, invalid("retirement window must not be negative")
@@ -108,8 +112,17 @@ func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement ti
 	if retirement > MaxRetirement {
 		return nil, invalid("retirement window %s is longer than the most allowed, %s (30 days)", retirement, MaxRetirement)
 	}
-	if _, err := s.store.GetTenant(ctx, tenantID); err != nil {
+	t, err := s.store.GetTenant(ctx, tenantID)
+	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, err)
+	}
+	floor, what, err := s.retirementFloor(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if retirement < floor {
+		return nil, invalid("retirement window %s is shorter than %s, %s: tokens the old keys already signed would stop verifying; keep them published for at least %s",
+			retirement, what, floor, floor)
 	}
 	ks, err := s.keys.Rotate(ctx, tenantID, retirement)
 	if err != nil {
@@ -118,17 +131,63 @@ func (s *Service) RotateKeys(ctx context.Context, tenantID string, retirement ti
 	return ks, s.audit(ctx, tenantID, "admin.keys.rotate", who, "", map[string]string{"retirement": retirement.String()})
 }
 
-// RetireKey takes one signing key out of use at once: it signs nothing more
-// and leaves the JWKS, so tokens it signed stop verifying. It is for a key
-// that may be compromised; a routine change of keys is RotateKeys. The
-// tenant's last active key of an algorithm is refused, so signing never
-// stops: rotate first, then retire the old key.
+// RetirementFloor is the shortest retirement window RotateKeys accepts for
+// a tenant, and how long RetireKey keeps a key that is not compromised
+// published; what names the lifetime it comes from.
+func (s *Service) RetirementFloor(ctx context.Context, tenantID string) (floor time.Duration, what string, err error) {
+	t, err := s.store.GetTenant(ctx, tenantID)
+	if err != nil {
+		return 0, "", fmt.Errorf("tenant %q: %w", tenantID, err)
+	}
+	return s.retirementFloor(ctx, t)
+}
+
+// retirementFloor is how long a key must stay published after it last
+// signs: the longest lifetime of a token the tenant's keys sign, which is
+// the tenant's access token lifetime, a client's own where longer, or the
+// ID token lifetime where longer still. what names the setting it comes from.
+// A lifetime shortened since tokens were issued is not remembered: the
+// floor follows the settings as they are now.
+func (s *Service) retirementFloor(ctx context.Context, t storage.Tenant) (floor time.Duration, what string, err error) {
+	floor, what = oauth.DefaultAccessTokenTTL, "the access token lifetime"
+	if t.Policy.AccessTokenTTL > 0 {
+		floor, what = time.Duration(t.Policy.AccessTokenTTL), "the tenant's access token lifetime"
+	}
+	clients, err := s.store.ListClients(ctx, t.ID)
+	if err != nil {
+		return 0, "", fmt.Errorf("clients of tenant %q: %w", t.ID, err)
+	}
+	for _, c := range clients {
+		if c.AccessTokenTTL > floor {
+			floor, what = c.AccessTokenTTL, fmt.Sprintf("the access token lifetime of client %q", c.ID)
+		}
+	}
+	idTTL := oauth.DefaultIDTokenTTL
+	if t.Policy.IDTokenTTL > 0 {
+		idTTL = time.Duration(t.Policy.IDTokenTTL)
+	}
+	if idTTL > floor {
+		floor, what = idTTL, "the ID token lifetime"
+	}
+	return floor, what, nil
+}
+
+// RetireKey takes one signing key out of use: it signs nothing more from
+// now on. The tenant's last active key of an algorithm is refused, so
+// signing never stops: rotate first, then retire the old key.
+//
+// A key retired in the ordinary way stays published for the retirement
+// floor (see retirementFloor), so tokens it signed go on verifying until
+// they expire. A compromised key leaves the JWKS at once and every token it
+// signed stops verifying: that is the point when it may have leaked, and
+// only the operator can say so. Either way a retirement already under way
+// is never put later.
 //
 // The keys.Manager given to New forgets the tenant's keys at once. With
 // PostgreSQL, other replicas forget them when the change feed tells them,
 // and within keys.ListCacheTTL while the feed is reconnecting; relying
 // parties may keep a fetched JWKS for its cache lifetime.
-func (s *Service) RetireKey(ctx context.Context, tenantID, kid string, who Actor) error {
+func (s *Service) RetireKey(ctx context.Context, tenantID, kid string, compromised bool, who Actor) error {
 	ks, err := s.store.ListSigningKeys(ctx, tenantID)
 	if err != nil {
 		return fmt.Errorf("signing keys of tenant %q: %w", tenantID, err)
@@ -143,13 +202,20 @@ func (s *Service) RetireKey(ctx context.Context, tenantID, kid string, who Actor
 	}) {
 		return invalid("key %s is the only active %s key of tenant %q: rotate the keys first, then retire it", kid, k.Alg, tenantID)
 	}
-	// At once, but never later than a retirement already under way.
 	retiresAt := s.timestamp()
+	if !compromised {
+		floor, _, err := s.RetirementFloor(ctx, tenantID)
+		if err != nil {
+			return err
+		}
+		retiresAt = retiresAt.Add(floor)
+	}
 	if k.Status == storage.KeyRetiring && k.RetiresAt.Before(retiresAt) {
 		retiresAt = k.RetiresAt
 	}
 	if err := s.keys.Retire(ctx, tenantID, kid, retiresAt); err != nil {
 		return err
 	}
-	return s.audit(ctx, tenantID, "admin.keys.retire", who, "", map[string]string{"kid": kid, "alg": k.Alg, "was": string(k.Status)})
+	return s.audit(ctx, tenantID, "admin.keys.retire", who, "", map[string]string{"kid": kid, "alg": k.Alg, "was": string(k.Status),
+		"compromised": strconv.FormatBool(compromised), "retires_at": retiresAt.Format(time.RFC3339)})
 }

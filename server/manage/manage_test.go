@@ -2,6 +2,7 @@ package manage
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,19 +52,39 @@ func TestRetireKey(t *testing.T) {
 			{"a key of an unknown tenant", "ghost", firstRS.KID, storage.ErrNotFound, ""},
 		}
 		for _, tc := range refusals {
-			mustRefuse(t, tc.name, fx.svc.RetireKey(ctx, tc.tenant, tc.kid, who), tc.want, tc.says)
+			for _, compromised := range []bool{false, true} {
+				mustRefuse(t, tc.name, fx.svc.RetireKey(ctx, tc.tenant, tc.kid, compromised, who), tc.want, tc.says)
+			}
 		}
 		if k := list(t, "clinic")[firstRS.KID]; k.Status != storage.KeyActive {
 			t.Fatalf("a refused retirement changed the key: %+v", k)
 		}
 
-		// After a rotation the old key may go at once, ahead of its window.
+		firstES := active(t, "clinic", "ES256")
 		if _, err := fx.svc.RotateKeys(ctx, "clinic", keys.DefaultRetirement, who); err != nil {
 			t.Fatal(err)
 		}
 		fx.clock.Add(time.Minute)
+
+		// Retired in the ordinary way, a rotated-out key leaves ahead of its
+		// window but stays published as long as a token it signed may live.
+		if err := fx.svc.RetireKey(ctx, "clinic", firstES.KID, false, who); err != nil {
+			t.Fatal(err)
+		}
+		if k := list(t, "clinic")[firstES.KID]; k.Status != storage.KeyRetiring || !k.RetiresAt.Equal(fx.clock.Now().Add(time.Hour)) {
+			t.Fatalf("key %s retired in the ordinary way is %s until %v; want retiring in an hour, the access token lifetime", k.KID, k.Status, k.RetiresAt)
+		}
+		if set, err := fx.km.PublicJWKS(ctx, "clinic"); err != nil || len(set.Key(firstES.KID)) == 0 {
+			t.Fatalf("a key retired in the ordinary way left the JWKS at once: %v", err)
+		}
+		e := fx.lastEvent(t, "clinic", "admin.keys.retire", who, "")
+		if e.Details["kid"] != firstES.KID || e.Details["compromised"] != "false" {
+			t.Fatalf("audit details %v", e.Details)
+		}
+
+		// A compromised one goes at once.
 		retiredAt := fx.clock.Now()
-		if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, who); err != nil {
+		if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, true, who); err != nil {
 			t.Fatal(err)
 		}
 		k := list(t, "clinic")[firstRS.KID]
@@ -84,8 +105,8 @@ func TestRetireKey(t *testing.T) {
 		if err != nil || signer.KeyID == firstRS.KID {
 			t.Fatalf("signing key after retirement: %s, %v", signer.KeyID, err)
 		}
-		e := fx.lastEvent(t, "clinic", "admin.keys.retire", who, "")
-		if e.Details["kid"] != firstRS.KID || e.Details["alg"] != "RS256" || e.Details["was"] != "retiring" {
+		e = fx.lastEvent(t, "clinic", "admin.keys.retire", who, "")
+		if e.Details["kid"] != firstRS.KID || e.Details["alg"] != "RS256" || e.Details["was"] != "retiring" || e.Details["compromised"] != "true" {
 			t.Fatalf("audit details %v", e.Details)
 		}
 		for k, v := range e.Details {
@@ -100,17 +121,19 @@ func TestRetireKey(t *testing.T) {
 
 		// Retiring it again never puts its retirement later.
 		fx.clock.Add(time.Hour)
-		if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, who); err != nil {
-			t.Fatal(err)
-		}
-		if k := list(t, "clinic")[firstRS.KID]; !k.RetiresAt.Equal(retiredAt) {
-			t.Fatalf("a second retirement moved the time to %v, from %v", k.RetiresAt, retiredAt)
+		for _, compromised := range []bool{false, true} {
+			if err := fx.svc.RetireKey(ctx, "clinic", firstRS.KID, compromised, who); err != nil {
+				t.Fatal(err)
+			}
+			if k := list(t, "clinic")[firstRS.KID]; !k.RetiresAt.Equal(retiredAt) {
+				t.Fatalf("a second retirement (compromised %v) moved the time to %v, from %v", compromised, k.RetiresAt, retiredAt)
+			}
 		}
 		// The new RS256 key is now the only active one and stays.
 		newRS := active(t, "clinic", "RS256")
-		mustRefuse(t, "retire the new only RS256 key", fx.svc.RetireKey(ctx, "clinic", newRS.KID, who), ErrInvalid, "only active RS256")
-		if es := fx.events(t, "clinic", "admin.keys.retire"); len(es) != 2 {
-			t.Fatalf("%d retirements audited, want 2", len(es))
+		mustRefuse(t, "retire the new only RS256 key", fx.svc.RetireKey(ctx, "clinic", newRS.KID, true, who), ErrInvalid, "only active RS256")
+		if es := fx.events(t, "clinic", "admin.keys.retire"); len(es) != 4 {
+			t.Fatalf("%d retirements audited, want 4", len(es))
 		}
 	})
 }
@@ -194,10 +217,69 @@ func TestRotateKeysRetirementWindow(t *testing.T) {
 		if n := count(t); n != before {
 			t.Fatalf("refused rotations changed the keys: %d, was %d", n, before)
 		}
-		for _, window := range []time.Duration{0, keys.DefaultRetirement, MaxRetirement} {
+		for _, window := range []time.Duration{time.Hour, keys.DefaultRetirement, MaxRetirement} {
 			if _, err := fx.svc.RotateKeys(ctx, "clinic", window, who); err != nil {
 				t.Fatalf("retirement window %s: %v", window, err)
 			}
+		}
+	})
+}
+
+// TestRotateKeysRetirementFloor: a window shorter than the longest lifetime
+// of a token the old keys signed is refused, naming that lifetime, so
+// rotation never cuts off tokens already issued.
+func TestRotateKeysRetirementFloor(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		fx.tenant(t, "clinic")
+		who := Actor{ID: "op"}
+		steps := []struct {
+			name   string
+			change func(t *testing.T)
+			floor  time.Duration
+			what   string
+		}{
+			{"server default", func(*testing.T) {}, time.Hour, "the access token lifetime"},
+			{"tenant's access token lifetime", func(t *testing.T) {
+				if _, err := fx.svc.UpdateTenant(ctx, TenantUpdate{ID: "clinic", FHIRBaseURLs: []string{"https://fhir.example/clinic"},
+					AccessTokenTTL: 2 * time.Hour}, who); err != nil {
+					t.Fatal(err)
+				}
+			}, 2 * time.Hour, "the tenant's access token lifetime"},
+			{"a client's own", func(t *testing.T) {
+				if _, _, err := fx.svc.CreateClient(ctx, ClientInput{TenantID: "clinic", ID: "export", Name: "Export", Type: storage.ClientConfidentialSymmetric,
+					Scopes: []string{"system/*.rs"}, GrantTypes: []string{GrantClientCredentials}, AccessTokenTTL: 3 * time.Hour}, who); err != nil {
+					t.Fatal(err)
+				}
+			}, 3 * time.Hour, `the access token lifetime of client "export"`},
+			{"the ID token lifetime", func(t *testing.T) {
+				if _, err := fx.svc.UpdateTenant(ctx, TenantUpdate{ID: "clinic", FHIRBaseURLs: []string{"https://fhir.example/clinic"},
+					AccessTokenTTL: 2 * time.Hour, IDTokenTTL: 4 * time.Hour}, who); err != nil {
+					t.Fatal(err)
+				}
+			}, 4 * time.Hour, "the ID token lifetime"},
+		}
+		for _, st := range steps {
+			t.Run(st.name, func(t *testing.T) {
+				st.change(t)
+				before, err := fx.store.ListSigningKeys(ctx, "clinic")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, window := range []time.Duration{0, time.Second, st.floor - time.Second} {
+					_, err := fx.svc.RotateKeys(ctx, "clinic", window, who)
+					mustRefuse(t, window.String(), err, ErrInvalid, fmt.Sprintf("shorter than %s, %s", st.what, st.floor))
+				}
+				if after, _ := fx.store.ListSigningKeys(ctx, "clinic"); len(after) != len(before) {
+					t.Fatalf("refused rotations changed the keys: %d, was %d", len(after), len(before))
+				}
+				if floor, what, err := fx.svc.RetirementFloor(ctx, "clinic"); err != nil || floor != st.floor || what != st.what {
+					t.Fatalf("RetirementFloor = %s %q %v, want %s %q", floor, what, err, st.floor, st.what)
+				}
+				if _, err := fx.svc.RotateKeys(ctx, "clinic", st.floor, who); err != nil {
+					t.Fatalf("window of exactly %s: %v", st.floor, err)
+				}
+			})
 		}
 	})
 }

@@ -387,6 +387,13 @@ func TestRegisterClientAllowance(t *testing.T) {
 		if _, err := svc.RegisterClient(ctx, "alpha", backend, exchange, ""); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("token exchange with backends allowed: %v, want refused", err)
 		}
+		// Even allowed, a backend service gets no patient scopes: it has no patient.
+		patientBackend := RegistrationRequest{ClientName: "Export", GrantTypes: []string{GrantClientCredentials}, Scope: "patient/*.read launch/patient"}
+		var rerr *RegistrationError
+		if _, err := svc.RegisterClient(ctx, "alpha", backend, patientBackend, ""); !errors.As(err, &rerr) ||
+			rerr.Code != ErrCodeInvalidClientMetadata || !strings.Contains(rerr.Description, `"patient/*.read"`) {
+			t.Fatalf("backend service with patient scopes: %v, want invalid_client_metadata naming patient/*.read", err)
+		}
 		res, err = svc.RegisterClient(ctx, "alpha", backend, backendRegistration, "")
 		if err != nil || !slices.Equal(res.GrantTypes, []string{GrantClientCredentials}) || res.Scope != "system/*.rs" {
 			t.Fatalf("backend service with the allowance: %+v, %v", res, err)
