@@ -147,9 +147,10 @@ func (s *Server) writeAccessError(ctx context.Context, w http.ResponseWriter, r 
 	p.WriteAccessError(ctx, w, ar, err)
 }
 
-// writeOAuthError writes an RFC 6749 §5.2 error body and logs it.
-func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, status int, code, desc string) {
-	s.logRefusal(r, status, nil, "status", status, "error", code, "description", desc)
+// writeOAuthError writes an RFC 6749 §5.2 error body and logs it, with
+// logAttrs saying more than the caller is told.
+func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, status int, code, desc string, logAttrs ...any) {
+	s.logRefusal(r, status, nil, append([]any{"status", status, "error", code, "description", desc}, logAttrs...)...)
 	w.Header().Set("Cache-Control", "no-store")
 	setRetryAfter(w, status)
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})

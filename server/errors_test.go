@@ -413,7 +413,7 @@ func TestRefusalsLogTheirReason(t *testing.T) {
 		auth   func(*http.Request)
 		status int
 		code   string
-		reason string // in the line's description or hint
+		reason string // in the line's description, hint or debug
 	}{
 		{"authorize: unknown client", "GET", withParam("client_id", "no-such-app"), nil, nil,
 			400, "bad_request", "not registered with this organization"},
@@ -431,6 +431,8 @@ func TestRefusalsLogTheirReason(t *testing.T) {
 			401, "invalid_client", "invalid client secret"},
 		{"userinfo: no token", "GET", iss + "/userinfo", nil, nil,
 			401, "invalid_request", "access token is required"},
+		{"userinfo: unknown token", "GET", iss + "/userinfo", nil, bearer("not-a-token"),
+			401, "invalid_token", "not found"},
 		{"unknown page", "GET", "/no/such/page", nil, nil,
 			404, "not_found", ""},
 	} {
@@ -444,9 +446,12 @@ func TestRefusalsLogTheirReason(t *testing.T) {
 				t.Fatalf("the error page does not show the support reference %s", rid)
 			}
 			line := logLine(t, srv, rid, "request refused")
-			desc, _ := line["description"].(string)
-			hint, _ := line["hint"].(string)
-			if line["level"] != "INFO" || line["error"] != tc.code || !strings.Contains(desc+" "+hint, tc.reason) {
+			var why []string
+			for _, k := range []string{"description", "hint", "debug"} {
+				v, _ := line[k].(string)
+				why = append(why, v)
+			}
+			if line["level"] != "INFO" || line["error"] != tc.code || !strings.Contains(strings.Join(why, " "), tc.reason) {
 				t.Errorf("refusal logged as %v; want level INFO, error %q, reason %q", line, tc.code, tc.reason)
 			}
 			for _, l := range logLinesOf(t, srv, rid) {

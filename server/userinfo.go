@@ -32,12 +32,14 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
 		code := "invalid_token"
-		if fosite.ErrorToRFC6749Error(err).ErrorField == fosite.ErrInvalidScope.ErrorField {
+		if rfc.ErrorField == fosite.ErrInvalidScope.ErrorField {
 			code = "insufficient_scope"
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`"`)
-		s.writeOAuthError(w, r, http.StatusUnauthorized, code, "The access token is not valid for userinfo.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, code, "The access token is not valid for userinfo.",
+			"reason", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField)
 		return nil
 	}
 	sess, _ := ar.GetSession().(*oauth.Session)
