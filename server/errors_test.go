@@ -190,57 +190,102 @@ func breakableStores(t *testing.T) []breakableStore {
 // TestFailedRevocationIsNotSuccess: when the database refuses the write
 // that revokes a token, the client is told the token may still be active
 // and to try again, instead of 200; the failure is logged with its cause
-// and audited. Once the database accepts writes, revocation succeeds.
+// and audited. Once the database accepts writes, revoking either token of
+// a grant revokes the grant, and a token of another client is left alone.
 func TestFailedRevocationIsNotSuccess(t *testing.T) {
 	for _, b := range breakableStores(t) {
 		t.Run(b.name, func(t *testing.T) {
 			srv := servertest.Start(t, b.store)
-			srv.Tenant(t, "clinic")
+			e := authzSetup(t, srv)
 			id, secret := backendClient(t, srv, "clinic", storage.ClientConfidentialSymmetric, nil)
 			_, tok := postForm(t, tokenEndpoint(srv, "clinic"), clientCredentials, id, secret)
-			access, _ := tok["access_token"].(string)
-			if access == "" {
-				t.Fatalf("no access token: %v", tok)
+			backendAccess, _ := tok["access_token"].(string)
+			verifier := "revocation-test-verifier-0123456789-0123456789"
+			_, grant := e.redeem(t, e.code(t, verifier), verifier)
+			userAccess, _ := grant["access_token"].(string)
+			refresh, _ := grant["refresh_token"].(string)
+			if backendAccess == "" || userAccess == "" || refresh == "" {
+				t.Fatalf("tokens missing: %v %v", tok, grant)
 			}
 			revoke, introspect := srv.Issuer("clinic")+"/revoke", srv.Issuer("clinic")+"/introspect"
-			active := func() any {
-				_, body := postForm(t, introspect, url.Values{"token": {access}}, id, secret)
+			active := func(token string) any {
+				_, body := postForm(t, introspect, url.Values{"token": {token}}, id, secret)
 				return body["active"]
+			}
+			byBackend := func(token string) answer {
+				return send(t, "POST", revoke, url.Values{"token": {token}}, basic(id, secret))
+			}
+			byApp := func(token string) answer {
+				return send(t, "POST", revoke, url.Values{"token": {token}, "client_id": {authzClientID}}, nil)
 			}
 
 			b.refuseWrites(t)
-			a := send(t, "POST", revoke, url.Values{"token": {access}}, basic(id, secret))
-			body := a.object(t)
-			if a.status != http.StatusServiceUnavailable || body["error"] != "temporarily_unavailable" || a.header.Get("Retry-After") == "" {
-				t.Fatalf("revocation the database refused: %d %v, Retry-After %q; want 503 temporarily_unavailable with Retry-After",
-					a.status, body, a.header.Get("Retry-After"))
-			}
-			if desc, _ := body["error_description"].(string); !strings.Contains(desc, "may still be active") {
-				t.Errorf("the client is not told the token may still be active: %q", desc)
-			}
-			if active() != true {
-				t.Fatal("the token is inactive although its revocation failed: the test broke nothing")
-			}
-			line := logLine(t, srv, a.header.Get("X-Request-Id"), "request failed: temporarily unavailable")
-			if cause, _ := line["err"].(string); line["level"] != "WARN" || !strings.Contains(cause, refusal) || line["client"] != id {
-				t.Errorf("the failed revocation's log line lacks its cause or client: %v", line)
+			for _, tc := range []struct {
+				name   string
+				revoke func(string) answer
+				token  string
+				client string
+				grant  []string // the tokens that must still be active
+			}{
+				{"backend access token", byBackend, backendAccess, id, []string{backendAccess}},
+				{"app refresh token", byApp, refresh, authzClientID, []string{refresh, userAccess}},
+			} {
+				a := tc.revoke(tc.token)
+				body := a.object(t)
+				if a.status != http.StatusServiceUnavailable || body["error"] != "temporarily_unavailable" || a.header.Get("Retry-After") == "" {
+					t.Fatalf("%s, revocation refused by the database: %d %v, Retry-After %q; want 503 temporarily_unavailable with Retry-After",
+						tc.name, a.status, body, a.header.Get("Retry-After"))
+				}
+				if desc, _ := body["error_description"].(string); !strings.Contains(desc, "may still be active") {
+					t.Errorf("%s: the client is not told the token may still be active: %q", tc.name, desc)
+				}
+				for _, token := range tc.grant {
+					if active(token) != true {
+						t.Fatalf("%s: a token is inactive although the revocation failed: the test broke nothing", tc.name)
+					}
+				}
+				line := logLine(t, srv, a.header.Get("X-Request-Id"), "request failed: temporarily unavailable")
+				if cause, _ := line["err"].(string); line["level"] != "WARN" || !strings.Contains(cause, refusal) || line["client"] != tc.client {
+					t.Errorf("%s: the failed revocation's log line lacks its cause or client: %v", tc.name, line)
+				}
 			}
 			events, err := srv.Store.ListAudit(context.Background(), "clinic", storage.AuditFilter{Type: "token.revoke"})
-			if err != nil || len(events) != 1 || events[0].Outcome != "failure" || events[0].ClientID != id ||
-				events[0].Details["error"] != "temporarily_unavailable" {
-				t.Fatalf("audit of the failed revocation: %+v %v", events, err)
+			if err != nil || len(events) != 2 {
+				t.Fatalf("audit of the failed revocations: %+v %v", events, err)
+			}
+			for _, ev := range events {
+				if ev.Outcome != "failure" || ev.Details["error"] != "temporarily_unavailable" || (ev.ClientID != id && ev.ClientID != authzClientID) {
+					t.Errorf("audit of a failed revocation: %+v", ev)
+				}
 			}
 
 			b.allowWrites(t)
-			if a := send(t, "POST", revoke, url.Values{"token": {access}}, basic(id, secret)); a.status != http.StatusOK {
-				t.Fatalf("revocation once the database accepts it: %d %s", a.status, a.body)
+			// RFC 7009 §2.1: a client may revoke only its own tokens; the
+			// answer is still 200 (§2.2), but nothing is revoked.
+			if a := byBackend(refresh); a.status != http.StatusOK || active(refresh) != true {
+				t.Fatalf("another client's refresh token: %d %s, active %v; want 200 and still active", a.status, a.body, active(refresh))
 			}
-			if got := active(); got != false {
-				t.Fatalf("revoked token introspects active %v", got)
+			for _, tc := range []struct {
+				name   string
+				revoke func(string) answer
+				token  string
+				grant  []string // the tokens that must now be inactive
+			}{
+				{"backend access token", byBackend, backendAccess, []string{backendAccess}},
+				{"app refresh token", byApp, refresh, []string{refresh, userAccess}},
+			} {
+				if a := tc.revoke(tc.token); a.status != http.StatusOK {
+					t.Fatalf("%s, revocation once the database accepts it: %d %s", tc.name, a.status, a.body)
+				}
+				for _, token := range tc.grant {
+					if got := active(token); got != false {
+						t.Errorf("%s: a token of the revoked grant introspects active %v", tc.name, got)
+					}
+				}
 			}
 			// RFC 7009 §2.2: a token already revoked, or never issued, is 200.
-			for _, token := range []string{access, "never-issued"} {
-				if a := send(t, "POST", revoke, url.Values{"token": {token}}, basic(id, secret)); a.status != http.StatusOK {
+			for _, token := range []string{backendAccess, "never-issued"} {
+				if a := byBackend(token); a.status != http.StatusOK {
 					t.Errorf("revoking %.12s…: %d %s, want 200", token, a.status, a.body)
 				}
 			}
