@@ -239,6 +239,9 @@ func (s *Server) introspectIn(r *http.Request, id, token string) (fosite.AccessR
 		return nil, fmt.Errorf("oauth provider of %q: %w", id, err)
 	}
 	use, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(id))
+	if errors.Is(err, storage.ErrUnavailable) {
+		return nil, err
+	}
 	if err != nil || use != fosite.AccessToken {
 		s.logger(r).Debug("admin API token not from this realm", "realm", id, "err", err)
 		return nil, nil
@@ -255,7 +258,7 @@ func (s *Server) adminToken(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.tenants.get(r.Context(), storage.OperatorRealm)
 	if errors.Is(err, storage.ErrNotFound) {
 		// No operator exists yet, so neither does any of their clients.
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
 		return nil
 	}
 	if err != nil {

@@ -253,16 +253,12 @@ func (s *Server) authzFailed(w http.ResponseWriter, r *http.Request, tenantID st
 // redirectAuthzError sends an RFC 6749 §4.1.2.1 error to the app with state
 // and, per RFC 9207, iss (which fosite's own error writer leaves out).
 func (s *Server) redirectAuthzError(w http.ResponseWriter, r *http.Request, tenantID string, e *authzRedirectError) error {
-	rfc := fosite.ErrorToRFC6749Error(e.err)
+	err := oauthError(e.err)
+	s.logOAuthError(r, err, "tenant", tenantID, "sent_to_app", true)
+	rfc := fosite.ErrorToRFC6749Error(err)
 	desc := rfc.DescriptionField
 	if rfc.HintField != "" {
 		desc += " " + rfc.HintField
-	}
-	log := s.logger(r).With("error", rfc.ErrorField, "description", desc, "debug", rfc.DebugField)
-	if rfc.ErrorField == fosite.ErrServerError.ErrorField {
-		log.Error("authorization failed", "err", e.err)
-	} else {
-		log.Debug("authorization refused")
 	}
 	u, err := url.Parse(e.redirectURI)
 	if err != nil {

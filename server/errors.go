@@ -1,11 +1,21 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/storage"
 )
+
+// retryAfter is the Retry-After, in seconds, of an answer given while the
+// database is unavailable: about as long as a database failover takes.
+const retryAfter = "10"
 
 // httpError is an error whose status, code and description are safe to show
 // the caller; any other error is logged in full and shown as a bare 500.
@@ -34,6 +44,7 @@ func (s *Server) api(h handlerFunc) http.Handler {
 		}
 		he := s.classify(r, err)
 		w.Header().Set("Cache-Control", "no-store")
+		setRetryAfter(w, he.status)
 		writeJSON(w, he.status, map[string]string{"error": he.code, "error_description": he.description})
 	})
 }
@@ -46,6 +57,7 @@ func (s *Server) page(h handlerFunc) http.Handler {
 			return
 		}
 		he := s.classify(r, err)
+		setRetryAfter(w, he.status)
 		title := http.StatusText(he.status)
 		s.render(w, r, he.status, "error", map[string]string{
 			"Title": title, "Message": he.description, "RequestID": requestID(r.Context()),
@@ -53,16 +65,110 @@ func (s *Server) page(h handlerFunc) http.Handler {
 	})
 }
 
-// classify logs err and returns what the caller may see.
+// classify logs err and returns what the caller may see. A database that
+// cannot be reached is 503, which tells callers and load balancers to come
+// back, rather than 500, which says the request itself broke something.
 func (s *Server) classify(r *http.Request, err error) *httpError {
 	var he *httpError
-	if errors.As(err, &he) {
-		s.logger(r).Debug("request refused", "status", he.status, "error", he.code, "description", he.description)
-		return he
+	switch {
+	case errors.As(err, &he):
+	case errors.Is(err, storage.ErrUnavailable):
+		he = &httpError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			description: "The service is briefly unavailable. Try again in a moment; if it persists, quote the request id to support."}
+	default:
+		he = &httpError{status: http.StatusInternalServerError, code: "server_error",
+			description: "the server could not complete the request; quote the request id to support"}
 	}
-	s.logger(r).Error("request failed", "err", err)
-	return &httpError{status: http.StatusInternalServerError, code: "server_error",
-		description: "the server could not complete the request; quote the request id to support"}
+	s.logRefusal(r, he.status, err, "status", he.status, "error", he.code, "description", he.description)
+	return he
+}
+
+// logRefusal writes the one line that says why a request was refused or
+// failed, under the request id the caller was shown: at info for the
+// caller's mistakes, so a support reference leads to its reason at the
+// default level; at warn, with the cause, while the database is
+// unavailable; at error, with the cause, for any other fault of ours.
+func (s *Server) logRefusal(r *http.Request, status int, cause error, attrs ...any) {
+	log := s.logger(r)
+	switch {
+	case status < 500:
+		log.Info("request refused", attrs...)
+	case status == http.StatusServiceUnavailable:
+		log.Warn("request failed: temporarily unavailable", append(attrs, "err", cause)...)
+	default:
+		log.Error("request failed", append(attrs, "err", cause)...)
+	}
+}
+
+// setRetryAfter tells the caller of a 503 when to try again.
+func setRetryAfter(w http.ResponseWriter, status int) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+}
+
+// oauthError is err as an OAuth endpoint reports it: a database outage
+// beneath any fosite error is temporarily_unavailable (RFC 6749 §4.1.2.1,
+// §5.2), where fosite would answer server_error or call a token invalid.
+func oauthError(err error) error {
+	if errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		return fosite.ErrTemporarilyUnavailable.WithHint("Try again in a moment.").WithWrap(err)
+	}
+	return err
+}
+
+// logOAuthError logs a fosite error as logRefusal does, with the hint and
+// debug details fosite keeps from the caller.
+func (s *Server) logOAuthError(r *http.Request, err error, attrs ...any) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	s.logRefusal(r, rfc.CodeField, fositeCause(err), append([]any{"status", rfc.CodeField, "error", rfc.ErrorField,
+		"description", rfc.DescriptionField, "hint", rfc.HintField, "debug", rfc.DebugField}, attrs...)...)
+}
+
+// fositeCause is the error beneath fosite's own errors, for the log: an
+// RFC 6749 error's text is only its code.
+func fositeCause(err error) error {
+	for range 8 {
+		var rfc *fosite.RFC6749Error
+		if !errors.As(err, &rfc) || rfc.Cause() == nil {
+			return err
+		}
+		err = rfc.Cause()
+	}
+	return err
+}
+
+// writeAccessError answers a token request with err, as fosite writes it
+// (RFC 6749 §5.2), and logs why.
+func (s *Server) writeAccessError(ctx context.Context, w http.ResponseWriter, r *http.Request, p *oauth.Provider, ar fosite.AccessRequester, err error) {
+	err = oauthError(err)
+	s.logOAuthError(r, err, "tenant", p.Tenant.ID)
+	setRetryAfter(w, fosite.ErrorToRFC6749Error(err).CodeField)
+	p.WriteAccessError(ctx, w, ar, err)
+}
+
+// writeOAuthError writes an RFC 6749 §5.2 error body and logs it, with
+// logAttrs saying more than the caller is told.
+func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, status int, code, desc string, logAttrs ...any) {
+	s.logRefusal(r, status, nil, append([]any{"status", status, "error", code, "description", desc}, logAttrs...)...)
+	w.Header().Set("Cache-Control", "no-store")
+	setRetryAfter(w, status)
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// writeFositeError writes a fosite error without its debug details, which
+// go to the log.
+func (s *Server) writeFositeError(w http.ResponseWriter, r *http.Request, err error, logAttrs ...any) {
+	err = oauthError(err)
+	s.logOAuthError(r, err, logAttrs...)
+	e := fosite.ErrorToRFC6749Error(err)
+	desc := e.DescriptionField
+	if e.HintField != "" {
+		desc += " " + e.HintField
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	setRetryAfter(w, e.CodeField)
+	writeJSON(w, e.CodeField, map[string]string{"error": e.ErrorField, "error_description": desc})
 }
 
 // render writes a page rendered fully in memory first.

@@ -8,6 +8,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // introspectionResponse is RFC 7662 §2.2 plus the SMART context the token
@@ -36,30 +37,30 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request body could not be read as a form.")
+		s.writeOAuthError(w, r, http.StatusBadRequest, "invalid_request", "The request body could not be read as a form.")
 		return nil
 	}
 	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		// A token is not a client credential: it would let any token holder
 		// read every other token's context.
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Introspection requires client authentication.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, "invalid_client", "Introspection requires client authentication.")
 		return nil
 	}
 	client, err := p.Config.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm)
 	if err != nil {
 		setChallenge(w, err)
-		s.writeFositeError(w, err)
+		s.writeFositeError(w, r, err)
 		return nil
 	}
 	if client.IsPublic() {
 		// A public client proves nothing by naming itself; letting it read
 		// any token's context would open introspection to the world.
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "Introspection requires a confidential client.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, "invalid_client", "Introspection requires a confidential client.")
 		return nil
 	}
 	token := r.PostForm.Get("token")
 	if token == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The token parameter is missing.")
+		s.writeOAuthError(w, r, http.StatusBadRequest, "invalid_request", "The token parameter is missing.")
 		return nil
 	}
 	resp := introspectionResponse{}
@@ -86,6 +87,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 				resp.TokenType = "refresh_token"
 			}
 		}
+	} else if errors.Is(err, storage.ErrUnavailable) {
+		// Unknown is not inactive: told active:false, a FHIR server would
+		// turn away every holder of a good token until the database is back.
+		return err
 	} else if !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) &&
 		!errors.Is(err, fosite.ErrRequestUnauthorized) && !errors.Is(err, fosite.ErrTokenExpired) &&
 		!errors.Is(err, fosite.ErrTokenSignatureMismatch) && !errors.Is(err, fosite.ErrInvalidTokenFormat) &&
@@ -101,20 +106,4 @@ func tokenUse(hint string) fosite.TokenUse {
 		return fosite.RefreshToken
 	}
 	return fosite.AccessToken
-}
-
-// writeOAuthError writes an RFC 6749 §5.2 error body.
-func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-// writeFositeError writes a fosite error without its debug details.
-func (s *Server) writeFositeError(w http.ResponseWriter, err error) {
-	e := fosite.ErrorToRFC6749Error(err)
-	desc := e.DescriptionField
-	if e.HintField != "" {
-		desc += " " + e.HintField
-	}
-	writeOAuthError(w, e.CodeField, e.ErrorField, desc)
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 
+	"github.com/ory/fosite"
+
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -14,11 +16,30 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx, client := withAuthedClient(r.Context())
-	err = p.NewRevocationRequest(ctx, r)
+	err = oauthError(p.NewRevocationRequest(ctx, r))
 	setChallenge(w, err)
 	if err == nil {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "success", ClientID: client.id})
+		p.WriteRevocationResponse(ctx, w, nil)
+		return nil
 	}
-	p.WriteRevocationResponse(ctx, w, err)
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField < http.StatusInternalServerError {
+		s.logOAuthError(r, err, "tenant", t.ID, "client", client.id)
+		// invalid_request and invalid_client are answered as such; anything
+		// else the client did (a token of another client, say) is 200.
+		p.WriteRevocationResponse(ctx, w, err)
+		return nil
+	}
+	// fosite's writer would answer 200 here too, telling the client a token
+	// that may still be active is revoked. The client must try again.
+	failed := fosite.ErrTemporarilyUnavailable.WithHint("The token could not be revoked and may still be active. Try again in a moment.").WithWrap(fositeCause(err))
+	if client.id != "" {
+		// Only an authenticated client's revocation is recorded: before
+		// that, nothing says whose token it was.
+		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "failure", ClientID: client.id,
+			Details: map[string]string{"error": failed.ErrorField, "reason": "storage failed; the token may still be active"}})
+	}
+	s.writeFositeError(w, r, failed, "tenant", t.ID, "client", client.id)
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -36,11 +35,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Tenant, p *oauth.Provider, allowed []string) error {
 	ctx, reuse := oauth.WatchReuse(r.Context())
 	if err := r.ParseForm(); err != nil {
-		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
+		s.writeAccessError(ctx, w, r, p, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
 		return nil
 	}
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(allowed, gt) {
-		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
+		s.writeAccessError(ctx, w, r, p, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
 		return nil
 	}
 	if err := s.namePublicRefreshClient(ctx, t.ID, p, r); err != nil {
@@ -56,18 +55,18 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 	if err != nil {
 		setChallenge(w, err)
 		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
-		p.WriteAccessError(ctx, w, ar, err)
+		s.writeAccessError(ctx, w, r, p, ar, err)
 		return nil
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		if err := s.checkOnlineSession(ctx, t.ID, ar); err != nil {
 			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
-			p.WriteAccessError(ctx, w, ar, err)
+			s.writeAccessError(ctx, w, r, p, ar, err)
 			return nil
 		}
 		if err := narrowRefreshScope(ar, r.PostForm.Get("scope")); err != nil {
 			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
-			p.WriteAccessError(ctx, w, ar, err)
+			s.writeAccessError(ctx, w, r, p, ar, err)
 			return nil
 		}
 	}
@@ -80,7 +79,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		sess.Backend = true
 		if err := s.grantBackendAccess(t, ar); err != nil {
 			s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
-			p.WriteAccessError(ctx, w, ar, err)
+			s.writeAccessError(ctx, w, r, p, ar, err)
 			return nil
 		}
 	}
@@ -105,7 +104,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 	}
 	if err != nil {
 		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
-		p.WriteAccessError(ctx, w, ar, err)
+		s.writeAccessError(ctx, w, r, p, ar, err)
 		return nil
 	}
 	if granted, ok := ar.GetSession().(*oauth.Session); ok {
@@ -265,14 +264,10 @@ func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID 
 // reuse get their own event types because they signal a stolen credential,
 // and a refused token exchange its own with the provider, subject and reason.
 func (s *Server) tokenFailed(r *http.Request, tenantID string, ar fosite.AccessRequester, err error, reuse *oauth.Reuse, exchange *exchangeAudit) {
-	rfc := fosite.ErrorToRFC6749Error(err)
-	level := slog.LevelInfo
-	if rfc.CodeField >= 500 {
-		level = slog.LevelError
-	}
-	s.logger(r).Log(r.Context(), level, "token request refused", "tenant", tenantID, "error", rfc.ErrorField, "reason", rfc.DebugField, "err", err)
+	// The refusal is logged where it is written (writeAccessError).
+	rfc := fosite.ErrorToRFC6749Error(oauthError(err))
 	e := storage.AuditEvent{TenantID: tenantID, Type: "token.issue", Outcome: "failure",
-		Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "error": fosite.ErrorToRFC6749Error(err).ErrorField}}
+		Details: map[string]string{"grant_type": r.PostForm.Get("grant_type"), "error": rfc.ErrorField}}
 	if ar != nil && ar.GetClient() != nil {
 		e.ClientID = ar.GetClient().GetID()
 	}

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // userinfo is the OpenID Connect UserInfo endpoint: it tells an app holding
@@ -19,26 +21,31 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request"`)
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, "invalid_request", "An access token is required.")
 		return nil
 	}
 	use, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(t.ID), "openid")
 	if err == nil && use != fosite.AccessToken {
 		err = fosite.ErrRequestUnauthorized.WithHint("Only an access token is accepted.")
 	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
 	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
 		code := "invalid_token"
-		if fosite.ErrorToRFC6749Error(err).ErrorField == fosite.ErrInvalidScope.ErrorField {
+		if rfc.ErrorField == fosite.ErrInvalidScope.ErrorField {
 			code = "insufficient_scope"
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`"`)
-		writeOAuthError(w, http.StatusUnauthorized, code, "The access token is not valid for userinfo.")
+		s.writeOAuthError(w, r, http.StatusUnauthorized, code, "The access token is not valid for userinfo.",
+			"reason", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField)
 		return nil
 	}
 	sess, _ := ar.GetSession().(*oauth.Session)
 	if sess == nil || sess.Subject == "" || sess.Backend {
 		// A client_credentials token has no user behind it.
-		writeOAuthError(w, http.StatusForbidden, "insufficient_scope", "The access token was not issued to a user.")
+		s.writeOAuthError(w, r, http.StatusForbidden, "insufficient_scope", "The access token was not issued to a user.")
 		return nil
 	}
 	info := map[string]any{"sub": sess.Subject}

@@ -66,6 +66,10 @@ var (
 	// ErrLastOperator means the change would leave the operator realm with
 	// no enabled admin, and so nobody to sign in and manage anything.
 	ErrLastOperator = errors.New("storage: last enabled operator")
+	// ErrUnavailable means the database could not be reached, refused the
+	// connection, or stayed busy too long: the same call may succeed later.
+	// Whether a write that failed this way took effect is unknown.
+	ErrUnavailable = errors.New("storage: database unavailable")
 )
 
 // Storage is the whole persistence contract of smartauth.

@@ -177,7 +177,8 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 		compose.OpenIDConnectRefreshFactory,
 		compose.OAuth2PKCEFactory,
 		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
+		// Revocation that keeps the cause of a storage failure (revocation.go).
+		func(fosite.Configurator, any, any) any { return &revocationHandler{store: st, tokens: access} },
 		// Token exchange (RFC 8693); the token endpoint says how to resolve subject tokens.
 		func(fosite.Configurator, any, any) any {
 			return &tokenExchangeHandler{

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -108,14 +111,17 @@ func (s *Store) Close() error {
 
 // wrap names the operation and turns PostgreSQL's errors into the storage
 // sentinels: a missing row is ErrNotFound, a unique violation
-// ErrAlreadyExists, and a foreign key violation (a record of an unknown
-// tenant) ErrNotFound.
+// ErrAlreadyExists, a foreign key violation (a record of an unknown
+// tenant) ErrNotFound, and a lost or refused connection ErrUnavailable.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: %s: %w", op, storage.ErrNotFound)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("postgres: %s: %w: %w", op, storage.ErrUnavailable, err)
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -127,6 +133,34 @@ func wrap(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// unavailable reports whether err means the database could not be used
+// at all, rather than that it refused this statement: no connection could
+// be made or acquired in time, the connection broke, or the server is
+// shutting down, starting up or out of connection slots.
+func unavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", // admin_shutdown
+			pe.Code == "57P02", // crash_shutdown
+			pe.Code == "57P03", // cannot_connect_now
+			pe.Code == "53300": // too_many_connections
+			return true
+		}
+	}
+	var connect *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connect) ||
+		// Failed before anything reached the server, such as a dead pooled connection.
+		pgconn.SafeToRetry(err) ||
+		// A deadline while connecting, acquiring or waiting for an answer;
+		// a caller that hung up is context.Canceled and not an outage.
+		pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // mustAffect turns an update or delete that matched no row into pgx.ErrNoRows.

@@ -136,7 +136,8 @@ func rollback(tx *sql.Tx) error {
 
 // wrap names the operation and turns SQLite's errors into the storage
 // sentinels: a missing row is ErrNotFound, a duplicate key ErrAlreadyExists,
-// and a dangling foreign key (a record of an unknown tenant) ErrNotFound.
+// a dangling foreign key (a record of an unknown tenant) ErrNotFound, and a
+// file another process kept locked past the busy timeout ErrUnavailable.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -151,6 +152,11 @@ func wrap(op string, err error) error {
 			return fmt.Errorf("sqlite: %s: %w: %w", op, storage.ErrAlreadyExists, err)
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return fmt.Errorf("sqlite: %s: unknown tenant: %w: %w", op, storage.ErrNotFound, err)
+		}
+		// Extended codes keep the primary code in their low byte.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("sqlite: %s: %w: %w", op, storage.ErrUnavailable, err)
 		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
