@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -35,11 +36,43 @@ func newEnv(t *testing.T) testEnv {
 
 func (e testEnv) get(k string) string { return e[k] }
 
+// onBothBackends runs f on the embedded SQLite store and, when
+// TEST_DATABASE_URL is set, on a fresh PostgreSQL schema.
+func onBothBackends(t *testing.T, f func(t *testing.T, env testEnv)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, newEnv(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		env := newEnv(t)
+		env["DATABASE_URL"] = pgtest.URL(t)
+		env["SMARTAUTH_MASTER_KEY"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+		f(t, env)
+	})
+}
+
+// store opens the store the commands of env use, as they open it.
+func (e testEnv) store(t *testing.T) storage.Storage {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c, err := storeFlags(fs, e.get)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := openStore(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // cli runs one command and returns its exit code, stdout and stderr.
 func (e testEnv) cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, e.get, strings.NewReader(stdin), &out, &errb)
+	// Bounded, so a serve that should have refused to start fails the test
+	// instead of running until the test binary times out.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := run(ctx, args, e.get, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
