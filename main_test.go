@@ -144,7 +144,7 @@ func TestUsageErrors(t *testing.T) {
 	env.fails(t, 2, "--tenant is required", "", "client", "list")
 	env.fails(t, 2, "flag provided but not defined: -bogus", "", "tenant", "list", "--bogus")
 	env.fails(t, 2, `unexpected argument "extra"`, "", "tenant", "list", "extra")
-	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "tenant create|list") {
+	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-patient-search") {
 		t.Fatalf("help: %d %q", code, out)
 	}
 }
@@ -265,11 +265,11 @@ func TestClientCommands(t *testing.T) {
 		args := append([]string{"client", "create", "--tenant", "clinic", "--name", "X"}, tc.args...)
 		env.fails(t, 1, tc.want, "", args...)
 	}
-	env.fails(t, 1, "not found", "", "client", "list", "--tenant", "ghost")
+	env.fails(t, 1, `no tenant "ghost"`, "", "client", "list", "--tenant", "ghost")
 
 	var del map[string]string
 	env.ok(t, &del, "", "client", "delete", "--tenant", "clinic", "--id", "billing")
-	env.fails(t, 1, "not found", "", "client", "delete", "--tenant", "clinic", "--id", "billing")
+	env.fails(t, 1, `no client "billing" in tenant "clinic"`, "", "client", "delete", "--tenant", "clinic", "--id", "billing")
 }
 
 // storedClientSecretHash reads a client straight from the SQLite store.
@@ -340,7 +340,7 @@ func TestKeysRotateCommand(t *testing.T) {
 	if active != 2 || retiring != 2 {
 		t.Fatalf("after rotation: %d active, %d retiring; want 2 and 2", active, retiring)
 	}
-	env.fails(t, 1, "not found", "", "keys", "rotate", "--tenant", "ghost")
+	env.fails(t, 1, `no tenant "ghost"`, "", "keys", "rotate", "--tenant", "ghost")
 	env.fails(t, 1, "must not be negative", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "-1h")
 }
 
