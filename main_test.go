@@ -112,6 +112,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"base url with path", testEnv{"SMARTAUTH_BASE_URL": "https://auth.example/sub"}, nil, "root of its host"},
 		{"flag beats env", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:1"}, []string{"serve", "--addr", "bad"}, `"bad" must be host:port`},
 		{"bad demo", testEnv{"SMARTAUTH_DEMO": "maybe"}, nil, "SMARTAUTH_DEMO"},
+		{"demo on every interface", testEnv{"SMARTAUTH_DEMO": "true", "SMARTAUTH_ADDR": "0.0.0.0:8080"}, nil, "--" + demoOnNetworkFlag + ")"},
 		{"bad log level", testEnv{"SMARTAUTH_LOG_LEVEL": "loud"}, nil, "SMARTAUTH_LOG_LEVEL"},
 		{"bad JWKS network setting", testEnv{"SMARTAUTH_JWKS_PRIVATE_NETWORKS": "sometimes"}, nil, "SMARTAUTH_JWKS_PRIVATE_NETWORKS"},
 		{"postgres without key", testEnv{"DATABASE_URL": "postgres://u@127.0.0.1:1/db"}, nil, "SMARTAUTH_MASTER_KEY or SMARTAUTH_MASTER_KEY_FILE is required"},
