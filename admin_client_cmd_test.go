@@ -35,7 +35,7 @@ func TestAdminCreateClientCommand(t *testing.T) {
 	}
 
 	env.fails(t, 2, "--name is required", "", "admin", "create-client")
-	env.fails(t, 1, "not found", "", "admin", "create-client", "--tenant", "nowhere", "--name", "x")
+	env.fails(t, 1, `no tenant "nowhere"`, "", "admin", "create-client", "--tenant", "nowhere", "--name", "x")
 	env.fails(t, 2, "must be an absolute URL", "", "admin", "create-client", "--name", "x", "--base-url", "auth.example")
 	code, _, errs := env.cli(t, "", "admin", "frobnicate")
 	if code != 2 || !strings.Contains(errs, "create-client") {

@@ -29,6 +29,6 @@ func TestAdminCreateCommand(t *testing.T) {
 	env.fails(t, 1, "already exists", "a long passphrase\n", "admin", "create", "--email", "OPS@example.org")
 	env.fails(t, 2, "reads the password from stdin", "", "admin", "create", "--email", "x@example.org")
 	env.fails(t, 1, "at least 8 characters", "short\n", "admin", "create", "--email", "x@example.org")
-	env.fails(t, 1, "not found", "a long passphrase\n", "admin", "create", "--tenant", "nowhere", "--email", "x@example.org")
+	env.fails(t, 1, `no tenant "nowhere"`, "a long passphrase\n", "admin", "create", "--tenant", "nowhere", "--email", "x@example.org")
 	env.fails(t, 2, "email", "a long passphrase\n", "admin", "create")
 }

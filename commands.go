@@ -35,34 +35,28 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// manageCommand runs "tenant", "client", "user", "patient", "keys", "launch" and "idp".
-func manageCommand(ctx context.Context, noun string, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	verbs := map[string][]string{
-		"tenant":  {"create", "list", "set-patient-search", "clear-patient-search"},
-		"client":  {"create", "list", "delete", "rotate-secret", "initial-access-token", "list-initial-access-tokens", "revoke-initial-access-token"},
-		"user":    {"create"},
-		"patient": {"import"},
-		"keys":    {"rotate"},
-		"launch":  {"create"},
-		"idp":     {"add", "list", "delete"},
-		"admin":   {"create", "create-client"},
-	}[noun]
+// manageCommand runs the subcommands of the managing commands (nouns).
+func manageCommand(ctx context.Context, n noun, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	noun, verbs := n.name, strings.Join(n.verbNames(), ", ")
+	if len(args) > 0 && (args[0] == "help" || isHelp(args[:1])) {
+		printNounUsage(stdout, n)
+		return nil
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, strings.Join(verbs, ", "))}
+		return usageError{fmt.Sprintf("%s needs a subcommand: %s", noun, verbs)}
 	}
 	verb := args[0]
-	known := false
-	for _, v := range verbs {
-		known = known || v == verb
-	}
-	if !known {
-		return usageError{fmt.Sprintf("unknown subcommand %q of %s; try %s", verb, noun, strings.Join(verbs, ", "))}
+	if !n.has(verb) {
+		return usageError{fmt.Sprintf("unknown subcommand %q of %s; try %s", verb, noun, verbs)}
 	}
 	fs := flag.NewFlagSet(noun+" "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := storeFlags(fs, env)
 	var act func(d *deps) (any, error)
 	var required []string
+	// names lists, once the flags are parsed, the records the command
+	// names besides its --tenant, so that failures about them read plainly.
+	names := func() []record { return nil }
 	tenant := func() *string {
 		required = append(required, "tenant")
 		return fs.String("tenant", "", "tenant id (required)")
@@ -83,6 +77,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		accessTTL := fs.Duration("access-token-ttl", 0, "access token lifetime (default 1h)")
 		refreshTTL := fs.Duration("refresh-token-ttl", 0, "refresh token lifetime (default 2160h, 90 days)")
 		idTTL := fs.Duration("id-token-ttl", 0, "ID token lifetime (default 1h)")
+		names = func() []record { return []record{creating(tenantRecord(in.ID))} }
 		act = func(d *deps) (any, error) {
 			in.FHIRBaseURLs = bases
 			in.Policy.AccessTokenTTL = storage.Duration(*accessTTL)
@@ -127,6 +122,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		fs.StringVar(&in.LaunchURI, "launch-uri", "", "the app's EHR launch URL")
 		fs.BoolVar(&in.CanCreateLaunch, "can-create-launch", false, "allow this client to create EHR launch contexts")
 		fs.DurationVar(&in.AccessTokenTTL, "access-token-ttl", 0, "access token lifetime for this client (default: the tenant's)")
+		names = func() []record { return []record{creating(clientRecord(*t, in.ID))} }
 		act = func(d *deps) (any, error) {
 			in.TenantID, in.Type, in.RedirectURIs, in.GrantTypes = *t, storage.ClientType(typ), redirects, grants
 			for _, s := range scopes {
@@ -150,9 +146,6 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 	case "client list":
 		t := tenant()
 		act = func(d *deps) (any, error) {
-			if _, err := d.store.GetTenant(ctx, *t); err != nil {
-				return nil, fmt.Errorf("tenant %q: %w", *t, err)
-			}
 			cs, err := d.store.ListClients(ctx, *t)
 			out := []clientJSON{}
 			for _, c := range cs {
@@ -164,6 +157,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		t := tenant()
 		id := fs.String("id", "", "client id (required)")
 		required = append(required, "id")
+		names = func() []record { return []record{clientRecord(*t, *id)} }
 		act = func(d *deps) (any, error) {
 			return map[string]any{"deleted": *id}, d.manage.DeleteClient(ctx, *t, *id, cliActor)
 		}
@@ -171,6 +165,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		t := tenant()
 		id := fs.String("id", "", "client id (required)")
 		required = append(required, "id")
+		names = func() []record { return []record{clientRecord(*t, *id)} }
 		act = func(d *deps) (any, error) {
 			secret, err := d.manage.RotateClientSecret(ctx, *t, *id, cliActor)
 			return map[string]string{"client_id": *id, "client_secret": secret}, err
@@ -181,7 +176,9 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		act = listInitialAccessTokensCommand(ctx, tenant())
 	case "client revoke-initial-access-token":
 		required = append(required, "ref")
-		act = revokeInitialAccessTokenCommand(ctx, fs, tenant())
+		t := tenant()
+		act = revokeInitialAccessTokenCommand(ctx, fs, t)
+		names = func() []record { return []record{initialAccessTokenRecord(*t, fs.Lookup("ref").Value.String())} }
 	case "user create":
 		var in manage.UserInput
 		var profiles listFlag
@@ -190,6 +187,7 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		fs.StringVar(&in.Email, "email", "", "email address, the sign-in name (required)")
 		fs.Var(&profiles, "profile", "FHIR identity such as Practitioner/123 or Patient/456=Self (repeatable; at least one)")
 		noPassword := fs.Bool("no-password", false, "create without a password (federated sign-in only)")
+		names = func() []record { return []record{creating(userRecord(*t, in.Email))} }
 		act = func(d *deps) (any, error) {
 			in.TenantID = *t
 			if len(profiles) == 0 {
@@ -219,6 +217,12 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		required = append(required, "email")
 		email := fs.String("email", "", "email address, the admin's sign-in name (required)")
 		t := fs.String("tenant", "", "make an admin of this tenant only; without it, an operator of every tenant")
+		names = func() []record {
+			if *t == "" {
+				return []record{creating(operatorRecord(*email))}
+			}
+			return []record{creating(userRecord(*t, *email))}
+		}
 		act = func(d *deps) (any, error) {
 			pw, err := readPassword(stdin)
 			if err != nil {
@@ -261,9 +265,13 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			ks, err := d.manage.RotateKeys(ctx, *t, *retire, cliActor)
 			return keysView(ks), err
 		}
+	case "keys list":
+		act = keysListCommand(ctx, tenant())
+	case "patient list":
+		act = patientListCommand(ctx, fs, tenant(), stderr)
 	case "idp add", "idp list", "idp delete":
 		var req []string
-		act, req = idpCommand(ctx, verb, fs, tenant(), stdin)
+		act, req, names = idpCommand(ctx, verb, fs, tenant(), stdin)
 		required = append(required, req...)
 	case "launch create":
 		var in manage.LaunchInput
@@ -279,6 +287,13 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		fs.StringVar(&banner, "banner", "", "need_patient_banner: true or false (default: not said)")
 		fs.StringVar(&fhirContext, "fhir-context", "", `fhirContext as a JSON array, such as '[{"reference":"DiagnosticReport/123"}]'`)
 		fs.StringVar(&in.Aud, "aud", "", "FHIR base URL of the tenant the app is to use (default: the tenant's first)")
+		names = func() []record {
+			rs := []record{clientRecord(*t, in.ClientID)}
+			if in.User != "" {
+				rs = append(rs, userRecord(*t, in.User))
+			}
+			return rs
+		}
 		act = func(d *deps) (any, error) {
 			in.TenantID = *t
 			if banner != "" {
@@ -291,6 +306,8 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 			in.FHIRContext = []byte(fhirContext)
 			return d.manage.LaunchApp(ctx, in, cliActor)
 		}
+	default:
+		return fmt.Errorf("%s %s is listed in help but has no implementation", noun, verb)
 	}
 
 	if err := parseFlags(fs, args[1:]); err != nil {
@@ -310,12 +327,25 @@ func manageCommand(ctx context.Context, noun string, args []string, env func(str
 		return err
 	}
 	defer d.store.Close()
+	records := names()
+	if f := fs.Lookup("tenant"); f != nil && f.Value.String() != "" {
+		// Every command of a tenant first finds the tenant, so a mistyped
+		// one reads the same, and fails the same, whatever the command.
+		records = append([]record{tenantRecord(f.Value.String())}, records...)
+	}
+	r, missing, err := firstMissing(ctx, d.store, records)
+	if err != nil {
+		return err
+	}
+	if missing {
+		return r.missing()
+	}
 	out, err := act(d)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w (not found)", err)
-		}
-		return err
+		// The whole chain, with the layers and constraints it names, is
+		// for whoever debugs; the person at the terminal gets one plain line.
+		d.log.Debug("command failed", "command", noun+" "+verb, "err", err)
+		return explain(ctx, d.store, err, records)
 	}
 	return printJSON(stdout, out)
 }

@@ -22,6 +22,9 @@ type config struct {
 	masterKey     string
 	masterKeyFile string
 	demo          bool
+	// demoOnNetwork lets the demo, and the demo operator it leaves behind,
+	// be reachable from beyond this machine.
+	demoOnNetwork bool
 	logLevel      slog.Level
 	// privateJWKS lets client JWKS URLs reach internal addresses.
 	privateJWKS bool
@@ -50,6 +53,13 @@ func envOr(env func(string) string, name, def string) string {
 	}
 	return def
 }
+
+// The setting that lets the demo's public passwords reach a network is long
+// on purpose: nobody types it by accident or copies it without reading it.
+const (
+	demoOnNetworkFlag = "demo-on-public-network-i-understand-the-passwords-are-public"
+	demoOnNetworkEnv  = "SMARTAUTH_DEMO_ON_PUBLIC_NETWORK_I_UNDERSTAND_THE_PASSWORDS_ARE_PUBLIC"
+)
 
 // storeFlags registers the settings every command that opens the store needs.
 func storeFlags(fs *flag.FlagSet, env func(string) string) func() (config, error) {
@@ -95,7 +105,9 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 			demoErr = fmt.Errorf("SMARTAUTH_DEMO %q must be true or false", v)
 		}
 	}
-	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant (SMARTAUTH_DEMO; default on with the embedded database on loopback)")
+	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant, on loopback only (SMARTAUTH_DEMO; default on with the embedded database on loopback)")
+	demoOnNetwork, demoOnNetworkErr := boolFlag(fs, env, demoOnNetworkFlag, demoOnNetworkEnv,
+		"let the demo, whose passwords are public, be reachable from other machines")
 	privateJWKS, privateErr := boolFlag(fs, env, "jwks-private-networks", "SMARTAUTH_JWKS_PRIVATE_NETWORKS",
 		"let client JWKS URLs reach private and loopback addresses")
 	privateFHIR, privateFHIRErr := boolFlag(fs, env, "fhir-private-networks", "SMARTAUTH_FHIR_PRIVATE_NETWORKS",
@@ -110,18 +122,15 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		if demoErr != nil {
 			return c, demoErr
 		}
-		if err := errors.Join(privateErr, privateFHIRErr, privateIdPErr); err != nil {
+		if err := errors.Join(demoOnNetworkErr, privateErr, privateFHIRErr, privateIdPErr); err != nil {
 			return c, err
 		}
 		c.privateJWKS = *privateJWKS
 		c.privateFHIR = *privateFHIR
 		c.privateIdP = *privateIdP
 		c.demo = *demo
+		c.demoOnNetwork = *demoOnNetwork
 		c.addr = *addr
-		if c.demo && !demoSafe(c.addr, *base) && !demoExplicit(fs, env) {
-			// Public demo passwords must not reach a network by accident.
-			c.demo = false
-		}
 		_, port, err := net.SplitHostPort(c.addr)
 		if err != nil {
 			return c, fmt.Errorf("SMARTAUTH_ADDR %q must be host:port", c.addr)
@@ -129,31 +138,52 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			return c, fmt.Errorf("SMARTAUTH_ADDR %q has no valid port", c.addr)
 		}
-		raw := *base
-		if raw == "" {
-			return c, nil // derived from the listening address once bound
+		if raw := *base; raw != "" {
+			u, err := url.Parse(raw)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be an absolute http(s) URL", raw)
+			}
+			if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be scheme://host[:port] only: smartauth serves at the root of its host", raw)
+			}
+			u.Path = ""
+			c.baseURL = u
 		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be an absolute http(s) URL", raw)
+		if exposed := c.exposure(); c.demo && exposed != "" {
+			switch {
+			case !demoExplicit(fs, env):
+				// The default never puts public passwords on a network.
+				c.demo = false
+			case !c.demoOnNetwork:
+				// Anyone who can reach the server could sign in as the demo
+				// operator and enroll their own authenticator first.
+				return c, fmt.Errorf("the demo's passwords are public, so it runs only on loopback, and this server %s: "+
+					"turn the demo off (SMARTAUTH_DEMO=false) or set %s=true (--%s)", exposed, demoOnNetworkEnv, demoOnNetworkFlag)
+			}
 		}
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return c, fmt.Errorf("SMARTAUTH_BASE_URL %q must be scheme://host[:port] only: smartauth serves at the root of its host", raw)
-		}
-		u.Path = ""
-		c.baseURL = u
 		return c, nil
 	}
 }
 
-// demoSafe reports whether the server is reachable only from this machine.
-func demoSafe(addr, base string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || base != "" {
-		return false
+// exposure says how the server can be reached from beyond this machine,
+// such as "listens on 0.0.0.0:8080", or is empty when only loopback reaches it.
+// A public URL that is not loopback counts, as a proxy on this machine may
+// forward the world to a loopback listener.
+func (c config) exposure() string {
+	host, _, err := net.SplitHostPort(c.addr)
+	if err != nil || !isLoopbackHost(host) {
+		return "listens on " + c.addr
 	}
+	if c.baseURL != nil && !isLoopbackHost(c.baseURL.Hostname()) {
+		return "has the public URL " + c.baseURL.String()
+	}
+	return ""
+}
+
+// isLoopbackHost reports whether host names this machine only.
+func isLoopbackHost(host string) bool {
 	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
+	return strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback())
 }
 
 // demoExplicit reports whether the operator asked for the demo by name.

@@ -3,23 +3,38 @@ package main
 import (
 	"flag"
 	"io"
+	"strings"
 	"testing"
 )
 
 func TestDemoDefault(t *testing.T) {
+	const understood = "--" + demoOnNetworkFlag
+	refused := "set " + demoOnNetworkEnv + "=true (--" + demoOnNetworkFlag + ")"
 	tests := []struct {
 		name string
 		env  map[string]string
 		args []string
 		want bool
+		err  string // part of the one line that refuses start-up
 	}{
-		{"embedded store on loopback", nil, nil, true},
-		{"listening on every interface", nil, []string{"--addr", "0.0.0.0:8080"}, false},
-		{"public base URL", map[string]string{"SMARTAUTH_BASE_URL": "https://auth.example"}, nil, false},
-		{"asked for by flag", nil, []string{"--addr", "0.0.0.0:8080", "--demo"}, true},
-		{"asked for by environment", map[string]string{"SMARTAUTH_DEMO": "true"}, []string{"--addr", "0.0.0.0:8080"}, true},
-		{"refused by environment", map[string]string{"SMARTAUTH_DEMO": "false"}, nil, false},
-		{"PostgreSQL", map[string]string{"DATABASE_URL": "postgres://u@h/db", "SMARTAUTH_MASTER_KEY": "x"}, nil, false},
+		{"embedded store on loopback", nil, nil, true, ""},
+		{"loopback public URL", map[string]string{"SMARTAUTH_BASE_URL": "http://localhost:8080"}, nil, true, ""},
+		{"listening on every interface", nil, []string{"--addr", "0.0.0.0:8080"}, false, ""},
+		{"public base URL", map[string]string{"SMARTAUTH_BASE_URL": "https://auth.example"}, nil, false, ""},
+		{"refused by environment", map[string]string{"SMARTAUTH_DEMO": "false"}, nil, false, ""},
+		{"PostgreSQL", map[string]string{"DATABASE_URL": "postgres://u@h/db", "SMARTAUTH_MASTER_KEY": "x"}, nil, false, ""},
+		{"asked for by flag on every interface", nil, []string{"--addr", "0.0.0.0:8080", "--demo"}, false,
+			"this server listens on 0.0.0.0:8080: turn the demo off (SMARTAUTH_DEMO=false) or " + refused},
+		{"asked for by environment on every interface", map[string]string{"SMARTAUTH_DEMO": "true"}, []string{"--addr", "0.0.0.0:8080"}, false, refused},
+		{"asked for on loopback behind a public URL", map[string]string{"SMARTAUTH_DEMO": "true", "SMARTAUTH_BASE_URL": "https://auth.example"}, nil, false,
+			"has the public URL https://auth.example: "},
+		{"asked for with PostgreSQL on every interface", map[string]string{"SMARTAUTH_DEMO": "true", "DATABASE_URL": "postgres://u@h/db", "SMARTAUTH_MASTER_KEY": "x",
+			"SMARTAUTH_ADDR": "0.0.0.0:8080"}, nil, false, refused},
+		{"asked for on a network, understood by flag", nil, []string{"--addr", "0.0.0.0:8080", "--demo", understood}, true, ""},
+		{"asked for on a network, understood by environment", map[string]string{"SMARTAUTH_DEMO": "true", demoOnNetworkEnv: "true"},
+			[]string{"--addr", "0.0.0.0:8080"}, true, ""},
+		{"understanding alone does not ask for it", nil, []string{"--addr", "0.0.0.0:8080", understood}, false, ""},
+		{"understanding is a boolean", map[string]string{demoOnNetworkEnv: "yes please"}, nil, false, demoOnNetworkEnv + ` "yes please" must be true or false`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -31,6 +46,12 @@ func TestDemoDefault(t *testing.T) {
 				t.Fatal(err)
 			}
 			c, err := load()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error %v, want one line containing %q", err, tc.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/password"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -128,7 +129,35 @@ func (i *demoInfo) print(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w, "An EHR launch of the demo app for a patient (prints the URL to open):")
 	fmt.Fprintf(w, "  go run . launch create --tenant %s --client %s --patient demo-1\n", demoTenant, demoClientID)
-	fmt.Fprintln(w, "These demo credentials are public: run with --demo=false (or a DATABASE_URL) for real use.")
+	fmt.Fprintln(w, "These credentials are public, so the demo runs only on loopback. For real use, serve with --demo=false")
+	fmt.Fprintln(w, "(SMARTAUTH_DEMO=false) on a database the demo has never seeded.")
+}
+
+// refuseReachableDemoOperator refuses to serve beyond loopback while the
+// demo operator can still sign in with its published password: whoever
+// reached the server first could take the account, and with it every
+// tenant, by enrolling their own authenticator. exposed says how the server
+// is reachable.
+func refuseReachableDemoOperator(ctx context.Context, store storage.Storage, exposed string) error {
+	u, err := store.GetUserByEmail(ctx, storage.OperatorRealm, demoOperator)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up the demo operator: %w", err)
+	}
+	if u.Disabled || u.PasswordHash == "" {
+		return nil
+	}
+	switch err := password.Verify(u.PasswordHash, demoOperatorPass); {
+	case errors.Is(err, password.ErrMismatch):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check the demo operator's password: %w", err)
+	}
+	return fmt.Errorf("the demo operator %s can still sign in with its public password, and this server %s: "+
+		"disable that operator on the admin pages while serving on loopback, or set %s=true (--%s)",
+		demoOperator, exposed, demoOnNetworkEnv, demoOnNetworkFlag)
 }
 
 // demoAppURL opens the demo SMART app (web/demo-app) for a standalone launch

@@ -42,8 +42,8 @@ func idpView(p storage.IdentityProvider, routes []storage.DomainRoute) idpJSON {
 }
 
 // idpCommand declares the flags of "idp add|list|delete" and returns the
-// action and required flags.
-func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *string, stdin io.Reader) (func(d *deps) (any, error), []string) {
+// action, the required flags and the records the command names.
+func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *string, stdin io.Reader) (func(d *deps) (any, error), []string, func() []record) {
 	switch verb {
 	case "list":
 		return func(d *deps) (any, error) {
@@ -57,7 +57,7 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 				out = append(out, idpView(p, rs))
 			}
 			return out, err
-		}, nil
+		}, nil, func() []record { return nil }
 	case "delete":
 		id := fs.String("id", "", "identity provider id (required)")
 		return func(d *deps) (any, error) {
@@ -65,7 +65,7 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 				return nil, err
 			}
 			return map[string]any{"tenant": *tenant, "id": *id, "deleted": true}, nil
-		}, []string{"id"}
+		}, []string{"id"}, func() []record { return []record{idpRecord(*tenant, *id)} }
 	}
 	var in manage.IdentityProviderInput
 	var typ string
@@ -91,6 +91,13 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 	fs.StringVar(&in.ClaimMapping.FHIRUserClaim, "fhir-user-claim", "", "claim giving fhirUser, such as fhirUser")
 	fs.StringVar(&in.ClaimMapping.GroupsClaim, "groups-claim", "", "claim listing groups, such as groups or cognito:groups")
 	fs.Var(&groupRoles, "group-role", `group=role label, such as "Doctors=Attending physician" (repeatable)`)
+	names := func() []record {
+		rs := []record{creating(idpRecord(*tenant, in.ID))}
+		for _, d := range domains {
+			rs = append(rs, creating(domainRecord(*tenant, d)))
+		}
+		return rs
+	}
 	return func(d *deps) (any, error) {
 		in.Type = storage.IdentityProviderType(typ)
 		in.Domains = domains
@@ -119,5 +126,5 @@ func idpCommand(ctx context.Context, verb string, fs *flag.FlagSet, tenant *stri
 			return nil, err
 		}
 		return idpView(p, routes), nil
-	}, []string{"id", "type", "client-id"}
+	}, []string{"id", "type", "client-id"}, names
 }

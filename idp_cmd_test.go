@@ -94,5 +94,5 @@ func TestIdentityProviderCommands(t *testing.T) {
 		t.Fatal("a provider whose domain route failed was kept")
 	}
 	env.ok(t, nil, "", "idp", "delete", "--tenant", "clinic", "--id", "pool")
-	env.fails(t, 1, "not found", "", "idp", "delete", "--tenant", "clinic", "--id", "pool")
+	env.fails(t, 1, `no identity provider "pool" in tenant "clinic"`, "", "idp", "delete", "--tenant", "clinic", "--id", "pool")
 }

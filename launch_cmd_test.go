@@ -73,11 +73,11 @@ func TestLaunchCreateCommand(t *testing.T) {
 		{2, "--client is required", []string{"--tenant", "clinic"}},
 		{2, "--tenant is required", []string{"--client", "chart"}},
 		{2, "must be true or false", []string{"--tenant", "clinic", "--client", "chart", "--banner", "maybe"}},
-		{1, "not found", []string{"--tenant", "ghost", "--client", "chart"}},
-		{1, "not registered", []string{"--tenant", "clinic", "--client", "ghost"}},
+		{1, `no tenant "ghost"`, []string{"--tenant", "ghost", "--client", "chart"}},
+		{1, `no client "ghost" in tenant "clinic"`, []string{"--tenant", "clinic", "--client", "ghost"}},
 		{1, "FHIR id", []string{"--tenant", "clinic", "--client", "chart", "--patient", "Patient/123"}},
 		{1, "fhirContext", []string{"--tenant", "clinic", "--client", "chart", "--fhir-context", `{"reference":"Observation/1"}`}},
-		{1, "not a user", []string{"--tenant", "clinic", "--client", "chart", "--user", "nobody@clinic.example"}},
+		{1, `no user "nobody@clinic.example" in tenant "clinic"`, []string{"--tenant", "clinic", "--client", "chart", "--user", "nobody@clinic.example"}},
 		{1, "aud", []string{"--tenant", "clinic", "--client", "chart", "--aud", "https://other.example/r4"}},
 	} {
 		env.fails(t, tc.code, tc.want, "", append([]string{"launch", "create"}, tc.args...)...)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/smartauth/smartauth/server/keys"
@@ -34,34 +35,13 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `usage: smartauth [command] [flags]
-
-commands:
-  serve                     serve HTTP (the default)
-  migrate                   apply database migrations
-  tenant create|list        manage tenants
-  tenant set-patient-search|clear-patient-search
-                            let the patient picker search the tenant's FHIR server
-                            (client secret read from stdin)
-  client create|list|delete|rotate-secret|initial-access-token
-                            manage a tenant's OAuth clients
-  user create               create a local user (password read from stdin)
-  admin create              create an operator, or with --tenant a tenant's admin
-                            (password read from stdin; TOTP set up at first sign-in)
-  admin create-client       create an admin API client (client_credentials, scope admin):
-                            an operator's, or with --tenant one tenant's; secret printed once
-  patient import            import FHIR Patient resources into a tenant's roster
-  keys rotate               add new signing keys to a tenant, retiring the old
-  launch create             create an EHR launch of an app in a clinical context
-  idp add|list|delete       manage a tenant's upstream identity providers and email domains
-                            (client secret read from stdin)
-  bench                     load-test a server started on loopback and report throughput
-
-Run "smartauth COMMAND -h" for a command's flags.
-`
-
 // run is the whole program, with its environment passed in so tests can drive it.
 func run(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if isHelp(args) {
+		// "smartauth --help" lists the commands; "smartauth serve --help" the flags.
+		printUsage(stdout)
+		return 0
+	}
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -74,13 +54,21 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		err = migrate(ctx, args, env, stdout, stderr)
 	case "bench":
 		err = bench(ctx, args, env, stdout, stderr)
-	case "tenant", "client", "user", "patient", "keys", "launch", "idp", "admin":
-		err = manageCommand(ctx, cmd, args, env, stdin, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	case "help":
+		if n, ok := findNoun(firstArg(args)); ok {
+			printNounUsage(stdout, n)
+		} else {
+			printUsage(stdout)
+		}
 		return 0
 	default:
-		err = usageError{fmt.Sprintf("unknown command %q\n\n%s", cmd, usage)}
+		if n, ok := findNoun(cmd); ok {
+			err = manageCommand(ctx, n, args, env, stdin, stdout, stderr)
+			break
+		}
+		var b strings.Builder
+		printUsage(&b)
+		err = usageError{fmt.Sprintf("unknown command %q\n\n%s", cmd, b.String())}
 	}
 	switch {
 	case err == nil:
@@ -94,6 +82,18 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 		fmt.Fprintf(stderr, "smartauth: %v\n", err)
 		return 1
 	}
+}
+
+// isHelp reports whether args ask for help and nothing else.
+func isHelp(args []string) bool {
+	return len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }
 
 // parseFlags parses args into fs, turning flag mistakes into usage errors.

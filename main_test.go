@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -35,11 +36,43 @@ func newEnv(t *testing.T) testEnv {
 
 func (e testEnv) get(k string) string { return e[k] }
 
+// onBothBackends runs f on the embedded SQLite store and, when
+// TEST_DATABASE_URL is set, on a fresh PostgreSQL schema.
+func onBothBackends(t *testing.T, f func(t *testing.T, env testEnv)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, newEnv(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		env := newEnv(t)
+		env["DATABASE_URL"] = pgtest.URL(t)
+		env["SMARTAUTH_MASTER_KEY"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+		f(t, env)
+	})
+}
+
+// store opens the store the commands of env use, as they open it.
+func (e testEnv) store(t *testing.T) storage.Storage {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c, err := storeFlags(fs, e.get)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := openStore(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // cli runs one command and returns its exit code, stdout and stderr.
 func (e testEnv) cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, e.get, strings.NewReader(stdin), &out, &errb)
+	// Bounded, so a serve that should have refused to start fails the test
+	// instead of running until the test binary times out.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := run(ctx, args, e.get, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -79,6 +112,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"base url with path", testEnv{"SMARTAUTH_BASE_URL": "https://auth.example/sub"}, nil, "root of its host"},
 		{"flag beats env", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:1"}, []string{"serve", "--addr", "bad"}, `"bad" must be host:port`},
 		{"bad demo", testEnv{"SMARTAUTH_DEMO": "maybe"}, nil, "SMARTAUTH_DEMO"},
+		{"demo on every interface", testEnv{"SMARTAUTH_DEMO": "true", "SMARTAUTH_ADDR": "0.0.0.0:8080"}, nil, "--" + demoOnNetworkFlag + ")"},
 		{"bad log level", testEnv{"SMARTAUTH_LOG_LEVEL": "loud"}, nil, "SMARTAUTH_LOG_LEVEL"},
 		{"bad JWKS network setting", testEnv{"SMARTAUTH_JWKS_PRIVATE_NETWORKS": "sometimes"}, nil, "SMARTAUTH_JWKS_PRIVATE_NETWORKS"},
 		{"postgres without key", testEnv{"DATABASE_URL": "postgres://u@127.0.0.1:1/db"}, nil, "SMARTAUTH_MASTER_KEY or SMARTAUTH_MASTER_KEY_FILE is required"},
@@ -111,7 +145,7 @@ func TestUsageErrors(t *testing.T) {
 	env.fails(t, 2, "--tenant is required", "", "client", "list")
 	env.fails(t, 2, "flag provided but not defined: -bogus", "", "tenant", "list", "--bogus")
 	env.fails(t, 2, `unexpected argument "extra"`, "", "tenant", "list", "extra")
-	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "tenant create|list") {
+	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-patient-search") {
 		t.Fatalf("help: %d %q", code, out)
 	}
 }
@@ -233,11 +267,11 @@ func TestClientCommands(t *testing.T) {
 		args := append([]string{"client", "create", "--tenant", "clinic", "--name", "X"}, tc.args...)
 		env.fails(t, 1, tc.want, "", args...)
 	}
-	env.fails(t, 1, "not found", "", "client", "list", "--tenant", "ghost")
+	env.fails(t, 1, `no tenant "ghost"`, "", "client", "list", "--tenant", "ghost")
 
 	var del map[string]string
 	env.ok(t, &del, "", "client", "delete", "--tenant", "clinic", "--id", "billing")
-	env.fails(t, 1, "not found", "", "client", "delete", "--tenant", "clinic", "--id", "billing")
+	env.fails(t, 1, `no client "billing" in tenant "clinic"`, "", "client", "delete", "--tenant", "clinic", "--id", "billing")
 }
 
 // storedClientSecretHash reads a client straight from the SQLite store.
@@ -308,7 +342,7 @@ func TestKeysRotateCommand(t *testing.T) {
 	if active != 2 || retiring != 2 {
 		t.Fatalf("after rotation: %d active, %d retiring; want 2 and 2", active, retiring)
 	}
-	env.fails(t, 1, "not found", "", "keys", "rotate", "--tenant", "ghost")
+	env.fails(t, 1, `no tenant "ghost"`, "", "keys", "rotate", "--tenant", "ghost")
 	env.fails(t, 1, "must not be negative", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "-1h")
 	env.fails(t, 1, "retirement window 1s is shorter than the access token lifetime, 1h0m0s", "", "keys", "rotate", "--tenant", "clinic", "--retire-after", "1s")
 }

@@ -78,7 +78,7 @@ func TestPatientSearchCommands(t *testing.T) {
 		"--fhir-base-url", "https://fhir.example/r4", "--client-id", "picker")
 	env.fails(t, 1, "must be an absolute https URL (http only on loopback)", secret+"\n", "tenant", "set-patient-search", "--tenant", "clinic",
 		"--fhir-base-url", "http://fhir.example/r4", "--token-url", "https://fhir.example/token", "--client-id", "picker")
-	env.fails(t, 1, "not found", secret+"\n", "tenant", "set-patient-search", "--tenant", "nowhere",
+	env.fails(t, 1, `no tenant "nowhere"`, secret+"\n", "tenant", "set-patient-search", "--tenant", "nowhere",
 		"--fhir-base-url", "https://fhir.example/r4", "--token-url", "https://fhir.example/token", "--client-id", "picker")
 
 	env.ok(t, nil, "", "tenant", "clear-patient-search", "--tenant", "clinic")
@@ -87,5 +87,5 @@ func TestPatientSearchCommands(t *testing.T) {
 	if len(list) != 1 || list[0].Policy.PatientSearch != (storage.PatientSearchSource{}) {
 		t.Fatalf("after clear: %+v", list)
 	}
-	env.fails(t, 1, "not found", "", "tenant", "clear-patient-search", "--tenant", "nowhere")
+	env.fails(t, 1, `no tenant "nowhere"`, "", "tenant", "clear-patient-search", "--tenant", "nowhere")
 }

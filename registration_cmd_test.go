@@ -81,7 +81,7 @@ func TestInitialAccessTokenCommand(t *testing.T) {
 
 	env.fails(t, 2, "--tenant is required", "", "client", "initial-access-token")
 	env.fails(t, 1, "at most 720h", "", "client", "initial-access-token", "--tenant", "clinic", "--ttl", "721h")
-	env.fails(t, 1, "not found", "", "client", "initial-access-token", "--tenant", "nowhere")
+	env.fails(t, 1, `no tenant "nowhere"`, "", "client", "initial-access-token", "--tenant", "nowhere")
 }
 
 func TestInitialAccessTokenListAndRevokeCommands(t *testing.T) {
@@ -109,6 +109,6 @@ func TestInitialAccessTokenListAndRevokeCommands(t *testing.T) {
 	if len(listed) != 1 || listed[0].Ref != plain.Ref {
 		t.Fatalf("listed after revoking %s: %+v, want only %s", backend.Ref, listed, plain.Ref)
 	}
-	env.fails(t, 1, "not found", "", "client", "revoke-initial-access-token", "--tenant", "clinic", "--ref", backend.Ref)
+	env.fails(t, 1, `no outstanding initial access token "`+backend.Ref+`" in tenant "clinic"`, "", "client", "revoke-initial-access-token", "--tenant", "clinic", "--ref", backend.Ref)
 	env.fails(t, 2, "--ref is required", "", "client", "revoke-initial-access-token", "--tenant", "clinic")
 }

@@ -33,6 +33,11 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 		return err
 	}
 	defer d.store.Close()
+	if exposed := c.exposure(); exposed != "" && !c.demoOnNetwork {
+		if err := refuseReachableDemoOperator(ctx, d.store, exposed); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
