@@ -36,7 +36,7 @@ func scanToken(row pgx.Row) (storage.Token, error) {
 const familyLockClass int32 = 0x666d6c79 // "fmly"
 
 // lockFamily takes the family lock until the end of the transaction.
-const lockFamily = `SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))`
+const lockFamily = `SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))`
 
 // CreateToken stores a grant record, inactive if its request was revoked.
 //
