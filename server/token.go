@@ -84,22 +84,15 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		}
 	}
 	resp, err := p.NewAccessResponse(ctx, ar)
+	// The storage adapter has revoked the grant in both cases below (RFC 6749
+	// §4.1.2, §10.4) and reported the reuse for the audit.
 	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		// Another redemption of this code won the conditional update a moment
-		// ago. fosite calls that a server error; it is a reused code, so the
-		// grant is revoked as for any reuse (RFC 6749 §4.1.2).
-		if rerr := s.revokeFamily(ctx, p, ar.GetID()); rerr != nil {
-			s.logger(r).Error("revoke grant after concurrent code reuse", "err", rerr)
-		}
+		// ago. fosite calls that a server error; it is a reused code.
 		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
 	}
 	if errors.Is(err, fosite.ErrSerializationFailure) && ar.GetGrantTypes().ExactOne("refresh_token") {
-		// Two presentations of one refresh token at once: one may be a thief,
-		// so the family is revoked as for any reuse.
-		reuse.Kind = storage.KindRefreshToken
-		if rerr := s.revokeFamily(ctx, p, ar.GetID()); rerr != nil {
-			s.logger(r).Error("revoke grant after concurrent refresh", "err", rerr)
-		}
+		// Two presentations of one refresh token at once: one may be a thief.
 		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was used twice at once; the grant is revoked.")
 	}
 	if err != nil {
@@ -251,13 +244,6 @@ func narrowRefreshScope(ar fosite.AccessRequester, scope string) error {
 		sess.SMART.FHIRUser = ""
 	}
 	return nil
-}
-
-// revokeFamily revokes every token of one grant, including any that a
-// concurrent request is about to store.
-func (s *Server) revokeFamily(ctx context.Context, p *oauth.Provider, requestID string) error {
-	_, err := s.store.RevokeRequest(ctx, p.Tenant.ID, requestID)
-	return err
 }
 
 // tokenFailed records a refused token request; code reuse and refresh token

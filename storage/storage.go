@@ -14,6 +14,12 @@
 //   - Single use: ConsumeToken, ConsumeLaunch, ConsumeRecoveryCode and
 //     UseTOTPStep are conditional writes; when several callers race on one
 //     record exactly one succeeds and the others get ErrConsumed.
+//   - Revoked families: RevokeRequest and CreateToken of the same request
+//     are serialised against each other, on any number of replicas, so
+//     whatever their interleaving no record of a revoked request is left
+//     active: one stored before the revocation is deactivated by it, one
+//     stored after is born inactive. This holds while a record of the family
+//     is kept, and for at least an hour after the revocation.
 //   - Versions: a tenant and a user carry a Version, 1 when created and one
 //     more with each write to the row. UpdateTenant and UpdateUser write
 //     only when the stored version is still the one the caller read, in the
@@ -161,7 +167,8 @@ type Storage interface {
 	// DeleteUserSessions removes every session of a user.
 	DeleteUserSessions(ctx context.Context, tenantID, userID string) error
 
-	// CreateToken stores a grant record (code, access, refresh, PKCE or OIDC request).
+	// CreateToken stores a grant record (code, access, refresh, PKCE or OIDC
+	// request); a record of a revoked request is stored inactive.
 	CreateToken(ctx context.Context, t Token) error
 	// GetToken returns a grant record whether or not it is still active.
 	GetToken(ctx context.Context, tenantID string, kind TokenKind, signature string) (Token, error)
@@ -170,8 +177,9 @@ type Storage interface {
 	ConsumeToken(ctx context.Context, tenantID string, kind TokenKind, signature string) (Token, error)
 	// RevokeRequest marks every record of one request (a grant family)
 	// inactive and returns how many were active. Records created for that
-	// request during the next hour are stored inactive, so a request still
-	// writing when the family was revoked cannot leave live tokens behind.
+	// request afterwards, while a record of it is kept and for at least an
+	// hour, are stored inactive, so a request still writing when the family
+	// was revoked cannot leave live tokens behind.
 	RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error)
 	// RevokeRequestKind marks the records of one kind in one request inactive.
 	RevokeRequestKind(ctx context.Context, tenantID, requestID string, kind TokenKind) (int64, error)

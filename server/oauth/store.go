@@ -38,6 +38,7 @@ var (
 // Reuse notes that a request presented an authorization code already
 // redeemed or a refresh token already rotated: a sign of a stolen credential.
 // fosite refuses such requests without saying why, so the adapter tells.
+// By the time it tells, it has revoked the grant family.
 type Reuse struct {
 	// Kind is the kind of the reused record; empty when there was no reuse.
 	Kind storage.TokenKind
@@ -45,10 +46,32 @@ type Reuse struct {
 
 type reuseKey struct{}
 
-// WatchReuse returns a context under which the adapter reports reuse in the returned Reuse.
+// WatchReuse returns a context under which the adapter reports reuse in the
+// returned Reuse. The token endpoint serves its requests under it: there, and
+// only there, reading a used code or refresh token is reuse.
 func WatchReuse(ctx context.Context) (context.Context, *Reuse) {
 	r := &Reuse{}
 	return context.WithValue(ctx, reuseKey{}, r), r
+}
+
+// reused revokes the grant family of a code or refresh token presented after
+// its use, and reports the reuse to a watching token endpoint.
+//
+// Of two requests presenting one code or refresh token at the same moment,
+// the loser finds out in one of two places: it reads the record as used
+// (get), or it loses the conditional consume (InvalidateAuthorizeCodeSession,
+// RotateRefreshToken); DeletePKCERequestSession says why a code's loser never
+// stops short of both. The winner may still be storing its new tokens:
+// RevokeRequest leaves a marker under which they are born inactive, so
+// whichever of the two finishes first, the family ends revoked.
+func (s *Store) reused(ctx context.Context, kind storage.TokenKind, requestID string) error {
+	if r, ok := ctx.Value(reuseKey{}).(*Reuse); ok {
+		r.Kind = kind
+	}
+	if _, err := s.store.RevokeRequest(ctx, s.tenant, requestID); err != nil {
+		return fmt.Errorf("oauth: revoke the grant after reuse: %w", err)
+	}
+	return nil
 }
 
 // storedRequest is a fosite request as kept in storage.Token.Data; the
@@ -110,20 +133,25 @@ func (s *Store) create(ctx context.Context, kind storage.TokenKind, tokenType fo
 }
 
 // get loads a record; an inactive one is returned along with inactiveErr,
-// which is how fosite detects code and refresh token reuse.
+// which is how fosite detects code and refresh token reuse. An inactive code
+// or refresh token read by the token endpoint is reuse, and revokes its
+// family here: fosite revokes on some of these reads, not on all.
 func (s *Store) get(ctx context.Context, kind storage.TokenKind, signature string, session fosite.Session, inactiveErr error) (fosite.Requester, error) {
 	t, err := s.store.GetToken(ctx, s.tenant, kind, signature)
 	if err != nil {
 		return nil, mapErr(err)
+	}
+	_, watched := ctx.Value(reuseKey{}).(*Reuse)
+	if !t.Active && watched && (kind == storage.KindAuthorizeCode || kind == storage.KindRefreshToken) {
+		if err := s.reused(ctx, kind, t.RequestID); err != nil {
+			return nil, err
+		}
 	}
 	req, err := s.decodeRequest(ctx, t.Data, session)
 	if err != nil {
 		return nil, err
 	}
 	if !t.Active {
-		if r, ok := ctx.Value(reuseKey{}).(*Reuse); ok && (kind == storage.KindAuthorizeCode || kind == storage.KindRefreshToken) {
-			r.Kind = kind
-		}
 		return req, inactiveErr
 	}
 	if kind == storage.KindAuthorizeCode && !s.now().Before(t.CreatedAt.Add(AuthorizeCodeTTL)) {
@@ -224,10 +252,14 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 }
 
 // InvalidateAuthorizeCodeSession consumes a code in one conditional update,
-// so of two simultaneous redemptions exactly one gets past this point.
+// so of two simultaneous redemptions exactly one gets past this point; the
+// other is reuse, and revokes the grant.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	_, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindAuthorizeCode, signature)
+	t, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindAuthorizeCode, signature)
 	if errors.Is(err, storage.ErrConsumed) {
+		if rerr := s.reused(ctx, storage.KindAuthorizeCode, t.RequestID); rerr != nil {
+			return rerr
+		}
 		return fmt.Errorf("%w: %w", fosite.ErrInvalidatedAuthorizeCode, err)
 	}
 	return mapErr(err)
@@ -293,10 +325,14 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 
 // RotateRefreshToken retires the presented refresh token and the access
 // tokens issued with it. The consume is conditional, so of two simultaneous
-// refreshes one wins and the other gets fosite's serialization error.
+// refreshes one wins and the other, reuse, revokes the grant and gets
+// fosite's serialization error.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	_, err := s.store.ConsumeToken(ctx, s.tenant, storage.KindRefreshToken, signature)
 	if errors.Is(err, storage.ErrConsumed) {
+		if rerr := s.reused(ctx, storage.KindRefreshToken, requestID); rerr != nil {
+			return rerr
+		}
 		return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
 	}
 	if err != nil {
@@ -306,9 +342,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 	return mapErr(err)
 }
 
-// RevokeRefreshToken revokes every refresh token of a grant family.
+// RevokeRefreshToken revokes a grant family: fosite calls it on reuse and on
+// revocation, and either ends the whole grant (RFC 6749 §10.4, RFC 7009
+// §2.1). Tokens a concurrent refresh stores for the family afterwards are
+// born inactive.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.store.RevokeRequestKind(ctx, s.tenant, requestID, storage.KindRefreshToken)
+	_, err := s.store.RevokeRequest(ctx, s.tenant, requestID)
 	return mapErr(err)
 }
 
@@ -318,9 +357,10 @@ func (s *Store) RevokeRefreshTokenMaybeGracePeriod(ctx context.Context, requestI
 	return s.RevokeRefreshToken(ctx, requestID)
 }
 
-// RevokeAccessToken revokes every access token of a grant family.
+// RevokeAccessToken revokes a grant family, as RevokeRefreshToken does:
+// fosite calls the two together, in either order.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.store.RevokeRequestKind(ctx, s.tenant, requestID, storage.KindAccessToken)
+	_, err := s.store.RevokeRequest(ctx, s.tenant, requestID)
 	return mapErr(err)
 }
 
@@ -334,12 +374,15 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, ses
 	return s.get(ctx, storage.KindPKCE, signature, session, nil)
 }
 
-// DeletePKCERequestSession removes a PKCE record once its code is redeemed.
-// It is idempotent: of two simultaneous redemptions the second finds the
-// record gone, and must fail on the code with invalid_grant, not here with
-// a server error.
-func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
-	return s.deleteIdempotent(ctx, storage.KindPKCE, signature)
+// DeletePKCERequestSession keeps the PKCE record, which the sweeper removes
+// when its code expires. fosite deletes it while checking the verifier,
+// before the code is consumed; a simultaneous redemption that read the code
+// as unused would then find no PKCE record and fail without anyone noticing
+// the reuse. Kept, the record lets that redemption go on to the code's
+// conditional consume, where reuse is caught and the grant revoked. It is
+// worth nothing without its code, which is single use.
+func (s *Store) DeletePKCERequestSession(context.Context, string) error {
+	return nil
 }
 
 func (s *Store) deleteIdempotent(ctx context.Context, kind storage.TokenKind, signature string) error {

@@ -2,6 +2,10 @@ package oauth
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +13,9 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/storage"
+	"github.com/smartauth/smartauth/storage/postgres"
+	"github.com/smartauth/smartauth/storage/postgres/pgtest"
+	"github.com/smartauth/smartauth/storage/sqlite"
 )
 
 func testStore() *Store {
@@ -109,5 +116,182 @@ func TestRecordWithoutSession(t *testing.T) {
 	_, err := testStore().decodeRequest(context.Background(), []byte(`{"id":"req-1","client_id":"app","session":null}`), NewSession("clinic"))
 	if err == nil {
 		t.Error("a record without a session decoded")
+	}
+}
+
+// storesForTest returns the adapter over a migrated SQLite store, and over
+// PostgreSQL too when TEST_DATABASE_URL is set, each with tenant "clinic"
+// and its client "app".
+func storesForTest(t *testing.T) map[string]*Store {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]*Store{}
+	open := map[string]func() (storage.Storage, func() (int64, error)){
+		"sqlite": func() (storage.Storage, func() (int64, error)) {
+			s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "smartauth.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, func() (int64, error) { return s.Migrate(ctx) }
+		},
+	}
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		open["postgres"] = func() (storage.Storage, func() (int64, error)) {
+			s, err := postgres.Open(ctx, pgtest.URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, func() (int64, error) { return s.Migrate(ctx) }
+		}
+	}
+	for name, o := range open {
+		st, migrate := o()
+		t.Cleanup(func() { st.Close() })
+		if _, err := migrate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateTenant(ctx, storage.Tenant{ID: "clinic", Name: "Clinic"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateClient(ctx, storage.Client{TenantID: "clinic", ID: "app", Type: storage.ClientPublic}); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = &Store{tenant: "clinic", store: st, now: time.Now, clients: func(ctx context.Context, id string) (*Client, error) {
+			c, err := st.GetClient(ctx, "clinic", id)
+			if err != nil {
+				return nil, mapErr(err)
+			}
+			return &Client{Client: c}, nil
+		}}
+	}
+	return out
+}
+
+// grant names the records of one grant family in TestReuseRevokesGrant.
+type grant struct{ requestID, code, refresh string }
+
+// Every way the token endpoint finds out that a code or refresh token was
+// used before revokes the whole grant, durably: tokens the winning request
+// stores afterwards are born inactive. So do fosite's revocation calls. An
+// inactive refresh token read elsewhere (introspection, say) is no reuse.
+func TestReuseRevokesGrant(t *testing.T) {
+	for backend, st := range storesForTest(t) {
+		for i, tc := range []struct {
+			name string
+			// watched serves the request as the token endpoint does.
+			watched bool
+			// detect runs after the winner consumed the code and the refresh
+			// token, and returns the error the loser gets.
+			detect    func(ctx context.Context, s *Store, g grant) error
+			wantErr   error
+			wantReuse storage.TokenKind
+		}{
+			{"code read after use", true, func(ctx context.Context, s *Store, g grant) error {
+				_, err := s.GetAuthorizeCodeSession(ctx, g.code, NewSession("clinic"))
+				return err
+			}, fosite.ErrInvalidatedAuthorizeCode, storage.KindAuthorizeCode},
+			{"code consume lost", true, func(ctx context.Context, s *Store, g grant) error {
+				return s.InvalidateAuthorizeCodeSession(ctx, g.code)
+			}, fosite.ErrInvalidatedAuthorizeCode, storage.KindAuthorizeCode},
+			{"refresh token read after rotation", true, func(ctx context.Context, s *Store, g grant) error {
+				_, err := s.GetRefreshTokenSession(ctx, g.refresh, NewSession("clinic"))
+				return err
+			}, fosite.ErrInactiveToken, storage.KindRefreshToken},
+			{"refresh rotation lost", true, func(ctx context.Context, s *Store, g grant) error {
+				return s.RotateRefreshToken(ctx, g.requestID, g.refresh)
+			}, fosite.ErrSerializationFailure, storage.KindRefreshToken},
+			{"refresh token revoked", false, func(ctx context.Context, s *Store, g grant) error {
+				return s.RevokeRefreshToken(ctx, g.requestID)
+			}, nil, ""},
+			{"access token revoked", false, func(ctx context.Context, s *Store, g grant) error {
+				return s.RevokeAccessToken(ctx, g.requestID)
+			}, nil, ""},
+		} {
+			t.Run(backend+"/"+tc.name, func(t *testing.T) {
+				ctx, reuse := context.Background(), &Reuse{}
+				if tc.watched {
+					ctx, reuse = WatchReuse(ctx)
+				}
+				r, _ := testRequest()
+				r.ID = fmt.Sprintf("req-%d", i)
+				sig := func(s string) string { return r.ID + "-" + s }
+				g := grant{requestID: r.ID, code: sig("code"), refresh: sig("refresh")}
+				if err := st.CreateAuthorizeCodeSession(ctx, g.code, r); err != nil {
+					t.Fatal(err)
+				}
+				if err := st.CreateRefreshTokenSession(ctx, g.refresh, "", r); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := st.store.ConsumeToken(ctx, "clinic", storage.KindAuthorizeCode, g.code); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := st.store.ConsumeToken(ctx, "clinic", storage.KindRefreshToken, g.refresh); err != nil {
+					t.Fatal(err)
+				}
+				// The winner's first token is stored before reuse is detected,
+				// its second after.
+				if err := st.CreateAccessTokenSession(ctx, sig("before"), r); err != nil {
+					t.Fatal(err)
+				}
+				err := tc.detect(ctx, st, g)
+				if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got error %v, want %v", err, tc.wantErr)
+				}
+				if reuse.Kind != tc.wantReuse {
+					t.Errorf("reported reuse of %q, want %q", reuse.Kind, tc.wantReuse)
+				}
+				if err := st.CreateAccessTokenSession(ctx, sig("after"), r); err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range []string{"before", "after"} {
+					if _, err := st.GetAccessTokenSession(ctx, sig(s), NewSession("clinic")); !errors.Is(err, fosite.ErrInactiveToken) {
+						t.Errorf("access token stored %s the grant was revoked: %v, want inactive", s, err)
+					}
+				}
+			})
+		}
+		t.Run(backend+"/rotated refresh token read unwatched", func(t *testing.T) {
+			ctx := context.Background()
+			r, _ := testRequest()
+			r.ID = "req-unwatched"
+			if err := st.CreateRefreshTokenSession(ctx, "unwatched-refresh", "", r); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.store.ConsumeToken(ctx, "clinic", storage.KindRefreshToken, "unwatched-refresh"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.GetRefreshTokenSession(ctx, "unwatched-refresh", NewSession("clinic")); !errors.Is(err, fosite.ErrInactiveToken) {
+				t.Fatalf("got %v, want inactive", err)
+			}
+			if err := st.CreateAccessTokenSession(ctx, "unwatched-access", r); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.GetAccessTokenSession(ctx, "unwatched-access", NewSession("clinic")); err != nil {
+				t.Errorf("reading a rotated refresh token outside the token endpoint revoked the grant: %v", err)
+			}
+		})
+	}
+}
+
+// A redeemed code's PKCE record stays until it expires, so that a redemption
+// racing the first one reaches the code's single-use check, where its reuse
+// is caught, instead of failing for want of a PKCE record.
+func TestPKCERecordOutlivesRedemption(t *testing.T) {
+	for backend, st := range storesForTest(t) {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			r, _ := testRequest()
+			r.Form.Set("code_challenge", "challenge")
+			if err := st.CreatePKCERequestSession(ctx, "pkce-sig", r); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.DeletePKCERequestSession(ctx, "pkce-sig"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.GetPKCERequestSession(ctx, "pkce-sig", NewSession("clinic"))
+			if err != nil || got.GetRequestForm().Get("code_challenge") != "challenge" {
+				t.Fatalf("PKCE record after redemption: %v, %v", got, err)
+			}
+		})
 	}
 }

@@ -18,15 +18,17 @@ const (
 )
 
 // RunConcurrency checks the guarantees that only show under contention:
-// single use, jti uniqueness, a gap-free audit chain per tenant, writers
-// that never fail for being concurrent, one winner among updates made from
-// one version, and an operator realm never left without an enabled admin.
+// single use, no record of a revoked family left active, jti uniqueness, a
+// gap-free audit chain per tenant, writers that never fail for being
+// concurrent, one winner among updates made from one version, and an
+// operator realm never left without an enabled admin.
 func RunConcurrency(t *testing.T, newStore NewStore) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s storage.Storage)
 	}{
 		{"ConsumeToken", testRaceConsumeToken},
+		{"RevokeRequest", testRaceRevokeRequest},
 		{"ConsumeLaunch", testRaceConsumeLaunch},
 		{"SaveConsent", testRaceSaveConsent},
 		{"RecordAssertionJTI", testRaceAssertionJTI},
@@ -96,6 +98,47 @@ func testRaceConsumeToken(t *testing.T, s storage.Storage) {
 			return err
 		})
 		exactlyOneWinner(t, fmt.Sprintf("round %d: ConsumeToken", round), errs, storage.ErrConsumed)
+	}
+}
+
+// testRaceRevokeRequest races the revocation of a grant family against the
+// creation of its records, as when reuse of a code is detected while the
+// winning redemption stores its tokens: whatever the interleaving, no record
+// of the family is left active, while a family nobody revoked keeps its
+// records. Many rounds, since few interleavings straddle the revocation.
+func testRaceRevokeRequest(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	mustCreateTenant(t, s, "acme")
+	const revokeRounds = 8 * rounds
+	kinds := []storage.TokenKind{storage.KindAccessToken, storage.KindRefreshToken}
+	for round := range revokeRounds {
+		family, other := fmt.Sprintf("family-%d", round), fmt.Sprintf("other-%d", round)
+		errs := race(racers, func(i int) error {
+			switch i {
+			case 0:
+				_, err := s.RevokeRequest(ctx, "acme", family)
+				return err
+			case 1:
+				return s.CreateToken(ctx, tokenFixture("acme", storage.KindAccessToken, other, other, "app"))
+			default:
+				return s.CreateToken(ctx, tokenFixture("acme", kinds[i%2], fmt.Sprintf("%s-%d", family, i), family, "app"))
+			}
+		})
+		for i, err := range errs {
+			must(t, fmt.Sprintf("round %d: goroutine %d", round, i), err)
+		}
+		for i := 2; i < racers; i++ {
+			got, err := s.GetToken(ctx, "acme", kinds[i%2], fmt.Sprintf("%s-%d", family, i))
+			must(t, "get token", err)
+			if got.Active {
+				t.Fatalf("round %d: record %s of the revoked family is active", round, got.Signature)
+			}
+		}
+		got, err := s.GetToken(ctx, "acme", storage.KindAccessToken, other)
+		must(t, "get token", err)
+		if !got.Active {
+			t.Fatalf("round %d: revoking one family deactivated another", round)
+		}
 	}
 }
 

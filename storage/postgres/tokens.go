@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/smartauth/smartauth/storage"
@@ -28,13 +29,40 @@ func scanToken(row pgx.Row) (storage.Token, error) {
 	return t, nil
 }
 
-// CreateToken stores a grant record.
+// familyLockClass is the first key of the advisory lock that serialises the
+// writes to one grant family: storing one of its records and revoking it.
+// The second key is a hash of the tenant and request id. The class keeps
+// these locks apart from any other advisory lock in the database.
+const familyLockClass int32 = 0x666d6c79 // "fmly"
+
+// lockFamily takes the family lock until the end of the transaction.
+const lockFamily = `SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))`
+
+// CreateToken stores a grant record, inactive if its request was revoked.
+//
+// The check for a revoked-request marker cannot share a statement with the
+// insert: under READ COMMITTED that statement reads a snapshot taken before
+// it ran, which misses a revocation committing meanwhile, and the revocation,
+// whose own snapshot predates this insert, would miss the new record too.
+// So both sides first take the family's lock, and the insert, a statement of
+// its own, reads a snapshot taken once the lock is held: either the
+// revocation committed before, and the insert sees its marker, or it waits
+// for this insert to commit, and its update sees the new record. The two
+// statements travel as one batch, one round trip, in one implicit
+// transaction; a record of no request has no family to lock.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7,
-		$8::boolean AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = $1 AND request_id = $4), $9, $10, $11`,
-		t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
-		t.Active, t.Data, tstz(t.CreatedAt), tstz(t.ExpiresAt))
-	return wrap("create token", err)
+	const insert = `INSERT INTO tokens (` + tokenColumns + `) SELECT $1, $2, $3, $4, $5, $6, $7,
+		$8::boolean AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = $1 AND request_id = $4), $9, $10, $11`
+	args := []any{t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
+		t.Active, t.Data, tstz(t.CreatedAt), tstz(t.ExpiresAt)}
+	if t.RequestID == "" {
+		_, err := s.pool.Exec(ctx, insert, args...)
+		return wrap("create token", err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(lockFamily, familyLockClass, t.TenantID, t.RequestID)
+	b.Queue(insert, args...)
+	return wrap("create token", s.pool.SendBatch(ctx, b).Close())
 }
 
 // GetToken returns a grant record whether or not it is still active.
@@ -66,15 +94,32 @@ func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.
 }
 
 // RevokeRequest marks every record of one request inactive and returns how
-// many were active.
+// many were active. It first records the request as revoked, under the
+// family lock that CreateToken takes too, so a record stored for it
+// afterwards is born inactive (see CreateToken for why the lock). The marker
+// lasts an hour, or longer while a record of the family is kept.
 func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `WITH marker AS (
+	b := &pgx.Batch{}
+	b.Queue(lockFamily, familyLockClass, tenantID, requestID)
+	b.Queue(`WITH marker AS (
 			INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
-			SELECT $1, $2, now() + interval '1 hour' WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)
-			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+			SELECT $1, $2, greatest(now() + interval '1 hour',
+				(SELECT max(expires_at) FROM tokens WHERE tenant_id = $1 AND request_id = $2))
+			WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)
+			ON CONFLICT (tenant_id, request_id) DO UPDATE
+				SET expires_at = greatest(revoked_requests.expires_at, EXCLUDED.expires_at)
 		)
 		UPDATE tokens SET active = false WHERE tenant_id = $1 AND request_id = $2 AND active`,
 		tenantID, requestID)
+	br := s.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return 0, wrap("revoke request", err)
 	}

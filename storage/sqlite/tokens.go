@@ -26,7 +26,10 @@ func scanToken(sc scanner) (storage.Token, error) {
 	return t, nil
 }
 
-// CreateToken stores a grant record.
+// CreateToken stores a grant record, inactive if its request was revoked.
+// The marker check and the insert are one statement, so one write
+// transaction: SQLite runs one writer at a time, so RevokeRequest commits
+// wholly before or wholly after it.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) SELECT ?, ?, ?, ?, ?, ?, ?,
 		? AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = ?1 AND request_id = ?4), ?, ?, ?`,
@@ -72,14 +75,17 @@ func (s *Store) ConsumeToken(ctx context.Context, tenantID string, kind storage.
 }
 
 // RevokeRequest marks every record of one request inactive and returns how
-// many were active.
+// many were active. It first records the request as revoked, in the same
+// write transaction, so a record stored for it afterwards is born inactive.
+// The marker lasts an hour, or longer while a record of the family is kept.
 func (s *Store) RevokeRequest(ctx context.Context, tenantID, requestID string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
-			SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?)
-			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = excluded.expires_at`,
-			tenantID, requestID, time.Now().Add(time.Hour).UnixMicro(), tenantID); err != nil {
+			SELECT ?1, ?2, max(?3, coalesce((SELECT max(expires_at) FROM tokens WHERE tenant_id = ?1 AND request_id = ?2), 0))
+			WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?1)
+			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = max(revoked_requests.expires_at, excluded.expires_at)`,
+			tenantID, requestID, time.Now().Add(time.Hour).UnixMicro()); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND request_id = ? AND active = 1`,
