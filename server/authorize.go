@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/textguard"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -73,6 +74,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 // *httpError means the redirect URI is not trustworthy and a person must be
 // told; an *authzRedirectError goes back to the app.
 func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.Provider, params url.Values) (*authzRequest, error) {
+	// The sign-in and consent forms carry the parameters encoded in one
+	// field, which wellFormed saw only as a whole.
+	if !textguard.ValidValues(params) {
+		return nil, errNotText
+	}
 	client, redirectURI, err := s.checkClientRedirect(ctx, t.ID, params)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/smartauth/smartauth/storage"
 )
 
 // httpError is an error whose status, code and description are safe to show
@@ -25,10 +27,14 @@ func errNotFound(desc string) error {
 // writes it to the caller and to the log.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// api adapts a JSON endpoint: errors become {"error", "error_description"}.
+// api adapts a JSON endpoint: its parameters pass wellFormed first, and
+// errors become {"error", "error_description"}.
 func (s *Server) api(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
+		err := s.wellFormed(r)
+		if err == nil {
+			err = h(w, r)
+		}
 		if err == nil {
 			return
 		}
@@ -38,10 +44,14 @@ func (s *Server) api(h handlerFunc) http.Handler {
 	})
 }
 
-// page adapts a page for people: errors become a helpful HTML page.
+// page adapts a page for people: its parameters pass wellFormed first, and
+// errors become a helpful HTML page.
 func (s *Server) page(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
+		err := s.wellFormed(r)
+		if err == nil {
+			err = h(w, r)
+		}
 		if err == nil {
 			return
 		}
@@ -59,6 +69,11 @@ func (s *Server) classify(r *http.Request, err error) *httpError {
 	if errors.As(err, &he) {
 		s.logger(r).Debug("request refused", "status", he.status, "error", he.code, "description", he.description)
 		return he
+	}
+	if errors.Is(err, storage.ErrInvalidInput) {
+		s.logger(r).Info("request refused by the store", "err", err)
+		return &httpError{status: http.StatusBadRequest, code: "invalid_request",
+			description: "The request holds a value the server cannot store: text that is not UTF-8, a NUL, or a value too long."}
 	}
 	s.logger(r).Error("request failed", "err", err)
 	return &httpError{status: http.StatusInternalServerError, code: "server_error",
