@@ -89,6 +89,9 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 	if err := checkAuthorizeParams(params); err != nil {
 		return nil, refuse(err)
 	}
+	if err := checkParamBounds(params); err != nil {
+		return nil, refuse(err)
+	}
 	aud, err := requestedAudience(t.FHIRBaseURLs, params)
 	if err != nil {
 		return nil, refuse(err)

@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
+	"strings"
 
+	"github.com/ory/fosite"
+
+	"github.com/smartauth/smartauth/server/smart"
 	"github.com/smartauth/smartauth/server/textguard"
 )
 
@@ -44,4 +49,39 @@ func (s *Server) wellFormed(r *http.Request) error {
 		return errNotText
 	}
 	return nil
+}
+
+// errScopeTooLarge refuses a scope parameter past smart's bounds.
+var errScopeTooLarge = fosite.ErrInvalidScope.WithHintf(
+	"The scope parameter may hold at most %d scopes in %d bytes.", smart.MaxScopes, smart.MaxParamLen)
+
+// checkParamBounds refuses a scope, audience or resource list past the
+// bounds of a scope parameter before fosite splits it: fosite removes
+// duplicates from scopes and audiences in time quadratic in their number.
+func checkParamBounds(form url.Values) error {
+	if !listWithinLimits(form["scope"]) {
+		return errScopeTooLarge
+	}
+	for _, name := range []string{"audience", "resource"} {
+		if !listWithinLimits(form[name]) {
+			return fosite.ErrInvalidRequest.WithHintf("The %s parameter may name at most %d targets in %d bytes.",
+				name, smart.MaxScopes, smart.MaxParamLen)
+		}
+	}
+	return nil
+}
+
+// listWithinLimits reports whether a list parameter, given once with its
+// items space-separated or repeated with one or more in each, stays within
+// the bounds of a scope parameter. The values are joined only once their
+// joint length is known to be small.
+func listWithinLimits(values []string) bool {
+	size := len(values) - 1
+	for _, v := range values {
+		size += len(v)
+		if size > smart.MaxParamLen {
+			return false
+		}
+	}
+	return smart.WithinLimits(strings.Join(values, " "))
 }
