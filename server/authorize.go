@@ -178,10 +178,8 @@ func (s *Server) checkClientRedirect(ctx context.Context, tenantID string, param
 // after sign-in: single parameters, code flow only, PKCE S256, no request
 // objects, no silent sign-in.
 func checkAuthorizeParams(params url.Values) error {
-	for k, v := range params {
-		if len(v) > 1 {
-			return fosite.ErrInvalidRequest.WithHintf("The parameter %s is given more than once.", k)
-		}
+	if err := singleParams(params); err != nil {
+		return err
 	}
 	switch {
 	case params.Has("request"):

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -62,7 +63,7 @@ func checkParamBounds(form url.Values) error {
 	if !listWithinLimits(form["scope"]) {
 		return errScopeTooLarge
 	}
-	for _, name := range []string{"audience", "resource"} {
+	for _, name := range tokenRepeatable {
 		if !listWithinLimits(form[name]) {
 			return fosite.ErrInvalidRequest.WithHintf("The %s parameter may name at most %d targets in %d bytes.",
 				name, smart.MaxScopes, smart.MaxParamLen)
@@ -84,4 +85,30 @@ func listWithinLimits(values []string) bool {
 		}
 	}
 	return smart.WithinLimits(strings.Join(values, " "))
+}
+
+// singleParams refuses a parameter given more than once, other than those
+// named repeatable: RFC 6749 §3.1 and §3.2 forbid repeats at the
+// authorization and token endpoints, and RFC 7009 and RFC 7662 take their
+// parameters in the same form encoding. fosite would read the first.
+func singleParams(form url.Values, repeatable ...string) error {
+	for k, v := range form {
+		if len(v) > 1 && !slices.Contains(repeatable, k) {
+			return fosite.ErrInvalidRequest.WithHintf("The parameter %s is given more than once.", k)
+		}
+	}
+	return nil
+}
+
+// tokenRepeatable are the token request parameters that may be repeated:
+// RFC 8707 §2 and RFC 8693 §2.1 name several targets that way.
+var tokenRepeatable = []string{"resource", "audience"}
+
+// checkTokenParams applies to a token request the rules fosite leaves out
+// or applies only after parsing: single parameters and bounded lists.
+func checkTokenParams(form url.Values) error {
+	if err := singleParams(form, tokenRepeatable...); err != nil {
+		return err
+	}
+	return checkParamBounds(form)
 }

@@ -146,6 +146,51 @@ func TestRegisterScopeAndRedirectURIsBounded(t *testing.T) {
 	})
 }
 
+func TestRepeatedParametersRefused(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		srv.Tenant(t, "clinic")
+		id, secret := backendClient(t, srv, "clinic", storage.ClientConfidentialSymmetric, nil)
+		_, tok := postForm(t, tokenEndpoint(srv, "clinic"), url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}, id, secret)
+		token, _ := tok["access_token"].(string)
+		for _, tc := range []struct {
+			name, endpoint string
+			form           url.Values
+			status         int
+		}{
+			{"grant_type at token", "/token", url.Values{"grant_type": {"client_credentials", "authorization_code"}, "scope": {"system/*.rs"}}, 400},
+			{"same grant_type twice at token", "/token", url.Values{"grant_type": {"client_credentials", "client_credentials"}}, 400},
+			{"scope at token", "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs", "system/Patient.rs"}}, 400},
+			{"token at introspect", "/introspect", url.Values{"token": {token, "other"}}, 400},
+			{"token_type_hint at introspect", "/introspect", url.Values{"token": {token}, "token_type_hint": {"access_token", "refresh_token"}}, 400},
+			{"token at revoke", "/revoke", url.Values{"token": {token, "other"}}, 400},
+			// RFC 8707 names several resources by repeating the parameter.
+			{"resource at token", "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
+				"resource": {"https://fhir.example.org/clinic", "https://fhir.example.org/other"}}, 200},
+		} {
+			status, body := postForm(t, srv.Issuer("clinic")+tc.endpoint, tc.form, id, secret)
+			if status != tc.status || tc.status == 400 && body["error"] != "invalid_request" {
+				t.Errorf("%s: %d %v, want %d", tc.name, status, body, tc.status)
+			}
+		}
+		// Nothing refused above reached the token it named.
+		if active := introspectActive(t, srv, id, secret, token); !active {
+			t.Errorf("a refused revocation revoked the token")
+		}
+	})
+}
+
+// introspectActive reports what introspection says of token.
+func introspectActive(t *testing.T, srv *servertest.Server, id, secret, token string) bool {
+	t.Helper()
+	status, body := postForm(t, srv.Issuer("clinic")+"/introspect", url.Values{"token": {token}}, id, secret)
+	if status != http.StatusOK {
+		t.Fatalf("introspect: %d %v", status, body)
+	}
+	active, _ := body["active"].(bool)
+	return active
+}
+
 // BenchmarkScopeFlood is the cost of refusing a scope parameter of 40,000
 // scopes (about 770 KB) over HTTP, without a client at the token endpoint
 // and for a known app at the authorization endpoint. "any form" is the

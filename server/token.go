@@ -38,7 +38,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
 		return nil
 	}
-	if err := checkParamBounds(r.PostForm); err != nil {
+	if err := checkTokenParams(r.PostForm); err != nil {
 		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), err)
 		return nil
 	}
