@@ -202,6 +202,18 @@ func notTextDo(tb testing.TB, c *http.Client, req *http.Request) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// headerSafe is bad with the bytes no HTTP header may carry (controls,
+// NUL among them) replaced, keeping those a lenient client would send.
+func headerSafe(bad string) string {
+	b := []byte(bad)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = 'x'
+		}
+	}
+	return string(b)
+}
+
 // basic is an Authorization header of client_secret_basic (RFC 6749 §2.3.1).
 func basic(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
@@ -310,6 +322,15 @@ func notTextProbes() []notTextProbe {
 		// Bearer APIs: the token itself, and JSON bodies.
 		{"userinfo token", func(tb testing.TB, e *notTextEnv, bad string) (*http.Client, *http.Request) {
 			return post(tb, plain, e.iss+"/userinfo", url.Values{"access_token": {bad}}, "")
+		}},
+		{"userinfo bearer header", func(tb testing.TB, e *notTextEnv, bad string) (*http.Client, *http.Request) {
+			return get(tb, plain, e.iss+"/userinfo", "Bearer "+headerSafe(bad)+"."+headerSafe(bad))
+		}},
+		{"launch bearer header", func(tb testing.TB, e *notTextEnv, bad string) (*http.Client, *http.Request) {
+			return plain, jsonRequest(tb, http.MethodPost, e.iss+"/launch", headerSafe(bad)+"."+headerSafe(bad), map[string]any{"client_id": "app"})
+		}},
+		{"API bearer header", func(tb testing.TB, e *notTextEnv, bad string) (*http.Client, *http.Request) {
+			return get(tb, plain, e.srv.URL+"/admin/api/v1/tenants/clinic/clients", "Bearer "+headerSafe(bad)+"."+headerSafe(bad))
 		}},
 		{"register token", func(tb testing.TB, e *notTextEnv, bad string) (*http.Client, *http.Request) {
 			return plain, jsonRequest(tb, http.MethodPost, e.iss+"/register", url.QueryEscape(bad), map[string]any{"client_name": bad})
@@ -461,6 +482,34 @@ func FuzzNotText(f *testing.F) {
 					t.Errorf("%s, %q: the server logged a failure: %s", servertest.Backends()[i].Name, bad, line)
 				}
 			}
+		}
+	})
+}
+
+// TestJSONWithNULRefused sends a NUL, as JSON writes it, in the fields of
+// JSON APIs: refused as the client's mistake on every backend, before
+// anything is stored or used up.
+func TestJSONWithNULRefused(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := apiSetup(t, srv)
+		r := apiCall(t, http.MethodPost, e.v1+"/tenants/acme/users", e.opToken, "", `{"email":"a\u0000b@acme.example"}`)
+		apiWant(t, "new user with a NUL in the email", r, http.StatusBadRequest, "invalid_request")
+		if users, err := srv.Store.ListUsers(context.Background(), "acme"); err != nil || len(users) != 0 {
+			t.Errorf("users after the refusal: %d, %v", len(users), err)
+		}
+
+		token := initialToken(t, srv, "acme", userFacing)
+		res := postRegistration(t, srv, "acme", token, `{"client_name":"Chart\u0000","token_endpoint_auth_method":"none",
+			"redirect_uris":["https://chart.example/cb"],"scope":"launch/patient"}`)
+		if res.status != http.StatusBadRequest || res.body["error"] != manage.ErrCodeInvalidClientMetadata {
+			t.Errorf("registration with a NUL in the name: %d %v", res.status, res.body)
+		}
+		// The token was not used up by a registration that could not succeed.
+		res = postRegistration(t, srv, "acme", token, `{"client_name":"Chart","token_endpoint_auth_method":"none",
+			"redirect_uris":["https://chart.example/cb"],"scope":"launch/patient"}`)
+		if res.status != http.StatusCreated {
+			t.Errorf("registration after the refusal: %d %v", res.status, res.body)
 		}
 	})
 }

@@ -5,6 +5,8 @@
 package textguard
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -28,4 +30,26 @@ func ValidValues(v url.Values) bool {
 		}
 	}
 	return true
+}
+
+// ValidJSON reports whether no string of the JSON text b, name or value,
+// holds a NUL once decoded. Bytes that are not UTF-8 need no check:
+// encoding/json decodes them as U+FFFD. Text that is not JSON is left to
+// the decoder to refuse, and reported valid here.
+func ValidJSON(b []byte) bool {
+	// Inside a JSON string a NUL can only be written \u0000; most bodies
+	// hold no such sequence and need no second pass.
+	if !bytes.Contains(b, []byte(`\u0000`)) {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return true
+		}
+		if s, ok := tok.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
 }

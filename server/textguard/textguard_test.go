@@ -46,3 +46,23 @@ func TestValidValues(t *testing.T) {
 		}
 	}
 }
+
+func TestValidJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{`{"email":"dr.grey@clinic.example"}`, true},
+		{`{"email":"a\u0000b"}`, false},
+		{`{"a\u0000":1}`, false},
+		{`{"profiles":[{"fhir_user":"Patient/\u0000"}]}`, false},
+		{`{"note":"a backslash then u0000: \\u0000"}`, true},
+		{"{\"name\":\"caf\xe9\"}", true}, // decoded as U+FFFD
+		{`not JSON \u0000`, true},        // the decoder refuses it
+		{``, true},
+	} {
+		if got := ValidJSON([]byte(tc.in)); got != tc.want {
+			t.Errorf("ValidJSON(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
