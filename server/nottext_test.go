@@ -227,7 +227,8 @@ type notTextProbe struct {
 }
 
 func notTextProbes() []notTextProbe {
-	plain := http.DefaultClient
+	// Without cookies, and stopping at redirects, which may lead to the app.
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	esc := url.PathEscape
 	post := func(tb testing.TB, c *http.Client, u string, f url.Values, auth string) (*http.Client, *http.Request) {
 		req := formRequest(tb, http.MethodPost, u, f)
