@@ -35,9 +35,7 @@ const (
 // operator's id would otherwise be.
 const registrationActor = "registration"
 
-// MaxRedirectURIs is the most redirect URIs one registration may name. Apps
-// register a handful; each is compared with every other when duplicates
-// are dropped, so the list is bounded before it is read.
+// MaxRedirectURIs is the most redirect URIs one registration may name; apps register a handful.
 const MaxRedirectURIs = 100
 
 // ErrInvalidInitialAccessToken refuses a registration whose initial access

@@ -13,10 +13,10 @@ const (
 	MaxScopes = 256
 )
 
-// WithinLimits reports whether a space-separated scope parameter is at most
-// MaxParamLen bytes and names at most MaxScopes scopes. Its cost is linear
-// in len(raw) up to MaxParamLen and constant beyond, and it allocates nothing.
+// WithinLimits reports whether a scope parameter is at most MaxParamLen bytes naming at most MaxScopes scopes.
 func WithinLimits(raw string) bool {
+	// The length is checked first, so a parameter of any size costs at
+	// most MaxParamLen steps, and nothing is allocated.
 	if len(raw) > MaxParamLen {
 		return false
 	}

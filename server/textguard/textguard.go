@@ -32,11 +32,10 @@ func ValidValues(v url.Values) bool {
 	return true
 }
 
-// ValidJSON reports whether no string of the JSON text b, name or value,
-// holds a NUL once decoded. Bytes that are not UTF-8 need no check:
-// encoding/json decodes them as U+FFFD. Text that is not JSON is left to
-// the decoder to refuse, and reported valid here.
+// ValidJSON reports whether no string of the JSON text b, name or value, decodes to one holding a NUL.
 func ValidJSON(b []byte) bool {
+	// Bytes that are not UTF-8 need no check: encoding/json decodes them as
+	// U+FFFD. Text that is not JSON is left to the decoder to refuse.
 	// Inside a JSON string a NUL can only be written \u0000; most bodies
 	// hold no such sequence and need no second pass.
 	if !bytes.Contains(b, []byte(`\u0000`)) {
