@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/textguard"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -73,6 +74,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 // *httpError means the redirect URI is not trustworthy and a person must be
 // told; an *authzRedirectError goes back to the app.
 func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.Provider, params url.Values) (*authzRequest, error) {
+	// The sign-in and consent forms carry the parameters encoded in one
+	// field, which wellFormed saw only as a whole.
+	if !textguard.ValidValues(params) {
+		return nil, errNotText
+	}
 	client, redirectURI, err := s.checkClientRedirect(ctx, t.ID, params)
 	if err != nil {
 		return nil, err
@@ -81,6 +87,9 @@ func (s *Server) checkAuthorize(ctx context.Context, t storage.Tenant, p *oauth.
 		return &authzRedirectError{redirectURI: redirectURI, state: params.Get("state"), err: err}
 	}
 	if err := checkAuthorizeParams(params); err != nil {
+		return nil, refuse(err)
+	}
+	if err := checkParamBounds(params); err != nil {
 		return nil, refuse(err)
 	}
 	aud, err := requestedAudience(t.FHIRBaseURLs, params)
@@ -169,10 +178,8 @@ func (s *Server) checkClientRedirect(ctx context.Context, tenantID string, param
 // after sign-in: single parameters, code flow only, PKCE S256, no request
 // objects, no silent sign-in.
 func checkAuthorizeParams(params url.Values) error {
-	for k, v := range params {
-		if len(v) > 1 {
-			return fosite.ErrInvalidRequest.WithHintf("The parameter %s is given more than once.", k)
-		}
+	if err := singleParams(params); err != nil {
+		return err
 	}
 	switch {
 	case params.Has("request"):

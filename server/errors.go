@@ -35,10 +35,14 @@ func errNotFound(desc string) error {
 // writes it to the caller and to the log.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// api adapts a JSON endpoint: errors become {"error", "error_description"}.
+// api adapts a JSON endpoint: its parameters pass wellFormed first, and
+// errors become {"error", "error_description"}.
 func (s *Server) api(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
+		err := s.wellFormed(r)
+		if err == nil {
+			err = h(w, r)
+		}
 		if err == nil {
 			return
 		}
@@ -49,10 +53,14 @@ func (s *Server) api(h handlerFunc) http.Handler {
 	})
 }
 
-// page adapts a page for people: errors become a helpful HTML page.
+// page adapts a page for people: its parameters pass wellFormed first, and
+// errors become a helpful HTML page.
 func (s *Server) page(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
+		err := s.wellFormed(r)
+		if err == nil {
+			err = h(w, r)
+		}
 		if err == nil {
 			return
 		}
@@ -72,6 +80,10 @@ func (s *Server) classify(r *http.Request, err error) *httpError {
 	var he *httpError
 	switch {
 	case errors.As(err, &he):
+	case errors.Is(err, storage.ErrInvalidInput):
+		// A backstop: the edges refuse such text before it reaches storage.
+		he = &httpError{status: http.StatusBadRequest, code: "invalid_request",
+			description: "The request holds a value the server cannot store: text that is not UTF-8, a NUL, or a value too long."}
 	case errors.Is(err, storage.ErrUnavailable):
 		he = &httpError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
 			description: "The service is briefly unavailable. Try again in a moment; if it persists, quote the request id to support."}

@@ -40,6 +40,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		s.writeOAuthError(w, r, http.StatusBadRequest, "invalid_request", "The request body could not be read as a form.")
 		return nil
 	}
+	if err := singleParams(r.PostForm); err != nil {
+		s.writeFositeError(w, r, err)
+		return nil
+	}
 	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		// A token is not a client credential: it would let any token holder
 		// read every other token's context.

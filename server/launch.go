@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/oauth"
+	"github.com/smartauth/smartauth/server/textguard"
 )
 
 // launchContext is the clinical context of an EHR launch, as the EHR
@@ -130,19 +132,28 @@ func decodeJSON(r *http.Request, v any, code string, strict bool) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return bad("The body must be JSON, sent as application/json.")
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &httpError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "The body is too large."}
+	}
+	if err != nil {
+		return bad("The body could not be read: %v.", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &httpError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "The body is too large."}
-		}
 		return bad("The body is not a valid JSON object of the expected fields: %v.", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return bad("The body must hold one JSON object and nothing after it.")
+	}
+	// PostgreSQL cannot keep a NUL in text and SQLite would keep it as
+	// sent: it is refused here, alike on both.
+	if !textguard.ValidJSON(body) {
+		return bad("The body holds a NUL character (\\u0000), which no field may contain.")
 	}
 	return nil
 }

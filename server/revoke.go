@@ -16,7 +16,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx, client := withAuthedClient(r.Context())
-	err = oauthError(p.NewRevocationRequest(ctx, r))
+	// The form was read by wellFormed before this handler ran.
+	if err = singleParams(r.PostForm); err == nil {
+		err = oauthError(p.NewRevocationRequest(ctx, r))
+	}
 	setChallenge(w, err)
 	if err == nil {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "token.revoke", Outcome: "success", ClientID: client.id})

@@ -38,6 +38,10 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		s.writeAccessError(ctx, w, r, p, fosite.NewAccessRequest(nil), fosite.ErrInvalidRequest.WithHint("The request body could not be read as a form."))
 		return nil
 	}
+	if err := checkTokenParams(r.PostForm); err != nil {
+		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), err)
+		return nil
+	}
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(allowed, gt) {
 		s.writeAccessError(ctx, w, r, p, fosite.NewAccessRequest(nil), fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
 		return nil

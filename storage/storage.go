@@ -62,6 +62,9 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrAlreadyExists means a record with that key already exists.
 	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrInvalidInput means a value cannot be stored as given: text that is
+	// not UTF-8 or holds a NUL, or a value too large for its column's index.
+	ErrInvalidInput = errors.New("storage: invalid input")
 	// ErrConsumed means a single-use record was already used or revoked.
 	ErrConsumed = errors.New("storage: already consumed")
 	// ErrExpired means the record exists but its lifetime is over.

@@ -27,6 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/smartauth/smartauth/server/clientsecret"
+	"github.com/smartauth/smartauth/server/textguard"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -283,8 +284,12 @@ func (a *Authenticator) none(ctx context.Context, tenantID, clientID string) (Re
 }
 
 // client looks a client up within the tenant, so another tenant's client is
-// as unknown as one never registered.
+// as unknown as one never registered. An id that is not text, from a Basic
+// header or an assertion's claims, names no client and is not looked up.
 func (a *Authenticator) client(ctx context.Context, tenantID, clientID, method string) (storage.Client, error) {
+	if !textguard.Valid(clientID) {
+		return storage.Client{}, invalidClient("", method, "the client id is not text", nil)
+	}
 	c, err := a.store.GetClient(ctx, tenantID, clientID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.Client{}, invalidClient(clientID, method, "unknown client", err)

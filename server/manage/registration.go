@@ -35,6 +35,9 @@ const (
 // operator's id would otherwise be.
 const registrationActor = "registration"
 
+// MaxRedirectURIs is the most redirect URIs one registration may name; apps register a handful.
+const MaxRedirectURIs = 100
+
 // ErrInvalidInitialAccessToken refuses a registration whose initial access
 // token is unknown, used or expired; which of the three is not said.
 var ErrInvalidInitialAccessToken = errors.New("initial access token is not valid")
@@ -330,6 +333,15 @@ func (s *Service) RegisterClient(ctx context.Context, tenantID, initialToken str
 // returns the authentication method registered. It checks only what
 // ClientInput cannot express; validateClient checks the rest.
 func clientInputFromMetadata(tenantID string, md RegistrationRequest) (ClientInput, string, error) {
+	// Bounded before anything is split: scopes, like redirect URIs, are
+	// de-duplicated in time quadratic in their number.
+	if !smart.WithinLimits(md.Scope) {
+		return ClientInput{}, "", metadataError("scope may hold at most %d scopes in %d bytes", smart.MaxScopes, smart.MaxParamLen)
+	}
+	if len(md.RedirectURIs) > MaxRedirectURIs {
+		return ClientInput{}, "", &RegistrationError{Code: ErrCodeInvalidRedirectURI,
+			Description: fmt.Sprintf("at most %d redirect URIs may be registered", MaxRedirectURIs)}
+	}
 	method := md.TokenEndpointAuthMethod
 	if method == "" {
 		method = "client_secret_basic" // RFC 7591 §2

@@ -53,6 +53,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"AuditBatch", testAuditBatch},
 		{"AuditBatchAllOrNone", testAuditBatchAllOrNone},
 		{"SweepExpired", testSweepExpired},
+		{"NotText", testNotText},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })

@@ -51,6 +51,10 @@
 //     is 0 and RecordFailure then restarts at 1. RecordFailure for a tenant
 //     that does not exist fails with ErrNotFound; FailureCount of an unknown
 //     key or tenant is 0, and ClearFailures of one is no error.
+//   - Text that is not UTF-8 or holds a NUL matches nothing: a lookup by
+//     it yields ErrNotFound or ErrInvalidInput, a search or count finds
+//     nothing or yields ErrInvalidInput, and a record holding it is stored
+//     as given or refused with ErrInvalidInput.
 //   - AppendAudit ignores the caller's Seq, PrevHash and Hash, and stamps the
 //     current time when Time is zero. It accepts any strings: NUL bytes and
 //     invalid UTF-8, which some databases cannot store, become U+FFFD, and the

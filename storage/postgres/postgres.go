@@ -130,6 +130,11 @@ func wrap(op string, err error) error {
 			return fmt.Errorf("postgres: %s: %w: %w", op, storage.ErrAlreadyExists, err)
 		case "23503": // foreign_key_violation
 			return fmt.Errorf("postgres: %s: unknown tenant: %w: %w", op, storage.ErrNotFound, err)
+		case "22021", "22P05", "54000":
+			// character_not_in_repertoire (a NUL or bytes that are not UTF-8),
+			// untranslatable_character (\u0000 in JSON), program_limit_exceeded
+			// (a value too large to index): the caller's input, not an outage.
+			return fmt.Errorf("postgres: %s: %w: %w", op, storage.ErrInvalidInput, err)
 		}
 	}
 	return fmt.Errorf("postgres: %s: %w", op, err)
