@@ -160,11 +160,13 @@ func (a adminStore) UpdateTenant(ctx context.Context, t storage.Tenant) error {
 func (s *Server) forgetChanged(c storage.Change) {
 	switch {
 	case c.Err != nil:
+		s.forgetAll()
 		s.log.Warn("change feed lost its connection, reconnecting; caches forgotten", "err", c.Err)
-		s.forgetAll()
 	case c.Resync:
-		s.log.Info("change feed listening; caches forgotten")
+		// Forgotten before the line is logged, so whoever waits for the
+		// line knows nothing cached before it survives.
 		s.forgetAll()
+		s.log.Info("change feed listening; caches forgotten")
 	case c.Table == storage.ChangedClients && c.TenantID == "":
 		s.clients.clients.forgetAll()
 	case c.Table == storage.ChangedClients && c.ID == "":

@@ -54,6 +54,13 @@ func replicas(t *testing.T) (a, b *servertest.Server, dbURL, bApp string) {
 	}
 	a = servertest.StartConfig(t, open(dbURL), longCaches)
 	b = servertest.StartConfig(t, open(dbURL+"&application_name="+bApp), longCaches)
+	// A feed that connects forgets every cache; on a loaded machine that
+	// can come after a test's first requests and undo what they cached.
+	for _, srv := range []*servertest.Server{a, b} {
+		eventually(t, "the change feed listens", func() bool {
+			return strings.Contains(srv.Logs(), "change feed listening")
+		})
+	}
 	return a, b, dbURL, bApp
 }
 
