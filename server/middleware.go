@@ -177,6 +177,17 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 
 // cors opens an endpoint to scripts from any origin: discovery and keys are
 // public, and browser apps must read them.
+// protocolBody caps the request body at MaxProtocolBodyBytes, below the
+// server-wide cap, for the endpoints that MaxProtocolBodyBytes names.
+func protocolBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxProtocolBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")

@@ -24,19 +24,20 @@ func (s *Server) routes() http.Handler {
 
 	// OAuth 2.0 endpoints: form-encoded by the spec, answered in JSON, open
 	// to browser apps because they carry no cookies (token.go, introspect.go, revoke.go).
-	mux.Handle("POST /t/{tenant}/token", cors(s.api(s.token)))
-	mux.Handle("POST /t/{tenant}/introspect", cors(s.api(s.introspect)))
-	mux.Handle("POST /t/{tenant}/revoke", cors(s.api(s.revoke)))
-	mux.Handle("POST /t/{tenant}/register", cors(s.api(s.register))) // RFC 7591 registration, JSON in (register.go)
+	// protocolBody keeps what anyone may post to them small (server.go).
+	mux.Handle("POST /t/{tenant}/token", cors(protocolBody(s.api(s.token))))
+	mux.Handle("POST /t/{tenant}/introspect", cors(protocolBody(s.api(s.introspect))))
+	mux.Handle("POST /t/{tenant}/revoke", cors(protocolBody(s.api(s.revoke))))
+	mux.Handle("POST /t/{tenant}/register", cors(protocolBody(s.api(s.register)))) // RFC 7591 registration, JSON in (register.go)
 	mux.Handle("GET /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
-	mux.Handle("POST /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
+	mux.Handle("POST /t/{tenant}/userinfo", cors(protocolBody(s.api(s.userinfo))))
 	mux.Handle("OPTIONS /t/{tenant}/{endpoint}", cors(http.HandlerFunc(preflight)))
 
 	// Browser sign-in (authorize.go, login.go). POST /authorize is SMART's
 	// authorize-post, sent by the app; sign-in and consent forms are ours
 	// and carry CSRF protection.
 	mux.Handle("GET /t/{tenant}/authorize", s.page(s.authorize))
-	mux.Handle("POST /t/{tenant}/authorize", s.page(s.authorize))
+	mux.Handle("POST /t/{tenant}/authorize", protocolBody(s.page(s.authorize)))
 	mux.Handle("POST /t/{tenant}/login", s.page(s.login))
 	// Federated sign-in returns here from the upstream provider (federation.go).
 	mux.Handle("GET /t/{tenant}/federation/callback", s.page(s.federationCallback))
@@ -60,7 +61,7 @@ func (s *Server) routes() http.Handler {
 
 	// EHR launch API: an EHR's backend client, with a bearer token, creates
 	// a launch context for an app; JSON in and out (launch.go).
-	mux.Handle("POST /t/{tenant}/launch", s.api(s.createLaunch))
+	mux.Handle("POST /t/{tenant}/launch", protocolBody(s.api(s.createLaunch)))
 
 	// Admin area for people (admin*.go): operators at /admin/, a tenant's
 	// admins at /admin/t/{tenant}/. Sign-in is password then TOTP.
@@ -136,7 +137,7 @@ func (s *Server) routes() http.Handler {
 	// Per family: admin_api_tenants.go, admin_api_clients.go,
 	// admin_api_users.go, admin_api_idps.go, admin_api_tenantdata.go
 	// (patients, keys, consents, registration tokens), admin_api_audit.go.
-	mux.Handle("POST /admin/token", s.api(s.adminToken))
+	mux.Handle("POST /admin/token", protocolBody(s.api(s.adminToken)))
 	mux.Handle("GET /admin/api/openapi.json", s.api(s.adminAPIDocument))
 	mux.Handle("GET /admin/api/v1/tenants", s.operatorAPI(s.apiListTenants))
 	mux.Handle("POST /admin/api/v1/tenants", s.operatorAPI(s.apiCreateTenant))
