@@ -39,7 +39,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		return nil
 	}
 	if err := checkTokenParams(r.PostForm); err != nil {
-		p.WriteAccessError(ctx, w, fosite.NewAccessRequest(nil), err)
+		s.writeAccessError(ctx, w, r, p, fosite.NewAccessRequest(nil), err)
 		return nil
 	}
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(allowed, gt) {
@@ -57,6 +57,12 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 	sess := oauth.NewSession(t.ID)
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
+		err = reuseError(ar, err)
+		if verifierRefused(ar, err) && reuse.Kind == "" {
+			if rerr := p.Store.VerifierRefused(ctx, ar.GetID()); rerr != nil {
+				err = rerr
+			}
+		}
 		setChallenge(w, err)
 		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 		s.writeAccessError(ctx, w, r, p, ar, err)
@@ -88,18 +94,8 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 		}
 	}
 	resp, err := p.NewAccessResponse(ctx, ar)
-	// The storage adapter has revoked the grant in both cases below (RFC 6749
-	// §4.1.2, §10.4) and reported the reuse for the audit.
-	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
-		// Another redemption of this code won the conditional update a moment
-		// ago. fosite calls that a server error; it is a reused code.
-		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
-	}
-	if errors.Is(err, fosite.ErrSerializationFailure) && ar.GetGrantTypes().ExactOne("refresh_token") {
-		// Two presentations of one refresh token at once: one may be a thief.
-		err = fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was used twice at once; the grant is revoked.")
-	}
 	if err != nil {
+		err = reuseError(ar, err)
 		s.tokenFailed(r, t.ID, ar, err, reuse, exchange)
 		s.writeAccessError(ctx, w, r, p, ar, err)
 		return nil
@@ -248,6 +244,34 @@ func narrowRefreshScope(ar fosite.AccessRequester, scope string) error {
 		sess.SMART.FHIRUser = ""
 	}
 	return nil
+}
+
+// reuseError is how a token request that lost a race for its code or
+// refresh token is answered. The storage adapter has already revoked the
+// grant (RFC 6749 §4.1.2, §10.4) and reported the reuse for the audit;
+// fosite calls the lost race a server error, but it is the client's
+// credential that was used twice.
+func reuseError(ar fosite.AccessRequester, err error) error {
+	switch {
+	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+		return fosite.ErrInvalidGrant.WithWrap(err).WithHint("The authorization code has already been used.")
+	case errors.Is(err, fosite.ErrSerializationFailure) && ar != nil && ar.GetGrantTypes().ExactOne("refresh_token"):
+		return fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was used twice at once; the grant is revoked.")
+	}
+	return err
+}
+
+// verifierRefused reports whether a code redemption was refused for its PKCE
+// verifier. fosite checks the verifier in the handler after the code's,
+// which sets the request's id to the code's only once the code checked out,
+// and says which check failed only in the hint, which for every PKCE
+// refusal of fosite v0.49 names PKCE; TestWrongVerifierUsesUpCode notices
+// if an upgrade changes that.
+func verifierRefused(ar fosite.AccessRequester, err error) bool {
+	if ar == nil || !ar.GetGrantTypes().ExactOne("authorization_code") || !errors.Is(err, fosite.ErrInvalidGrant) {
+		return false
+	}
+	return strings.Contains(fosite.ErrorToRFC6749Error(err).HintField, "PKCE")
 }
 
 // tokenFailed records a refused token request; code reuse and refresh token

@@ -233,3 +233,26 @@ func TestRacedReuseRevokesGrant(t *testing.T) {
 		}
 	})
 }
+
+// TestWrongVerifierUsesUpCode: a code presented with a wrong PKCE verifier
+// is used up, so whoever holds a stolen code gets one guess, and the code
+// presented again, even with the right verifier, is refused as reuse.
+func TestWrongVerifierUsesUpCode(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		r := raceSetup(t, srv)
+		verifier := oauth2.GenerateVerifier()
+		code := r.code(t, verifier)
+		before := r.lastSeq(t)
+		if st, body := r.redeem(t, code, oauth2.GenerateVerifier()); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("wrong verifier: %d %v, want 400 invalid_grant", st, body)
+		}
+		if st, body := r.redeem(t, code, verifier); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("the right verifier after a wrong one: %d %v, want 400 invalid_grant", st, body)
+		}
+		reuse, err := srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{Type: "token.code_reuse", AfterSeq: before})
+		if err != nil || len(reuse) != 1 {
+			t.Errorf("code reuse audit: %+v, %v; want one event", reuse, err)
+		}
+	})
+}

@@ -54,6 +54,10 @@ func WatchReuse(ctx context.Context) (context.Context, *Reuse) {
 	return context.WithValue(ctx, reuseKey{}, r), r
 }
 
+// revokeTimeout bounds the revocation that follows a detected reuse, which
+// runs on after its request has ended.
+const revokeTimeout = 10 * time.Second
+
 // reused revokes the grant family of a code or refresh token presented after
 // its use, and reports the reuse to a watching token endpoint.
 //
@@ -68,6 +72,10 @@ func (s *Store) reused(ctx context.Context, kind storage.TokenKind, requestID st
 	if r, ok := ctx.Value(reuseKey{}).(*Reuse); ok {
 		r.Kind = kind
 	}
+	// The presenter that loses a race is often the rightful app, and may hang
+	// up on its failure; the revocation must not go with its request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+	defer cancel()
 	if _, err := s.store.RevokeRequest(ctx, s.tenant, requestID); err != nil {
 		return fmt.Errorf("oauth: revoke the grant after reuse: %w", err)
 	}
@@ -380,8 +388,22 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, ses
 // as unused would then find no PKCE record and fail without anyone noticing
 // the reuse. Kept, the record lets that redemption go on to the code's
 // conditional consume, where reuse is caught and the grant revoked. It is
-// worth nothing without its code, which is single use.
+// worth nothing without its code, which is single use, and a wrong
+// verifier uses the code up (see Store.VerifierRefused).
 func (s *Store) DeletePKCERequestSession(context.Context, string) error {
+	return nil
+}
+
+// VerifierRefused revokes the grant of a code whose redemption was refused
+// after the code itself checked out, which in fosite's order of handlers
+// means for its PKCE verifier: whoever holds a stolen code gets one guess,
+// and the rightful app's redemption after it is refused as reuse.
+func (s *Store) VerifierRefused(ctx context.Context, requestID string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+	defer cancel()
+	if _, err := s.store.RevokeRequest(ctx, s.tenant, requestID); err != nil {
+		return fmt.Errorf("oauth: revoke the grant of a code refused for its verifier: %w", err)
+	}
 	return nil
 }
 
