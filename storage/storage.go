@@ -20,6 +20,14 @@
 //     active: one stored before the revocation is deactivated by it, one
 //     stored after is born inactive. This holds while a record of the family
 //     is kept, and for at least an hour after the revocation.
+//   - Ended grants: DeleteConsent, DeleteClient, DeleteUser and UpdateUser
+//     disabling a user end every grant family holding a record of that
+//     user, client or pair, as RevokeRequest ends one, consumed and expired
+//     records counting too: once they return, no record of those families
+//     is active or can be stored active, even one a refresh in flight at
+//     that moment stores (it consumed the old refresh token, leaving its
+//     family nothing active, and then stores the new pair). A family whose
+//     first record is stored while one of them runs counts as begun after.
 //   - Versions: a tenant and a user carry a Version, 1 when created and one
 //     more with each write to the row. UpdateTenant and UpdateUser write
 //     only when the stored version is still the one the caller read, in the
@@ -109,7 +117,8 @@ type Storage interface {
 	// UpdateClient replaces every mutable field of a client.
 	UpdateClient(ctx context.Context, c Client) error
 	// DeleteClient removes a client, the tokens issued to it and the
-	// consents given to it.
+	// consents given to it, and ends their grant families as RevokeRequest
+	// does, so a refresh in flight stores its new tokens inactive.
 	DeleteClient(ctx context.Context, tenantID, clientID string) error
 
 	// CreateUser stores a user with its profiles, at version 1; emails are
@@ -124,14 +133,16 @@ type Storage interface {
 	// UpdateUser replaces every mutable field of a user except the TOTP
 	// secret, which only the TOTP methods change, and moves its version on
 	// by one, provided the stored version is still u.Version; a user
-	// changed since yields ErrConflict. Disabling a user also deactivates
-	// every grant record issued to it. Taking the last enabled operator
+	// changed since yields ErrConflict. Disabling a user also ends every
+	// grant family issued to it, as RevokeRequest does, so a refresh in
+	// flight stores its new tokens inactive. Taking the last enabled operator
 	// out (disabling it or withdrawing its admin right) yields
 	// ErrLastOperator.
 	UpdateUser(ctx context.Context, u User) error
-	// DeleteUser removes a user, its sessions and its consents, and
-	// deactivates every grant record issued to it, so its refresh tokens
-	// stop working at once. Deleting the last enabled operator yields
+	// DeleteUser removes a user, its sessions and its consents, and ends
+	// every grant family issued to it as RevokeRequest does, so its refresh
+	// tokens stop working at once and a refresh in flight stores its new
+	// tokens inactive. Deleting the last enabled operator yields
 	// ErrLastOperator.
 	DeleteUser(ctx context.Context, tenantID, userID string) error
 
@@ -215,9 +226,9 @@ type Storage interface {
 	// ordered by user id, then client id.
 	ListConsents(ctx context.Context, tenantID, userID string) ([]Consent, error)
 	// DeleteConsent removes a user's consent to a client (ErrNotFound when
-	// absent) and, like RevokeRequest, deactivates every grant record the
-	// user holds for that client, so what the consent let the client have
-	// ends with it.
+	// absent) and ends every grant family of the user with that client as
+	// RevokeRequest does, refreshes in flight included, so what the consent
+	// let the client have ends with it.
 	DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error
 
 	// CreateIdentityProvider stores an upstream identity provider of a

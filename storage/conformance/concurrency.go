@@ -18,7 +18,8 @@ const (
 )
 
 // RunConcurrency checks the guarantees that only show under contention:
-// single use, no record of a revoked family left active, jti uniqueness, a
+// single use, no record of a revoked family left active, nor of one ended
+// in bulk with a user, client or consent while refreshing, jti uniqueness, a
 // gap-free audit chain per tenant, writers that never fail for being
 // concurrent, one winner among updates made from one version, and an
 // operator realm never left without an enabled admin.
@@ -29,6 +30,7 @@ func RunConcurrency(t *testing.T, newStore NewStore) {
 	}{
 		{"ConsumeToken", testRaceConsumeToken},
 		{"RevokeRequest", testRaceRevokeRequest},
+		{"EndGrants", testRaceEndGrants},
 		{"ConsumeLaunch", testRaceConsumeLaunch},
 		{"SaveConsent", testRaceSaveConsent},
 		{"RecordAssertionJTI", testRaceAssertionJTI},

@@ -94,17 +94,14 @@ func (s *Store) UpdateClient(ctx context.Context, c storage.Client) error {
 	return wrap("update client", err)
 }
 
-// DeleteClient removes a client and the tokens issued to it, in one statement.
+// DeleteClient removes a client and the tokens issued to it, in one
+// transaction, and marks their families revoked (see endGrants).
 func (s *Store) DeleteClient(ctx context.Context, tenantID, clientID string) error {
-	var n int64
-	err := s.pool.QueryRow(ctx, `WITH gone AS (
-			DELETE FROM clients WHERE tenant_id = $1 AND id = $2 RETURNING id
-		), tokens_gone AS (
-			DELETE FROM tokens WHERE tenant_id = $1 AND client_id IN (SELECT id FROM gone)
-		)
-		SELECT count(*) FROM gone`, tenantID, clientID).Scan(&n)
-	if err == nil && n == 0 {
-		err = pgx.ErrNoRows
-	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := mustAffect(tx.Exec(ctx, `DELETE FROM clients WHERE tenant_id = $1 AND id = $2`, tenantID, clientID)); err != nil {
+			return err
+		}
+		return endGrants(ctx, tx, tenantID, true, `client_id = $2`, clientID)
+	})
 	return wrap("delete client", err)
 }

@@ -76,23 +76,15 @@ func (s *Store) ListConsents(ctx context.Context, tenantID, userID string) ([]st
 }
 
 // DeleteConsent removes a user's consent to a client and ends the user's
-// grants to that client, in one statement.
+// grants to that client, in one transaction (see endGrants).
 func (s *Store) DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error {
-	var n int64
-	err := s.pool.QueryRow(ctx, `WITH gone AS (
-			DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3 RETURNING user_id
-		), grants_off AS (
-			UPDATE tokens SET active = false
-			WHERE tenant_id = $1 AND subject = $2 AND client_id = $3 AND active AND EXISTS (SELECT 1 FROM gone)
-			RETURNING request_id
-		), marker AS (
-			INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
-			SELECT DISTINCT $1, request_id, now() + interval '1 hour' FROM grants_off
-			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-		)
-		SELECT count(*) FROM gone`, tenantID, userID, clientID).Scan(&n)
-	if err == nil && n == 0 {
-		err = pgx.ErrNoRows
-	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := mustAffect(tx.Exec(ctx, `DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3`,
+			tenantID, userID, clientID))
+		if err != nil {
+			return err
+		}
+		return endGrants(ctx, tx, tenantID, false, `subject = $2 AND client_id = $3`, userID, clientID)
+	})
 	return wrap("delete consent", err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -135,6 +136,72 @@ func (s *Store) RevokeRequestKind(ctx context.Context, tenantID, requestID strin
 		return 0, wrap("revoke request kind", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// endGrants ends, inside tx, every grant family of a tenant that holds a
+// record matching match, a condition on tokens whose parameters start at $2
+// with args for values: it marks each family revoked, as RevokeRequest
+// does, then deactivates the matching records, or deletes them with remove.
+//
+// A family is marked if any record of it is still stored, consumed and
+// expired ones included. A refresh between consuming the old refresh token
+// and storing the new pair leaves its family no active record, yet stores
+// that pair afterwards; and a record expired by the database's clock may
+// not be by the server's. Each marker costs a row for an hour or so.
+//
+// The family locks come first, for the reason CreateToken gives, and in the
+// order of their keys: every bulk revocation takes its locks in that one
+// order and no other family lock later, so two of them sharing families
+// cannot wait on each other in a cycle. A family whose first record commits
+// after the families are read began while this revocation ran, and counts
+// as begun after it; the update still deactivates those of its records
+// committed before the update runs.
+func endGrants(ctx context.Context, tx pgx.Tx, tenantID string, remove bool, match string, args ...any) error {
+	args = append([]any{tenantID}, args...)
+	rows, err := tx.Query(ctx, `SELECT DISTINCT request_id, hashtext($1::text || '/' || request_id) FROM tokens
+		WHERE tenant_id = $1 AND request_id <> '' AND `+match, args...)
+	if err != nil {
+		return fmt.Errorf("find grant families: %w", err)
+	}
+	var families []string
+	var keys []int32
+	var family string
+	var key int32
+	_, err = pgx.ForEachRow(rows, []any{&family, &key}, func() error {
+		families = append(families, family)
+		keys = append(keys, key)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("find grant families: %w", err)
+	}
+	if len(families) > 0 {
+		// Keys shared by two families (hash collisions) are locked once;
+		// unnest yields the rest in array order, so they are taken in turn.
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k`,
+			familyLockClass, keys); err != nil {
+			return fmt.Errorf("lock grant families: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
+			SELECT $1, r, greatest(now() + interval '1 hour',
+				(SELECT max(expires_at) FROM tokens WHERE tenant_id = $1 AND request_id = r))
+			FROM unnest($2::text[]) AS r
+			ON CONFLICT (tenant_id, request_id) DO UPDATE
+				SET expires_at = greatest(revoked_requests.expires_at, EXCLUDED.expires_at)`,
+			tenantID, families); err != nil {
+			return fmt.Errorf("mark grant families revoked: %w", err)
+		}
+	}
+	end := `UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND ` + match
+	if remove {
+		end = `DELETE FROM tokens WHERE tenant_id = $1 AND ` + match
+	}
+	if _, err := tx.Exec(ctx, end, args...); err != nil {
+		return fmt.Errorf("end grant records: %w", err)
+	}
+	return nil
 }
 
 // DeleteToken removes one grant record.

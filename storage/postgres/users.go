@@ -75,7 +75,7 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 
 // UpdateUser replaces every mutable field of a user but its TOTP secret, in
 // one transaction that holds the user's row lock from the version check to
-// the write.
+// the write; disabling the user ends its grants there too (see endGrants).
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
@@ -101,14 +101,13 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 		if err != nil || !u.Disabled {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject = $2`, u.TenantID, u.ID)
-		return err
+		return endGrants(ctx, tx, u.TenantID, false, `subject = $2`, u.ID)
 	})
 	return wrap("update user", err)
 }
 
-// DeleteUser removes a user and its sessions and deactivates its grants, in
-// one transaction.
+// DeleteUser removes a user and its sessions and ends its grants (see
+// endGrants), in one transaction.
 func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		was, err := lockUserForChange(ctx, tx, tenantID, userID)
@@ -126,8 +125,7 @@ func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2`, tenantID, userID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE tokens SET active = false WHERE tenant_id = $1 AND active AND subject = $2`, tenantID, userID)
-		return err
+		return endGrants(ctx, tx, tenantID, false, `subject = $2`, userID)
 	})
 	return wrap("delete user", err)
 }

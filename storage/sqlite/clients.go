@@ -98,15 +98,15 @@ func (s *Store) UpdateClient(ctx context.Context, c storage.Client) error {
 	return wrap("update client", err)
 }
 
-// DeleteClient removes a client and the tokens issued to it.
+// DeleteClient removes a client and the tokens issued to it, and marks their
+// families revoked (see endGrants), in one transaction.
 func (s *Store) DeleteClient(ctx context.Context, tenantID, clientID string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		err := mustAffect(tx.ExecContext(ctx, `DELETE FROM clients WHERE tenant_id = ? AND id = ?`, tenantID, clientID))
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM tokens WHERE tenant_id = ? AND client_id = ?`, tenantID, clientID)
-		return err
+		return endGrants(ctx, tx, tenantID, true, `client_id = ?2`, clientID)
 	})
 	return wrap("delete client", err)
 }

@@ -82,7 +82,7 @@ func (s *Store) ListConsents(ctx context.Context, tenantID, userID string) ([]st
 }
 
 // DeleteConsent removes a user's consent to a client and ends the user's
-// grants to that client, in one transaction.
+// grants to that client, in one transaction (see endGrants).
 func (s *Store) DeleteConsent(ctx context.Context, tenantID, userID, clientID string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		err := mustAffect(tx.ExecContext(ctx, `DELETE FROM consents WHERE tenant_id = ? AND user_id = ? AND client_id = ?`,
@@ -90,16 +90,7 @@ func (s *Store) DeleteConsent(ctx context.Context, tenantID, userID, clientID st
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
-			SELECT DISTINCT tenant_id, request_id, ? FROM tokens
-			WHERE tenant_id = ? AND subject = ? AND client_id = ? AND active = 1
-			ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = excluded.expires_at`,
-			time.Now().Add(time.Hour).UnixMicro(), tenantID, userID, clientID); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND subject = ? AND client_id = ? AND active = 1`,
-			tenantID, userID, clientID)
-		return err
+		return endGrants(ctx, tx, tenantID, false, `subject = ?2 AND client_id = ?3`, userID, clientID)
 	})
 	return wrap("delete consent", err)
 }

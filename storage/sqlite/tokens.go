@@ -111,6 +111,38 @@ func (s *Store) RevokeRequestKind(ctx context.Context, tenantID, requestID strin
 	return n, wrap("revoke request kind", err)
 }
 
+// endGrants ends, inside tx, every grant family of a tenant that holds a
+// record matching match, a condition on tokens whose parameters start at ?2
+// with args for values: it marks each family revoked, as RevokeRequest
+// does, then deactivates the matching records, or deletes them with remove.
+// The write transaction runs alone, so no record of these families is
+// stored between the marker and the update.
+//
+// A family is marked if any record of it is still stored, consumed and
+// expired ones included. A refresh between consuming the old refresh token
+// and storing the new pair leaves its family no active record, yet stores
+// that pair afterwards; and a record expired by the database's clock may
+// not be by the server's. Each marker costs a row for an hour or so.
+func endGrants(ctx context.Context, tx *sql.Tx, tenantID string, remove bool, match string, args ...any) error {
+	args = append([]any{tenantID}, args...)
+	hour := fmt.Sprintf("?%d", len(args)+1)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO revoked_requests (tenant_id, request_id, expires_at)
+		SELECT DISTINCT ?1, f.request_id, max(`+hour+`, (SELECT max(expires_at) FROM tokens WHERE tenant_id = ?1 AND request_id = f.request_id))
+		FROM tokens AS f WHERE f.tenant_id = ?1 AND f.request_id <> '' AND `+match+`
+		ON CONFLICT (tenant_id, request_id) DO UPDATE SET expires_at = max(revoked_requests.expires_at, excluded.expires_at)`,
+		append(args, time.Now().Add(time.Hour).UnixMicro())...); err != nil {
+		return fmt.Errorf("mark grant families revoked: %w", err)
+	}
+	end := `UPDATE tokens SET active = 0 WHERE tenant_id = ?1 AND active = 1 AND ` + match
+	if remove {
+		end = `DELETE FROM tokens WHERE tenant_id = ?1 AND ` + match
+	}
+	if _, err := tx.ExecContext(ctx, end, args...); err != nil {
+		return fmt.Errorf("end grant records: %w", err)
+	}
+	return nil
+}
+
 // DeleteToken removes one grant record.
 func (s *Store) DeleteToken(ctx context.Context, tenantID string, kind storage.TokenKind, signature string) error {
 	err := mustAffect(s.w.ExecContext(ctx, `DELETE FROM tokens WHERE tenant_id = ? AND kind = ? AND signature = ?`,

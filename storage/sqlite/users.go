@@ -80,6 +80,7 @@ func (s *Store) ListUsers(ctx context.Context, tenantID string) ([]storage.User,
 // UpdateUser replaces every mutable field of a user but its TOTP secret.
 // Its checks and its write share one write transaction, which holds the
 // file's lock throughout, so no other change can come in between.
+// Disabling the user ends its grants there too (see endGrants).
 func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 	profiles, err := listJSON(u.Profiles)
 	if err != nil {
@@ -104,8 +105,7 @@ func (s *Store) UpdateUser(ctx context.Context, u storage.User) error {
 		if err != nil || !u.Disabled {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND subject = ? AND active = 1`, u.TenantID, u.ID)
-		return err
+		return endGrants(ctx, tx, u.TenantID, false, `subject = ?2`, u.ID)
 	})
 	return wrap("update user", err)
 }
@@ -145,7 +145,8 @@ func anotherOperator(ctx context.Context, tx *sql.Tx, tenantID, userID string) e
 	return nil
 }
 
-// DeleteUser removes a user and its sessions and deactivates its grants.
+// DeleteUser removes a user and its sessions and ends its grants (see
+// endGrants), in one transaction.
 func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		was, err := userStateOf(ctx, tx, tenantID, userID)
@@ -163,8 +164,7 @@ func (s *Store) DeleteUser(ctx context.Context, tenantID, userID string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?`, tenantID, userID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE tokens SET active = 0 WHERE tenant_id = ? AND subject = ? AND active = 1`, tenantID, userID)
-		return err
+		return endGrants(ctx, tx, tenantID, false, `subject = ?2`, userID)
 	})
 	return wrap("delete user", err)
 }
