@@ -121,10 +121,16 @@ func setRetryAfter(w http.ResponseWriter, status int) {
 
 // oauthError is err as an OAuth endpoint reports it: a database outage
 // beneath any fosite error is temporarily_unavailable (RFC 6749 §4.1.2.1,
-// §5.2), where fosite would answer server_error or call a token invalid.
+// §5.2), where fosite would answer server_error or call a token invalid, and
+// input the store refused as not text is invalid_request.
 func oauthError(err error) error {
-	if errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+	switch {
+	case errors.Is(err, storage.ErrUnavailable) && !errors.Is(err, fosite.ErrTemporarilyUnavailable):
 		return fosite.ErrTemporarilyUnavailable.WithHint("Try again in a moment.").WithWrap(err)
+	case errors.Is(err, storage.ErrInvalidInput):
+		// A backstop, as in classify: text no store can hold (a NUL in a
+		// client assertion's jti, say) is the client's mistake.
+		return fosite.ErrInvalidRequest.WithHint("The request holds a value the server cannot store: text that is not UTF-8, a NUL, or a value too long.").WithWrap(err)
 	}
 	return err
 }

@@ -347,6 +347,7 @@ func TestDatabaseOutage(t *testing.T) {
 			{"revocation", "POST", "/t/clinic/revoke", url.Values{"token": {access}}, basic(id, secret), false},
 			{"userinfo", "GET", "/t/clinic/userinfo", nil, bearer(access), false},
 			{"admin API", "GET", "/admin/api/v1/tenants/clinic", nil, bearer(adminToken), false},
+			{"EHR launch API", "POST", "/t/clinic/launch", nil, bearer(access), false},
 			{"authorization page", "GET", strings.TrimPrefix(e.authURL("verifier-verifier-verifier-verifier-verifier"), srv.URL), nil, nil, true},
 		} {
 			what := round + ": " + tc.name

@@ -15,6 +15,7 @@ import (
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/textguard"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // launchContext is the clinical context of an EHR launch, as the EHR
@@ -97,6 +98,10 @@ func (s *Server) launchCaller(w http.ResponseWriter, r *http.Request, p *oauth.P
 	use, ar, err := p.IntrospectToken(r.Context(), token, fosite.AccessToken, oauth.NewSession(tenantID))
 	if err == nil && use != fosite.AccessToken {
 		err = fosite.ErrRequestUnauthorized.WithHint("Only an access token is accepted.")
+	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		// Not the token's fault: the EHR must keep it and try again.
+		return "", err
 	}
 	if err != nil {
 		s.logger(r).Debug("launch API token refused", "tenant", tenantID, "err", err)

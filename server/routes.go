@@ -38,7 +38,7 @@ func (s *Server) routes() http.Handler {
 	// and carry CSRF protection.
 	mux.Handle("GET /t/{tenant}/authorize", s.page(s.authorize))
 	mux.Handle("POST /t/{tenant}/authorize", protocolBody(s.page(s.authorize)))
-	mux.Handle("POST /t/{tenant}/login", s.page(s.login))
+	mux.Handle("POST /t/{tenant}/login", protocolBody(s.page(s.login)))
 	// Federated sign-in returns here from the upstream provider (federation.go).
 	mux.Handle("GET /t/{tenant}/federation/callback", s.page(s.federationCallback))
 	// The second factor (secondfactor.go).
@@ -53,7 +53,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /t/{tenant}/consent", s.page(s.consent))
 	// Sign-out, OpenID Connect's end_session endpoint (logout.go).
 	mux.Handle("GET /t/{tenant}/logout", s.page(s.logout))
-	mux.Handle("POST /t/{tenant}/logout", s.page(s.logout))
+	mux.Handle("POST /t/{tenant}/logout", protocolBody(s.page(s.logout)))
 
 	// The demo SMART app, a public client that runs in the browser and
 	// talks to this server (demoapp.go, web/demo-app/).

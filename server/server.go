@@ -33,11 +33,11 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // MaxProtocolBodyBytes caps the bodies of the OAuth protocol endpoints
 // (token, introspection, revocation, registration, authorize-post, userinfo,
-// the EHR launch API), which anyone may call before authenticating. Their
-// largest real requests, a client assertion or a subject token with many
-// claims, are a few KiB; reading and decoding a megabyte form costs
-// milliseconds of CPU before a single parameter can be checked, so anything
-// past this is refused unread.
+// the EHR launch API) and of sign-in and sign-out, which anyone may call
+// before authenticating. Their largest real requests, a client assertion or
+// a subject token with many claims, are a few KiB; reading and decoding a
+// megabyte form costs milliseconds of CPU before a single parameter can be
+// checked, so anything past this is refused unread.
 const MaxProtocolBodyBytes = 64 << 10
 
 // Config is everything the server needs, passed in explicitly.

@@ -429,3 +429,30 @@ func TestScopeGrammarAtTokenEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestAssertionWithNULInJTI: a client assertion whose jti holds a NUL, which
+// PostgreSQL cannot store, is the client's mistake: 400, never 500.
+func TestAssertionWithNULInJTI(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		srv.Tenant(t, "clinic")
+		key, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "ec", Algorithm: "ES384", Use: "sig"}}})
+		id, _ := backendClient(t, srv, "clinic", storage.ClientConfidentialAsymmetric, jwks)
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: jose.JSONWebKey{Key: key, KeyID: "ec"}}, (&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		endpoint := tokenEndpoint(srv, "clinic")
+		now := time.Now()
+		raw, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{endpoint},
+			ID: "jti\x00" + rand.Text(), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := postForm(t, endpoint, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {raw}}, "", "")
+		if status != http.StatusUnauthorized || body["error"] != "invalid_client" {
+			t.Errorf("assertion with a NUL in its jti: %d %v, want 401 invalid_client on every store", status, body)
+		}
+	})
+}

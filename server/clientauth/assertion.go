@@ -14,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/smartauth/smartauth/server/textguard"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -115,6 +116,10 @@ func checkClaims(cl jwt.Claims, endpoint string, now time.Time, clientID string)
 	}
 	if cl.ID == "" {
 		return time.Time{}, invalidClient(clientID, m, "client assertion has no jti", nil)
+	}
+	if !textguard.Valid(cl.ID) {
+		// Refused alike on every store: PostgreSQL could not record it.
+		return time.Time{}, invalidClient(clientID, m, "client assertion jti is not text (not UTF-8, or holds a NUL)", nil)
 	}
 	return exp, nil
 }

@@ -145,6 +145,11 @@ func wrap(op string, err error) error {
 // be made or acquired in time, the connection broke, or the server is
 // shutting down, starting up or out of connection slots.
 func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		// The caller hung up; pgx may also call that a timeout and safe to
+		// retry, but the database is fine and no outage should be raised.
+		return false
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
