@@ -110,21 +110,14 @@ func TestPatientRoleOnlyOwnRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := base.withApp(t, "portal-app", ehrScopes, []string{"launch", "openid", "fhirUser", "patient/*.rs"})
-	for _, tc := range []struct {
-		patient string
-		status  int
-	}{
-		{authzPatient, http.StatusForbidden},
-		{"456", http.StatusOK},
-	} {
-		launch := createLaunch(t, srv, authzTenant, "portal-app", "", storage.LaunchContext{Patient: tc.patient})
+	launchFor := func(patient string) authzPage {
+		launch := createLaunch(t, srv, authzTenant, "portal-app", "", storage.LaunchContext{Patient: patient})
 		login := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier(), oauth2.SetAuthURLParam("launch", launch)))
-		page := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
-		if page.status != tc.status || page.header.Get("Location") != "" {
-			t.Errorf("launch for patient %s: %d Location %q, want %d", tc.patient, page.status, page.header.Get("Location"), tc.status)
-		}
-		if tc.status == http.StatusOK && !strings.Contains(page.body, `action="`+e.iss+`/consent"`) {
-			t.Errorf("launch for the patient's own record does not reach consent\n%s", page.body)
-		}
+		return e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+	}
+	// Another patient's record: the app hears access_denied, and no code.
+	refusedAtApp(t, "launch for another patient", launchFor(authzPatient), "access_denied")
+	if page := launchFor("456"); page.status != http.StatusOK || !strings.Contains(page.body, `action="`+e.iss+`/consent"`) {
+		t.Errorf("launch for the patient's own record: %d, want consent\n%s", page.status, page.body)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/ory/fosite"
+
 	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/sessions"
@@ -93,9 +95,11 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 	}
 	// A person acting as a patient shares their own record and no other,
 	// whatever patient an EHR launch names.
+	// The app hears of it as access_denied (RFC 6749 §4.1.2.1), so it is
+	// not left waiting for a callback that never comes.
 	if own, isPatient := ownPatient(profile); isPatient && a.launch != nil && a.launch.Context.Patient != "" && a.launch.Context.Patient != own {
-		return browserError(http.StatusForbidden,
-			"This app was opened for another patient's record, and you are signed in as a patient. Open the app from your own record.")
+		return s.redirectAuthzError(w, r, t.ID, &authzRedirectError{redirectURI: a.ar.GetRedirectURI().String(), state: a.ar.GetState(),
+			err: fosite.ErrAccessDenied.WithHint("The app was opened for another patient's record, and the user is signed in as a patient.")})
 	}
 	if needsPatientChoice(a, tk) {
 		if id, ok := ownPatient(profile); ok {
