@@ -260,7 +260,7 @@ func manageCommand(ctx context.Context, n noun, args []string, env func(string) 
 		}
 	case "keys rotate":
 		t := tenant()
-		retire := fs.Duration("retire-after", keys.DefaultRetirement, "how long the old keys stay published")
+		retire := fs.Duration("retire-after", keys.DefaultRetirement, "how long the old keys stay published; at least the tenant's longest token lifetime")
 		act = func(d *deps) (any, error) {
 			ks, err := d.manage.RotateKeys(ctx, *t, *retire, cliActor)
 			return keysView(ks), err

@@ -143,17 +143,24 @@ func (s *Server) apiRotateKeys(w http.ResponseWriter, r *http.Request, ar *apiRe
 	return nil
 }
 
-// apiRetireKey is POST …/keys/{kid}/retire: the key signs nothing more and
-// stays published until the tokens it signed expire, or, with
-// {"compromised": true}, leaves the JWKS at once.
+// apiRetireKey is POST …/keys/{kid}/retire: the key signs nothing more and,
+// with {"compromised": false}, stays published until the tokens it signed
+// expire, or, with {"compromised": true}, leaves the JWKS at once.
 func (s *Server) apiRetireKey(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
 	var in struct {
-		Compromised bool `json:"compromised"`
+		Compromised *bool `json:"compromised"`
 	}
 	if err := decodeOptionalAPIBody(r, &in); err != nil {
 		return err
 	}
-	if err := s.manage.RetireKey(r.Context(), ar.tenant.ID, r.PathValue("kid"), in.Compromised, ar.actor(r)); err != nil {
+	if in.Compromised == nil {
+		// Required, because the two differ in what they protect: before,
+		// retiring always removed the key at once, and a script written then
+		// to retire a leaked key must not now leave it trusted unawares.
+		return &httpError{status: http.StatusBadRequest, code: "invalid_request",
+			description: `Say whether the key is compromised: {"compromised": true} removes it from the key set at once, cutting off every token it signed; {"compromised": false} stops it signing and keeps it published until the tokens it signed expire.`}
+	}
+	if err := s.manage.RetireKey(r.Context(), ar.tenant.ID, r.PathValue("kid"), *in.Compromised, ar.actor(r)); err != nil {
 		return apiError(err, "signing key")
 	}
 	return apiNoContent(w)

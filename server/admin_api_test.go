@@ -646,7 +646,8 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		if len(rotated) == 0 || len(keys) == 0 {
 			t.Fatalf("keys %v, rotated %v", keys, rotated)
 		}
-		ok("retire an old key", "POST", "/keys/"+keys[0]["kid"].(string)+"/retire", "", http.StatusNoContent)
+		apiWant(t, "retire without saying whether the key is compromised", apiCall(t, "POST", v1+"/keys/"+keys[0]["kid"].(string)+"/retire", tok, "", ""), http.StatusBadRequest, "invalid_request")
+		ok("retire an old key", "POST", "/keys/"+keys[0]["kid"].(string)+"/retire", `{"compromised": false}`, http.StatusNoContent)
 		audited("admin.keys.retire")
 		ok("retire a compromised key", "POST", "/keys/"+keys[1]["kid"].(string)+"/retire", `{"compromised": true}`, http.StatusNoContent)
 		var published jose.JSONWebKeySet
@@ -654,8 +655,8 @@ func TestAdminAPIManagesATenant(t *testing.T) {
 		if len(published.Key(keys[0]["kid"].(string))) == 0 || len(published.Key(keys[1]["kid"].(string))) != 0 {
 			t.Errorf("JWKS after retirements holds %v; want the ordinary one still, the compromised one gone", published.Keys)
 		}
-		apiWant(t, "retire the only active key", apiCall(t, "POST", v1+"/keys/"+rotated[0]["kid"].(string)+"/retire", tok, "", ""), http.StatusBadRequest, "invalid_request")
-		apiWant(t, "retire an unknown key", apiCall(t, "POST", v1+"/keys/nope/retire", tok, "", ""), http.StatusNotFound, "not_found")
+		apiWant(t, "retire the only active key", apiCall(t, "POST", v1+"/keys/"+rotated[0]["kid"].(string)+"/retire", tok, "application/json", `{"compromised": false}`), http.StatusBadRequest, "invalid_request")
+		apiWant(t, "retire an unknown key", apiCall(t, "POST", v1+"/keys/nope/retire", tok, "application/json", `{"compromised": false}`), http.StatusNotFound, "not_found")
 		ok("rotate with defaults", "POST", "/keys/rotate", "", http.StatusOK)
 
 		// Registration tokens.
