@@ -4,9 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"net/url"
 )
@@ -83,33 +81,14 @@ func (s *Server) checkCSRF(r *http.Request) (string, error) {
 	if err != nil || !validCSRFToken(c.Value) {
 		return "", errCSRF
 	}
-	if err := parsePostedForm(r, s.maxBody); err != nil {
+	// Normally wellFormed has read the form already, and this reads nothing.
+	if err := s.wellFormed(r); err != nil {
 		return "", err
 	}
 	if subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get(csrfField))) != 1 {
 		return "", errCSRF
 	}
 	return c.Value, nil
-}
-
-// parsePostedForm reads a posted form into r.PostForm, a multipart one (a
-// file upload) included, whose parts are kept in memory: the body is capped
-// at maxBody anyway. A body over the cap gets 413 rather than the CSRF
-// refusal, which would send the person looking for the wrong cause.
-func parsePostedForm(r *http.Request, maxBody int64) error {
-	err := r.ParseForm()
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && mt == "multipart/form-data" {
-		err = r.ParseMultipartForm(maxBody)
-	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return &httpError{status: http.StatusRequestEntityTooLarge, code: "too_large",
-			description: fmt.Sprintf("The form is larger than this server accepts (%d KiB). Send a smaller file.", tooBig.Limit/1024)}
-	}
-	if err != nil {
-		return errCSRF
-	}
-	return nil
 }
 
 // validCSRFToken accepts only values csrfToken could have made, so a

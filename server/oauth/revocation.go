@@ -52,7 +52,9 @@ func (h *revocationHandler) RevokeToken(ctx context.Context, token string, hint 
 	if req.GetClient().GetID() != client.GetID() {
 		return fosite.ErrUnauthorizedClient
 	}
-	return revocationFailure(h.store.RevokeRefreshToken(ctx, req.GetID()), h.store.RevokeAccessToken(ctx, req.GetID()))
+	// Either kind of token ends its whole grant (RFC 7009 §2.1); the store's
+	// revocation of a family covers both kinds in one write.
+	return revocationFailure(h.store.RevokeRefreshToken(ctx, req.GetID()))
 }
 
 // revocationFailure is nil when every error is nil or says the token is
