@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,7 +19,6 @@ import (
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/storage/postgres"
 	"github.com/smartauth/smartauth/storage/postgres/pgtest"
-	"github.com/smartauth/smartauth/storage/sqlite"
 )
 
 // tamperable is a store and a way to change one of its audit rows behind
@@ -36,15 +34,7 @@ type tamperable struct {
 func tamperableBackends(t *testing.T) []tamperable {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "smartauth.db")
-	lite, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	if _, err := lite.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lite, path := servertest.OpenSQLiteFile(t)
 	out := []tamperable{{name: "sqlite", store: lite, tamper: func(t *testing.T, tenantID string, seq int64, newType string) {
 		db, err := sql.Open("sqlite", path)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/storage/postgres"
 	"github.com/smartauth/smartauth/storage/postgres/pgtest"
-	"github.com/smartauth/smartauth/storage/sqlite"
 )
 
 // answer is one HTTP response, read whole.
@@ -128,15 +126,7 @@ const refusal = "grant records are read-only in this test"
 func breakableStores(t *testing.T) []breakableStore {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "smartauth.db")
-	lite, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	if _, err := lite.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lite, path := servertest.OpenSQLiteFile(t)
 	liteExec := func(t *testing.T, stmt string) {
 		db, err := sql.Open("sqlite", path)
 		if err != nil {
@@ -392,15 +382,7 @@ func TestDatabaseOutage(t *testing.T) {
 func TestSQLiteLockedTooLong(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "smartauth.db")
-	store, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store, path := servertest.OpenSQLiteFile(t)
 	srv := servertest.Start(t, store)
 	srv.Tenant(t, "clinic")
 	id, secret := backendClient(t, srv, "clinic", storage.ClientConfidentialSymmetric, nil)

@@ -43,7 +43,16 @@ func Backends() []Backend {
 // OpenSQLite opens a migrated SQLite store in a temporary folder.
 func OpenSQLite(t testing.TB) storage.Storage {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "smartauth.db"))
+	s, _ := OpenSQLiteFile(t)
+	return s
+}
+
+// OpenSQLiteFile is OpenSQLite that also names the database file, for tests
+// that open a connection of their own to it beside the store's.
+func OpenSQLiteFile(t testing.TB) (storage.Storage, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "smartauth.db")
+	s, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +60,7 @@ func OpenSQLite(t testing.TB) storage.Storage {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, path
 }
 
 // OpenPostgres opens a migrated PostgreSQL store in a fresh schema.
