@@ -578,6 +578,12 @@ type Token struct {
 	Data      []byte
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Alone says the record is the only one its request will ever have,
+	// and nothing can name the request before the record is stored (a
+	// client_credentials access token): no revocation of its family can
+	// race storing it, so CreateToken may skip serialising the two. It is
+	// not stored.
+	Alone bool
 }
 
 // Launch is an EHR launch context waiting for its app.

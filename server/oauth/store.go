@@ -125,7 +125,12 @@ func (s *Store) create(ctx context.Context, kind storage.TokenKind, tokenType fo
 	if exp.IsZero() {
 		exp = s.now().Add(defaultTTL)
 	}
+	// A client_credentials grant is one access token and nothing more, so no
+	// revocation of its family can race storing it (storage.Token.Alone).
+	ar, isAccess := req.(fosite.AccessRequester)
+	alone := kind == storage.KindAccessToken && isAccess && ar.GetGrantTypes().ExactOne("client_credentials")
 	return mapErr(s.store.CreateToken(ctx, storage.Token{
+		Alone:     alone,
 		TenantID:  s.tenant,
 		Kind:      kind,
 		Signature: signature,

@@ -50,13 +50,14 @@ const lockFamily = `SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' ||
 // revocation committed before, and the insert sees its marker, or it waits
 // for this insert to commit, and its update sees the new record. The two
 // statements travel as one batch, one round trip, in one implicit
-// transaction; a record of no request has no family to lock.
+// transaction; a record of no request, or one alone in its request
+// (Token.Alone), has no family revocation to race.
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	const insert = `INSERT INTO tokens (` + tokenColumns + `) SELECT $1, $2, $3, $4, $5, $6, $7,
 		$8::boolean AND NOT EXISTS (SELECT 1 FROM revoked_requests WHERE tenant_id = $1 AND request_id = $4), $9, $10, $11`
 	args := []any{t.TenantID, string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID,
 		t.Active, t.Data, tstz(t.CreatedAt), tstz(t.ExpiresAt)}
-	if t.RequestID == "" {
+	if t.RequestID == "" || t.Alone {
 		_, err := s.pool.Exec(ctx, insert, args...)
 		return wrap("create token", err)
 	}
