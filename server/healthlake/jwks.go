@@ -30,7 +30,7 @@ type keySet struct {
 	minInterval time.Duration
 	now         func() time.Time
 
-	mu      sync.Mutex
+	mu    sync.Mutex
 	keys  jose.JSONWebKeySet
 	tried time.Time // last fetch attempt, successful or not
 }
