@@ -10,7 +10,7 @@
 //	SMARTAUTH_INTROSPECTION_CLIENT_ID     a confidential client of the tenant; with the secret,
 //	SMARTAUTH_INTROSPECTION_CLIENT_SECRET every token is also checked for revocation
 //	SMARTAUTH_HTTP_TIMEOUT            per-call timeout to the issuer (default 800ms)
-//	SMARTAUTH_JWKS_REFRESH_INTERVAL   least time between JWKS fetches (default 30s)
+//	SMARTAUTH_JWKS_REFRESH_INTERVAL   least time between JWKS fetches (default 10s)
 //
 // Build it for the provided.al2023 runtime with
 //

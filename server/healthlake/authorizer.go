@@ -22,7 +22,7 @@ import (
 const (
 	DefaultTimeout         = 800 * time.Millisecond
 	DefaultLeeway          = 30 * time.Second
-	DefaultRefreshInterval = 30 * time.Second
+	DefaultRefreshInterval = 10 * time.Second
 )
 
 // maxIntrospectionBytes bounds an introspection answer.
@@ -108,6 +108,9 @@ func New(cfg Config) (*Authorizer, error) {
 		log:    cfg.Logger,
 	}, nil
 }
+
+// Audience is the datastore endpoint this authorizer serves.
+func (a *Authorizer) Audience() string { return a.cfg.Audience }
 
 // Claims are the parts of a verified access token the answer needs.
 type Claims struct {
