@@ -57,6 +57,8 @@ func (f Flag) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads the flag from a JSON string or boolean.
 func (f *Flag) UnmarshalJSON(b []byte) error {
 	switch string(b) {
+	case `null`:
+		// Unmarshal's convention: null leaves the value as it is.
 	case `"true"`, `true`:
 		*f = true
 	case `"false"`, `false`:
