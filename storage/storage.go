@@ -404,6 +404,17 @@ type TenantPolicy struct {
 	PatientSearch PatientSearchSource `json:"patient_search,omitzero"`
 }
 
+// DefaultAccessTokenAlg is the access-token algorithm of a tenant that set none.
+const DefaultAccessTokenAlg = "ES256"
+
+// AccessTokenAlgOrDefault returns AccessTokenAlg, or DefaultAccessTokenAlg when it is empty.
+func (p TenantPolicy) AccessTokenAlgOrDefault() string {
+	if p.AccessTokenAlg == "" {
+		return DefaultAccessTokenAlg
+	}
+	return p.AccessTokenAlg
+}
+
 // PatientSearchSource is a FHIR server searched for patients with a token
 // from OAuth 2.0 client_credentials. Every field is a string so that
 // TenantPolicy stays comparable.
