@@ -142,13 +142,19 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 	if retirement < 0 {
 		return nil, errors.New("retirement window must not be negative")
 	}
-	// Every algorithm the tenant signs with now gets a successor, so a
-	// tenant that chose PS256 keeps a PS256 key.
+	// Every algorithm the tenant signs with, or has just chosen, gets a
+	// successor, so a tenant that chose PS256 keeps a PS256 key. Both are
+	// read afresh: another replica may have added the key a moment ago.
+	t, err := m.store.GetTenant(ctx, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
+	}
+	m.forgetList(tenantID)
 	current, err := m.list(ctx, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
 	}
-	var extra []string
+	extra := []string{t.Policy.AccessTokenAlgOrDefault()}
 	for _, k := range current {
 		if k.Status == storage.KeyActive {
 			extra = append(extra, k.Alg)

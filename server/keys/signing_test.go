@@ -198,4 +198,20 @@ func TestEnsureKey(t *testing.T) {
 	if active["PS256"] != 1 || active["RS256"] != 1 || active["ES256"] != 1 {
 		t.Errorf("active keys per algorithm after rotation = %v, want one each of RS256, PS256, ES256", active)
 	}
+
+	// A tenant whose setting names PS256 gets one at rotation even without one before.
+	b, err := st.GetTenant(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Policy.AccessTokenAlg = "PS256"
+	if err := st.UpdateTenant(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Rotate(ctx, "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ActiveKey(ctx, "b", "PS256"); err != nil {
+		t.Errorf("rotation left tenant b, set to PS256, without a PS256 key: %v", err)
+	}
 }
