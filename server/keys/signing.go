@@ -173,28 +173,28 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 }
 
 // EnsureKey gives the tenant an active key for alg if it has none, beside
-// its other keys; it reports whether it added one.
-func (m *Manager) EnsureKey(ctx context.Context, tenantID, alg string) (bool, error) {
+// its other keys; it returns the kid of the key it added, or "" if it added none.
+func (m *Manager) EnsureKey(ctx context.Context, tenantID, alg string) (string, error) {
 	m.forgetList(tenantID)
 	ks, err := m.list(ctx, tenantID)
 	if err != nil {
-		return false, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+		return "", fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
 	}
 	for _, k := range ks {
 		if k.Status == storage.KeyActive && k.Alg == alg {
-			return false, nil
+			return "", nil
 		}
 	}
 	k, err := m.generate(tenantID, alg)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	err = m.store.AddSigningKeys(ctx, tenantID, []storage.SigningKey{k})
 	m.forgetList(tenantID)
 	if err != nil {
-		return false, fmt.Errorf("add %s key to tenant %q: %w", alg, tenantID, err)
+		return "", fmt.Errorf("add %s key to tenant %q: %w", alg, tenantID, err)
 	}
-	return true, nil
+	return k.KID, nil
 }
 
 // Retire marks one key retiring at retiresAt and forgets the cached list,

@@ -205,8 +205,14 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 		}
 		// The key comes first: once the setting is stored, every replica
 		// signs with it. A key added for an edit that then fails stays, unused.
-		if _, err := s.keys.EnsureKey(ctx, in.ID, alg); err != nil {
+		kid, err := s.keys.EnsureKey(ctx, in.ID, alg)
+		if err != nil {
 			return storage.Tenant{}, err
+		}
+		if kid != "" {
+			if err := s.audit(ctx, in.ID, "admin.keys.add", who, "", map[string]string{"kid": kid, "alg": alg}); err != nil {
+				return storage.Tenant{}, err
+			}
 		}
 		t := old
 		t.Name, t.FHIRBaseURLs = name, bases

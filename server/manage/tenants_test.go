@@ -280,6 +280,10 @@ func TestAccessTokenAlg(t *testing.T) {
 		if got := activeAlgs(t, fx, "clinic"); got != "ES256 PS256 RS256" {
 			t.Fatalf("active keys after choosing PS256: %s, want one each of ES256, PS256, RS256", got)
 		}
+		added := fx.events(t, "clinic", "admin.keys.add")
+		if len(added) != 1 || added[0].Details["alg"] != "PS256" || added[0].Details["kid"] == "" || added[0].ActorID != "op" {
+			t.Fatalf("key additions audited %+v, want the one PS256 key", added)
+		}
 		var algs []string
 		for _, e := range fx.events(t, "clinic", "admin.tenant.update") {
 			algs = append(algs, e.Details["access_token_alg"])
