@@ -38,12 +38,12 @@ const (
 // clockSkew tolerates clocks of replicas that disagree a little.
 const clockSkew = 5 * time.Second
 
-// Access tokens are signed with ES256 (small and fast) unless the tenant
-// chose RS256 or PS256, which some resource servers insist on; ID tokens
-// with RS256, which OpenID Connect requires every relying party to support.
+// IDTokenAlg signs ID tokens: RS256, which OpenID Connect requires every relying party to support.
 const IDTokenAlg = "RS256"
 
-// AccessTokenAlg returns the algorithm the tenant signs access tokens with.
+// AccessTokenAlg returns the algorithm the tenant signs access tokens with:
+// ES256 (small and fast) unless it chose RS256 or PS256, which some resource
+// servers insist on.
 func AccessTokenAlg(t storage.Tenant) string {
 	return t.Policy.AccessTokenAlgOrDefault()
 }
