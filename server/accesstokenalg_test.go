@@ -27,7 +27,8 @@ func TestAccessTokenAlgorithms(t *testing.T) {
 		if got := discoveredAccessTokenAlgs(t, iss); !slices.Equal(got, []string{"ES256"}) {
 			t.Fatalf("discovery before any choice names %v, want ES256", got)
 		}
-		var earlier []string
+		type issued struct{ token, alg string }
+		var earlier []issued
 		for _, alg := range []string{"RS256", "PS256", "ES256"} {
 			r := apiCall(t, "PUT", e.v1+"/tenants/acme", e.opToken, "", `{"fhir_base_urls": ["https://fhir.example.org/acme"], "access_token_alg": "`+alg+`"}`)
 			apiWant(t, "set "+alg, r, http.StatusOK, "")
@@ -43,11 +44,11 @@ func TestAccessTokenAlgorithms(t *testing.T) {
 			if status != http.StatusOK || token == "" {
 				t.Fatalf("client_credentials with %s: %d %v", alg, status, body)
 			}
-			verifyWithJWKS(t, iss, token, alg)
-			earlier = append(earlier, token)
-			for i, tok := range earlier {
-				if !introspectActiveAt(t, iss, id, secret, tok) {
-					t.Fatalf("after setting %s, the token signed with choice %d is not active", alg, i+1)
+			earlier = append(earlier, issued{token, alg})
+			for _, e := range earlier {
+				verifyWithJWKS(t, iss, e.token, e.alg)
+				if !introspectActiveAt(t, iss, id, secret, e.token) {
+					t.Fatalf("after setting %s, the token signed with %s is not active", alg, e.alg)
 				}
 			}
 		}
