@@ -22,6 +22,7 @@ var nouns = []noun{
 	{"tenant", "manage tenants", []verb{
 		{"create", "create a tenant, its own issuer with its own signing keys"},
 		{"list", "list the tenants"},
+		{"set-access-token-alg", "sign the tenant's access tokens with RS256, PS256 or ES256; earlier tokens stay valid"},
 		{"set-patient-search", "let the patient picker search the tenant's FHIR server (client secret read from stdin)"},
 		{"clear-patient-search", "stop searching the tenant's FHIR server"},
 	}},

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,7 +146,7 @@ func TestUsageErrors(t *testing.T) {
 	env.fails(t, 2, "--tenant is required", "", "client", "list")
 	env.fails(t, 2, "flag provided but not defined: -bogus", "", "tenant", "list", "--bogus")
 	env.fails(t, 2, `unexpected argument "extra"`, "", "tenant", "list", "extra")
-	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-patient-search") {
+	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-access-token-alg, set-patient-search") {
 		t.Fatalf("help: %d %q", code, out)
 	}
 }
@@ -192,6 +193,37 @@ func TestTenantCommands(t *testing.T) {
 		t.Fatalf("lifetimes not kept: %+v", ttl.Policy)
 	}
 	env.fails(t, 1, "must be an absolute http(s) URL", "", "tenant", "create", "--id", "badfhir", "--fhir-base-url", "ftp://x")
+}
+
+// TestTenantAccessTokenAlgCommands shows the access-token algorithm is set
+// at creation and changed later, a PS256 choice brings its own key, and a
+// value outside the three is refused saying which are allowed.
+func TestTenantAccessTokenAlgCommands(t *testing.T) {
+	env := newEnv(t)
+	var rs, plain, changed tenantJSON
+	env.ok(t, &rs, "", "tenant", "create", "--id", "rs", "--fhir-base-url", "https://x.example", "--access-token-alg", "RS256")
+	env.ok(t, &plain, "", "tenant", "create", "--id", "plain", "--fhir-base-url", "https://x.example", "--mfa-required")
+	if rs.Policy.AccessTokenAlg != "RS256" || plain.Policy.AccessTokenAlg != "ES256" {
+		t.Fatalf("created with algorithms %q and %q, want RS256 and the default ES256", rs.Policy.AccessTokenAlg, plain.Policy.AccessTokenAlg)
+	}
+	env.ok(t, &changed, "", "tenant", "set-access-token-alg", "--tenant", "plain", "--alg", "PS256")
+	if changed.Policy.AccessTokenAlg != "PS256" || !changed.Policy.MFARequired || changed.FHIRBaseURLs[0] != "https://x.example" {
+		t.Fatalf("after set-access-token-alg: %+v, want PS256 with the rest kept", changed)
+	}
+	var algs []string
+	for _, k := range changed.Keys {
+		if k.Status == string(storage.KeyActive) {
+			algs = append(algs, k.Alg)
+		}
+	}
+	slices.Sort(algs)
+	if !slices.Equal(algs, []string{"ES256", "PS256", "RS256"}) {
+		t.Fatalf("active keys after choosing PS256: %v", algs)
+	}
+	env.fails(t, 1, `access token algorithm "HS256" must be one of RS256, PS256, ES256`, "", "tenant", "create", "--id", "hs", "--fhir-base-url", "https://x.example", "--access-token-alg", "HS256")
+	env.fails(t, 1, "must be one of RS256, PS256, ES256", "", "tenant", "set-access-token-alg", "--tenant", "plain", "--alg", "RS512")
+	env.fails(t, 2, "--alg is required", "", "tenant", "set-access-token-alg", "--tenant", "plain")
+	env.fails(t, 1, `no tenant "ghost"`, "", "tenant", "set-access-token-alg", "--tenant", "ghost", "--alg", "RS256")
 }
 
 func TestClientCommands(t *testing.T) {

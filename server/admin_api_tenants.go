@@ -21,16 +21,18 @@ type apiTenant struct {
 // apiTenantSettings are what an API client may set of a tenant: the body
 // of PUT /tenants/{tenant}, and with an id that of POST /tenants.
 type apiTenantSettings struct {
-	Name               string           `json:"name"`
-	FHIRBaseURLs       []string         `json:"fhir_base_urls"`
-	MFARequired        bool             `json:"mfa_required"`
-	MFAOffered         bool             `json:"mfa_offered"`
-	AllowEmailLinking  bool             `json:"allow_email_linking"`
-	JITProvisioning    bool             `json:"jit_provisioning"`
-	OpaqueAccessTokens bool             `json:"opaque_access_tokens"`
-	AccessTokenTTL     storage.Duration `json:"access_token_ttl,omitempty"`
-	RefreshTokenTTL    storage.Duration `json:"refresh_token_ttl,omitempty"`
-	IDTokenTTL         storage.Duration `json:"id_token_ttl,omitempty"`
+	Name               string   `json:"name"`
+	FHIRBaseURLs       []string `json:"fhir_base_urls"`
+	MFARequired        bool     `json:"mfa_required"`
+	MFAOffered         bool     `json:"mfa_offered"`
+	AllowEmailLinking  bool     `json:"allow_email_linking"`
+	JITProvisioning    bool     `json:"jit_provisioning"`
+	OpaqueAccessTokens bool     `json:"opaque_access_tokens"`
+	// AccessTokenAlg is RS256, PS256 or ES256; absent means ES256.
+	AccessTokenAlg  string           `json:"access_token_alg,omitempty"`
+	AccessTokenTTL  storage.Duration `json:"access_token_ttl,omitempty"`
+	RefreshTokenTTL storage.Duration `json:"refresh_token_ttl,omitempty"`
+	IDTokenTTL      storage.Duration `json:"id_token_ttl,omitempty"`
 }
 
 // apiPatientSearch is a tenant's FHIR patient search source without its secret.
@@ -55,6 +57,7 @@ func (s *Server) apiTenantView(t storage.Tenant) apiTenant {
 			Name: t.Name, FHIRBaseURLs: t.FHIRBaseURLs, MFARequired: p.MFARequired, MFAOffered: p.MFAOffered,
 			AllowEmailLinking: p.AllowEmailLinking, JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens,
 			AccessTokenTTL: p.AccessTokenTTL, RefreshTokenTTL: p.RefreshTokenTTL, IDTokenTTL: p.IDTokenTTL,
+			AccessTokenAlg: p.AccessTokenAlgOrDefault(),
 		},
 	}
 	if ps := p.PatientSearch; ps.FHIRBaseURL != "" {
@@ -72,6 +75,7 @@ func (in apiTenantSettings) policy() storage.TenantPolicy {
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: in.AccessTokenTTL, RefreshTokenTTL: in.RefreshTokenTTL, IDTokenTTL: in.IDTokenTTL,
+		AccessTokenAlg: in.AccessTokenAlg,
 	}
 }
 
@@ -143,7 +147,7 @@ func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *api
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: time.Duration(in.AccessTokenTTL), RefreshTokenTTL: time.Duration(in.RefreshTokenTTL), IDTokenTTL: time.Duration(in.IDTokenTTL),
-		Version: version,
+		AccessTokenAlg: in.AccessTokenAlg, Version: version,
 	}, ar.actor(r))
 	if err != nil {
 		return apiEditError(err, version, "tenant")

@@ -44,6 +44,8 @@ type tenantForm struct {
 	AllowEmailLinking  bool
 	JITProvisioning    bool
 	OpaqueAccessTokens bool
+	// AccessTokenAlg is RS256, PS256 or ES256; blank means ES256.
+	AccessTokenAlg string
 	// AccessTokenTTL, RefreshTokenTTL and IDTokenTTL are Go durations;
 	// empty means the server's default.
 	AccessTokenTTL  string
@@ -68,7 +70,7 @@ func tenantFormOf(t storage.Tenant) tenantForm {
 	return tenantForm{
 		ID: t.ID, Name: t.Name, FHIRBaseURLs: strings.Join(t.FHIRBaseURLs, "\n"), MFA: mfa,
 		AllowEmailLinking: p.AllowEmailLinking, JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens,
-		AccessTokenTTL: formatLifetime(p.AccessTokenTTL), RefreshTokenTTL: formatLifetime(p.RefreshTokenTTL), IDTokenTTL: formatLifetime(p.IDTokenTTL),
+		AccessTokenAlg: p.AccessTokenAlgOrDefault(), AccessTokenTTL: formatLifetime(p.AccessTokenTTL), RefreshTokenTTL: formatLifetime(p.RefreshTokenTTL), IDTokenTTL: formatLifetime(p.IDTokenTTL),
 		Version: strconv.FormatInt(t.Version, 10),
 	}
 }
@@ -83,6 +85,7 @@ func readTenantForm(f url.Values) tenantForm {
 		AllowEmailLinking:  f.Get("allow_email_linking") == "on",
 		JITProvisioning:    f.Get("jit_provisioning") == "on",
 		OpaqueAccessTokens: f.Get("opaque_access_tokens") == "on",
+		AccessTokenAlg:     strings.TrimSpace(f.Get("access_token_alg")),
 		AccessTokenTTL:     strings.TrimSpace(f.Get("access_token_ttl")),
 		RefreshTokenTTL:    strings.TrimSpace(f.Get("refresh_token_ttl")),
 		IDTokenTTL:         strings.TrimSpace(f.Get("id_token_ttl")),
@@ -130,7 +133,7 @@ func (f tenantForm) tenantUpdate(id string) (manage.TenantUpdate, string) {
 	in := manage.TenantUpdate{
 		ID: id, Name: f.Name, FHIRBaseURLs: f.baseURLs(), MFARequired: required, MFAOffered: offered,
 		AllowEmailLinking: f.AllowEmailLinking, JITProvisioning: f.JITProvisioning, OpaqueAccessTokens: f.OpaqueAccessTokens,
-		Version: version,
+		AccessTokenAlg: f.AccessTokenAlg, Version: version,
 	}
 	for _, l := range []struct {
 		what, text string

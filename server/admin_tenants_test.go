@@ -181,7 +181,7 @@ func TestAdminSettings(t *testing.T) {
 
 			form := url.Values{"name": {"Acme Health"}, "fhir_base_urls": {"https://fhir.acme.example/r4\nhttps://fhir.example.org/acme"},
 				"mfa": {"required"}, "allow_email_linking": {"on"}, "jit_provisioning": {"on"},
-				"access_token_ttl": {"15m"}, "refresh_token_ttl": {""}, "id_token_ttl": {"5m"}}
+				"access_token_ttl": {"15m"}, "refresh_token_ttl": {""}, "id_token_ttl": {"5m"}, "access_token_alg": {"RS256"}}
 			wantRedirect(t, e.srv, "save", admin.post("/admin/t/acme/settings", form), "/admin/t/acme/settings?notice=saved")
 
 			tn, err := e.srv.Store.GetTenant(ctx, "acme")
@@ -189,7 +189,7 @@ func TestAdminSettings(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := storage.TenantPolicy{MFARequired: true, AllowEmailLinking: true, JITProvisioning: true,
-				AccessTokenTTL: storage.Duration(15 * time.Minute), IDTokenTTL: storage.Duration(5 * time.Minute)}
+				AccessTokenTTL: storage.Duration(15 * time.Minute), IDTokenTTL: storage.Duration(5 * time.Minute), AccessTokenAlg: "RS256"}
 			if tn.Name != "Acme Health" || tn.Policy != want ||
 				!slices.Equal(tn.FHIRBaseURLs, []string{"https://fhir.acme.example/r4", "https://fhir.example.org/acme"}) {
 				t.Errorf("stored tenant: %+v", tn)
@@ -200,7 +200,8 @@ func TestAdminSettings(t *testing.T) {
 			}
 			p = admin.get("/admin/t/acme/settings?notice=saved")
 			for _, want := range []string{"Settings saved.", `value="Acme Health"`, `value="15m"`, `value="5m"`,
-				`id="mfa-required" name="mfa" value="required" checked`, `id="jit_provisioning" name="jit_provisioning" checked`} {
+				`id="mfa-required" name="mfa" value="required" checked`, `id="jit_provisioning" name="jit_provisioning" checked`,
+				`id="alg-rs256" name="access_token_alg" value="RS256" checked`} {
 				if !strings.Contains(p.body, want) {
 					t.Errorf("settings after saving lack %q", want)
 				}
@@ -219,6 +220,7 @@ func TestAdminSettings(t *testing.T) {
 				{"fhir_base_urls", "", "at least one FHIR base URL is required"},
 				{"fhir_base_urls", "https://fhir.acme.example/r4?x=1", "must not have a query"},
 				{"mfa", "sometimes", "Choose whether people are asked for a second factor."},
+				{"access_token_alg", "HS256", `access token algorithm "HS256" must be one of RS256, PS256, ES256`},
 			} {
 				bad := url.Values{}
 				for k, vs := range form {
@@ -234,7 +236,7 @@ func TestAdminSettings(t *testing.T) {
 					t.Errorf("%s=%q: the typed name is not kept", tc.field, tc.value)
 				}
 			}
-			if tn, _ := e.srv.Store.GetTenant(ctx, "acme"); tn.Name != "Acme Health" {
+			if tn, _ := e.srv.Store.GetTenant(ctx, "acme"); tn.Name != "Acme Health" || tn.Policy.AccessTokenAlg != "RS256" {
 				t.Errorf("a refused form changed the tenant: %+v", tn)
 			}
 		})

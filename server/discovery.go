@@ -7,6 +7,7 @@ import (
 	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/smart"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // smartConfiguration is the SMART App Launch discovery document
@@ -26,17 +27,21 @@ type smartConfiguration struct {
 	IntrospectionEndpoint     string   `json:"introspection_endpoint,omitempty"`
 	RevocationEndpoint        string   `json:"revocation_endpoint,omitempty"`
 	TokenEndpointAuthSigningA []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// AccessTokenSigningAlgs names the algorithm the tenant signs access tokens with now.
+	AccessTokenSigningAlgs []string `json:"access_token_signing_alg_values_supported"`
 	// RegistrationEndpoint takes RFC 7591 registrations with an initial access token.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
 }
 
 // openIDConfiguration is the OpenID Connect Discovery 1.0 document.
 type openIDConfiguration struct {
-	Issuer                   string   `json:"issuer"`
-	JWKSURI                  string   `json:"jwks_uri"`
-	SubjectTypesSupported    []string `json:"subject_types_supported"`
-	ResponseTypesSupported   []string `json:"response_types_supported"`
-	IDTokenSigningAlgs       []string `json:"id_token_signing_alg_values_supported"`
+	Issuer                 string   `json:"issuer"`
+	JWKSURI                string   `json:"jwks_uri"`
+	SubjectTypesSupported  []string `json:"subject_types_supported"`
+	ResponseTypesSupported []string `json:"response_types_supported"`
+	IDTokenSigningAlgs     []string `json:"id_token_signing_alg_values_supported"`
+	// AccessTokenSigningAlgs names the algorithm the tenant signs access tokens with now.
+	AccessTokenSigningAlgs   []string `json:"access_token_signing_alg_values_supported"`
 	AuthorizationEndpoint    string   `json:"authorization_endpoint,omitempty"`
 	TokenEndpoint            string   `json:"token_endpoint,omitempty"`
 	UserinfoEndpoint         string   `json:"userinfo_endpoint,omitempty"`
@@ -54,6 +59,17 @@ type openIDConfiguration struct {
 	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 	// RegistrationEndpoint takes RFC 7591 registrations with an initial access token.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
+}
+
+// accessTokenSigningAlgs is the access_token_signing_alg_values_supported
+// of both discovery documents. Neither SMART, OpenID Connect discovery nor
+// RFC 8414 defines a field for it; this name follows the pattern of the
+// registered *_signing_alg_values_supported fields, and other servers use
+// it. It holds the one algorithm new tokens are signed with, so a resource
+// server that pins an algorithm knows which; tokens signed before a change
+// of setting keep their own algorithm and key until they expire.
+func accessTokenSigningAlgs(t storage.Tenant) []string {
+	return []string{oauth.AccessTokenAlg(t)}
 }
 
 func (s *Server) jwksURI(tenantID string) string {
@@ -84,6 +100,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) erro
 		GrantTypesSupported:       slices.Clone(grantTypes),
 		TokenEndpointAuthMethods:  slices.Clone(tokenEndpointAuthMethods),
 		TokenEndpointAuthSigningA: slices.Clone(assertionAlgs),
+		AccessTokenSigningAlgs:    accessTokenSigningAlgs(t),
 		CodeChallengeMethods:      []string{"S256"},
 		ResponseTypesSupported:    []string{"code"},
 		Capabilities:              smart.Capabilities(),
@@ -113,6 +130,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) err
 		SubjectTypesSupported:    []string{"public"},
 		ResponseTypesSupported:   []string{"code"},
 		IDTokenSigningAlgs:       []string{oauth.IDTokenAlg},
+		AccessTokenSigningAlgs:   accessTokenSigningAlgs(t),
 		GrantTypesSupported:      slices.Clone(grantTypes),
 		TokenEndpointAuthMethods: slices.Clone(tokenEndpointAuthMethods),
 		TokenEndpointAuthSigning: slices.Clone(assertionAlgs),

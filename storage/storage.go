@@ -160,6 +160,9 @@ type Storage interface {
 	// RotateSigningKeys marks the tenant's active keys as retiring at
 	// retireAt and stores the new keys as active, in one transaction.
 	RotateSigningKeys(ctx context.Context, tenantID string, newKeys []SigningKey, retireAt time.Time) error
+	// AddSigningKeys stores new active keys beside the tenant's current
+	// ones, retiring none, in one transaction.
+	AddSigningKeys(ctx context.Context, tenantID string, newKeys []SigningKey) error
 	// RetireSigningKey marks one key of a tenant, active or retiring, as
 	// retiring at retiresAt, so it signs nothing more and leaves the JWKS
 	// then; an unknown kid yields ErrNotFound.
@@ -392,9 +395,24 @@ type TenantPolicy struct {
 	AccessTokenTTL  Duration `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL Duration `json:"refresh_token_ttl,omitempty"`
 	IDTokenTTL      Duration `json:"id_token_ttl,omitempty"`
+	// AccessTokenAlg is the JWS algorithm of the tenant's JWT access tokens:
+	// RS256, PS256 or ES256; empty means ES256, so tenants stored before the
+	// setting existed keep their behaviour.
+	AccessTokenAlg string `json:"access_token_alg,omitempty"`
 	// PatientSearch, when its FHIRBaseURL is set, is the FHIR server whose
 	// Patient search the patient picker offers besides the local roster.
 	PatientSearch PatientSearchSource `json:"patient_search,omitzero"`
+}
+
+// DefaultAccessTokenAlg is the access-token algorithm of a tenant that set none.
+const DefaultAccessTokenAlg = "ES256"
+
+// AccessTokenAlgOrDefault returns AccessTokenAlg, or DefaultAccessTokenAlg when it is empty.
+func (p TenantPolicy) AccessTokenAlgOrDefault() string {
+	if p.AccessTokenAlg == "" {
+		return DefaultAccessTokenAlg
+	}
+	return p.AccessTokenAlg
 }
 
 // PatientSearchSource is a FHIR server searched for patients with a token

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,13 @@ import (
 // Algorithms every tenant gets a key for: RS256 because OpenID Connect
 // requires it of ID tokens, ES256 because it is smaller and faster.
 var Algorithms = []string{"RS256", "ES256"}
+
+// AccessTokenAlgorithms are those a tenant may sign access tokens with.
+// PS256 gets an RSA key of its own rather than sharing the RS256 one: a JWK
+// names one "alg", and strict validators refuse a PS256 signature by a key
+// published as RS256; one key per algorithm is also the cryptographers'
+// advice. A tenant holds a PS256 key only once it has chosen PS256.
+var AccessTokenAlgorithms = []string{"RS256", "PS256", "ES256"}
 
 // DefaultRetirement is how long a rotated-out key stays published, long
 // enough for every token it signed to expire and every JWKS cache to refresh.
@@ -108,10 +116,17 @@ func (m *Manager) Sealer() *Sealer {
 	return m.sealer
 }
 
-// NewKeys generates one sealed key per algorithm for a tenant, not yet stored.
-func (m *Manager) NewKeys(tenantID string) ([]storage.SigningKey, error) {
-	out := make([]storage.SigningKey, 0, len(Algorithms))
-	for _, alg := range Algorithms {
+// NewKeys generates one sealed key per algorithm for a tenant, not yet
+// stored: Algorithms and those of extra not among them.
+func (m *Manager) NewKeys(tenantID string, extra ...string) ([]storage.SigningKey, error) {
+	algs := slices.Clone(Algorithms)
+	for _, alg := range extra {
+		if !slices.Contains(algs, alg) {
+			algs = append(algs, alg)
+		}
+	}
+	out := make([]storage.SigningKey, 0, len(algs))
+	for _, alg := range algs {
 		k, err := m.generate(tenantID, alg)
 		if err != nil {
 			return nil, err
@@ -127,7 +142,25 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 	if retirement < 0 {
 		return nil, errors.New("retirement window must not be negative")
 	}
-	newKeys, err := m.NewKeys(tenantID)
+	// Every algorithm the tenant signs with, or has just chosen, gets a
+	// successor, so a tenant that chose PS256 keeps a PS256 key. Both are
+	// read afresh: another replica may have added the key a moment ago.
+	t, err := m.store.GetTenant(ctx, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
+	}
+	m.forgetList(tenantID)
+	current, err := m.list(ctx, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+	}
+	extra := []string{t.Policy.AccessTokenAlgOrDefault()}
+	for _, k := range current {
+		if k.Status == storage.KeyActive {
+			extra = append(extra, k.Alg)
+		}
+	}
+	newKeys, err := m.NewKeys(tenantID, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +170,31 @@ func (m *Manager) Rotate(ctx context.Context, tenantID string, retirement time.D
 		return nil, fmt.Errorf("rotate keys of tenant %q: %w", tenantID, err)
 	}
 	return m.list(ctx, tenantID)
+}
+
+// EnsureKey gives the tenant an active key for alg if it has none, beside
+// its other keys; it returns the kid of the key it added, or "" if it added none.
+func (m *Manager) EnsureKey(ctx context.Context, tenantID, alg string) (string, error) {
+	m.forgetList(tenantID)
+	ks, err := m.list(ctx, tenantID)
+	if err != nil {
+		return "", fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+	}
+	for _, k := range ks {
+		if k.Status == storage.KeyActive && k.Alg == alg {
+			return "", nil
+		}
+	}
+	k, err := m.generate(tenantID, alg)
+	if err != nil {
+		return "", err
+	}
+	err = m.store.AddSigningKeys(ctx, tenantID, []storage.SigningKey{k})
+	m.forgetList(tenantID)
+	if err != nil {
+		return "", fmt.Errorf("add %s key to tenant %q: %w", alg, tenantID, err)
+	}
+	return k.KID, nil
 }
 
 // Retire marks one key retiring at retiresAt and forgets the cached list,
@@ -211,13 +269,20 @@ func (m *Manager) PublicJWKS(ctx context.Context, tenantID string) (jose.JSONWeb
 
 // ActiveKey returns the tenant's active private key for alg, opened in memory.
 func (m *Manager) ActiveKey(ctx context.Context, tenantID, alg string) (jose.JSONWebKey, error) {
-	ks, err := m.list(ctx, tenantID)
-	if err != nil {
-		return jose.JSONWebKey{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
-	}
-	for _, k := range ks {
-		if k.Status == storage.KeyActive && k.Alg == alg {
-			return m.open(k)
+	// A cached list may predate a key another replica just added for a new
+	// setting, so a miss reads the list once more; a hit costs nothing extra.
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			m.forgetList(tenantID)
+		}
+		ks, err := m.list(ctx, tenantID)
+		if err != nil {
+			return jose.JSONWebKey{}, fmt.Errorf("list keys of tenant %q: %w", tenantID, err)
+		}
+		for _, k := range ks {
+			if k.Status == storage.KeyActive && k.Alg == alg {
+				return m.open(k)
+			}
 		}
 	}
 	return jose.JSONWebKey{}, fmt.Errorf("tenant %q has no active %s key: %w", tenantID, alg, storage.ErrNotFound)
@@ -250,7 +315,7 @@ func (m *Manager) generate(tenantID, alg string) (storage.SigningKey, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
-	case "RS256":
+	case "RS256", "PS256":
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	case "ES256":
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

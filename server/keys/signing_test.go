@@ -147,3 +147,71 @@ func TestListCacheTTL(t *testing.T) {
 		t.Fatalf("list kept past its TTL: signs with %q", got)
 	}
 }
+
+// TestEnsureKey shows a tenant gains a PS256 key beside its others only
+// once, that rotation then keeps one, and that another process's Manager
+// finds the new key at once however long it keeps lists.
+func TestEnsureKey(t *testing.T) {
+	ctx := context.Background()
+	m := NewManager(nil, testSealer(t), nil)
+	st := keyStore(t, m)
+	other := NewManager(st, m.sealer, nil)
+	other.SetListCacheTTL(time.Hour)
+	if _, err := other.ActiveKey(ctx, "a", "ES256"); err != nil {
+		t.Fatal(err)
+	}
+	beforeES := activeKID(t, m, "a")
+
+	for i, want := range []bool{true, false} {
+		kid, err := m.EnsureKey(ctx, "a", "PS256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if added := kid != ""; added != want {
+			t.Fatalf("call %d: added = %v, want %v", i+1, added, want)
+		}
+	}
+	ps, err := other.ActiveKey(ctx, "a", "PS256")
+	if err != nil {
+		t.Fatalf("the other Manager does not find the added key: %v", err)
+	}
+	if ps.Algorithm != "PS256" {
+		t.Errorf("key alg = %q, want PS256", ps.Algorithm)
+	}
+	if got := activeKID(t, m, "a"); got != beforeES {
+		t.Errorf("adding a PS256 key changed the active ES256 key")
+	}
+	if _, err := m.ActiveKey(ctx, "b", "PS256"); err == nil {
+		t.Error("tenant b has a PS256 key it never asked for")
+	}
+
+	ks, err := m.Rotate(ctx, "a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := map[string]int{}
+	for _, k := range ks {
+		if k.Status == storage.KeyActive {
+			active[k.Alg]++
+		}
+	}
+	if active["PS256"] != 1 || active["RS256"] != 1 || active["ES256"] != 1 {
+		t.Errorf("active keys per algorithm after rotation = %v, want one each of RS256, PS256, ES256", active)
+	}
+
+	// A tenant whose setting names PS256 gets one at rotation even without one before.
+	b, err := st.GetTenant(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Policy.AccessTokenAlg = "PS256"
+	if err := st.UpdateTenant(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Rotate(ctx, "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ActiveKey(ctx, "b", "PS256"); err != nil {
+		t.Errorf("rotation left tenant b, set to PS256, without a PS256 key: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -37,8 +38,11 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if err := checkLifetimes(in.Policy); err != nil {
 		return storage.Tenant{}, err
 	}
+	if in.Policy.AccessTokenAlg, err = checkAccessTokenAlg(in.Policy.AccessTokenAlg); err != nil {
+		return storage.Tenant{}, err
+	}
 	t := storage.Tenant{ID: in.ID, Name: name, FHIRBaseURLs: bases, Policy: in.Policy, CreatedAt: s.timestamp(), Version: 1}
-	ks, err := s.keys.NewKeys(t.ID)
+	ks, err := s.keys.NewKeys(t.ID, t.Policy.AccessTokenAlg)
 	if err != nil {
 		return storage.Tenant{}, err
 	}
@@ -126,6 +130,19 @@ func checkLifetimes(p storage.TenantPolicy) error {
 	return nil
 }
 
+// checkAccessTokenAlg returns the access-token algorithm to store: one of
+// keys.AccessTokenAlgorithms, with blank meaning the default.
+func checkAccessTokenAlg(alg string) (string, error) {
+	alg = strings.TrimSpace(alg)
+	if alg == "" {
+		return storage.DefaultAccessTokenAlg, nil
+	}
+	if !slices.Contains(keys.AccessTokenAlgorithms, alg) {
+		return "", invalid("access token algorithm %q must be one of %s", alg, strings.Join(keys.AccessTokenAlgorithms, ", "))
+	}
+	return alg, nil
+}
+
 // ListTenants returns every tenant ordered by id, without the operator
 // realm, which is not a tenant to those who manage tenants.
 func (s *Service) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
@@ -148,6 +165,8 @@ type TenantUpdate struct {
 	AllowEmailLinking  bool
 	JITProvisioning    bool
 	OpaqueAccessTokens bool
+	// AccessTokenAlg is one of keys.AccessTokenAlgorithms; blank means the default, ES256.
+	AccessTokenAlg string
 	// AccessTokenTTL, RefreshTokenTTL and IDTokenTTL override the server's
 	// defaults when non-zero.
 	AccessTokenTTL  time.Duration
@@ -171,6 +190,10 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 	if err != nil {
 		return storage.Tenant{}, err
 	}
+	alg, err := checkAccessTokenAlg(in.AccessTokenAlg)
+	if err != nil {
+		return storage.Tenant{}, err
+	}
 	for attempt := 1; ; attempt++ {
 		old, err := s.store.GetTenant(ctx, in.ID)
 		if err != nil {
@@ -180,6 +203,17 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 			return storage.Tenant{}, fmt.Errorf("tenant %q is at version %d, the edit was made from %d: %w",
 				in.ID, old.Version, in.Version, storage.ErrConflict)
 		}
+		// The key comes first: once the setting is stored, every replica
+		// signs with it. A key added for an edit that then fails stays, unused.
+		kid, err := s.keys.EnsureKey(ctx, in.ID, alg)
+		if err != nil {
+			return storage.Tenant{}, err
+		}
+		if kid != "" {
+			if err := s.audit(ctx, in.ID, "admin.keys.add", who, "", map[string]string{"kid": kid, "alg": alg}); err != nil {
+				return storage.Tenant{}, err
+			}
+		}
 		t := old
 		t.Name, t.FHIRBaseURLs = name, bases
 		t.Policy.MFARequired = in.MFARequired
@@ -187,6 +221,7 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 		t.Policy.AllowEmailLinking = in.AllowEmailLinking
 		t.Policy.JITProvisioning = in.JITProvisioning
 		t.Policy.OpaqueAccessTokens = in.OpaqueAccessTokens
+		t.Policy.AccessTokenAlg = alg
 		t.Policy.AccessTokenTTL = storage.Duration(in.AccessTokenTTL)
 		t.Policy.RefreshTokenTTL = storage.Duration(in.RefreshTokenTTL)
 		t.Policy.IDTokenTTL = storage.Duration(in.IDTokenTTL)
@@ -217,6 +252,7 @@ func tenantChanges(old, t storage.Tenant) map[string]string {
 		{"allow_email_linking", fmt.Sprint(o.AllowEmailLinking), fmt.Sprint(n.AllowEmailLinking)},
 		{"jit_provisioning", fmt.Sprint(o.JITProvisioning), fmt.Sprint(n.JITProvisioning)},
 		{"opaque_access_tokens", fmt.Sprint(o.OpaqueAccessTokens), fmt.Sprint(n.OpaqueAccessTokens)},
+		{"access_token_alg", o.AccessTokenAlgOrDefault(), n.AccessTokenAlgOrDefault()},
 		{"access_token_ttl", time.Duration(o.AccessTokenTTL).String(), time.Duration(n.AccessTokenTTL).String()},
 		{"refresh_token_ttl", time.Duration(o.RefreshTokenTTL).String(), time.Duration(n.RefreshTokenTTL).String()},
 		{"id_token_ttl", time.Duration(o.IDTokenTTL).String(), time.Duration(n.IDTokenTTL).String()},

@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,6 +88,8 @@ func TestUpdateTenant(t *testing.T) {
 			{"refresh token lifetime too long", func(in *TenantUpdate) { in.RefreshTokenTTL = 400 * 24 * time.Hour }, ErrInvalid, "refresh token lifetime"},
 			{"ID token lifetime too long", func(in *TenantUpdate) { in.IDTokenTTL = 48 * time.Hour }, ErrInvalid, "ID token lifetime"},
 			{"name too long", func(in *TenantUpdate) { in.Name = strings.Repeat("n", 201) }, ErrInvalid, "at most 200"},
+			{"symmetric access token algorithm", func(in *TenantUpdate) { in.AccessTokenAlg = "HS256" }, ErrInvalid, `access token algorithm "HS256" must be one of RS256, PS256, ES256`},
+			{"access token algorithm in lower case", func(in *TenantUpdate) { in.AccessTokenAlg = "rs256" }, ErrInvalid, "must be one of RS256, PS256, ES256"},
 			{"unknown tenant", func(in *TenantUpdate) { in.ID = "ghost" }, storage.ErrNotFound, ""},
 		}
 		for _, tc := range refusals {
@@ -113,7 +116,7 @@ func TestUpdateTenant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := storage.TenantPolicy{MFARequired: true, AccessTokenTTL: storage.Duration(10 * time.Minute), PatientSearch: src}
+		want := storage.TenantPolicy{MFARequired: true, AccessTokenTTL: storage.Duration(10 * time.Minute), AccessTokenAlg: "ES256", PatientSearch: src}
 		if stored.Name != "Clinic One" || !slices.Equal(stored.FHIRBaseURLs, []string{"https://fhir.example/clinic", "https://fhir.example/r5"}) ||
 			stored.Policy != want || !stored.CreatedAt.Equal(before.CreatedAt) {
 			t.Fatalf("stored tenant %+v; want the new settings with the patient search source kept", stored)
@@ -234,4 +237,76 @@ func TestPatientSearchSurvivesConcurrentEdit(t *testing.T) {
 			t.Fatalf("tenant after both edits: name %q, patient search %+v", got.Name, got.Policy.PatientSearch)
 		}
 	})
+}
+
+// TestAccessTokenAlg shows the access-token algorithm is checked on create
+// and update, that choosing PS256 gives the tenant a PS256 key without
+// touching its others, and that the audit trail names the change.
+func TestAccessTokenAlg(t *testing.T) {
+	eachOpsStore(t, func(t *testing.T, fx *opsFixture) {
+		ctx := t.Context()
+		for _, alg := range []string{"none", "HS256", "RS384", "es256"} {
+			_, err := fx.svc.CreateTenant(ctx, TenantInput{ID: "bad", FHIRBaseURLs: []string{"https://fhir.example/bad"},
+				Policy: storage.TenantPolicy{AccessTokenAlg: alg}}, Actor{ID: "op"})
+			mustRefuse(t, "create with "+alg, err, ErrInvalid, "must be one of RS256, PS256, ES256")
+		}
+		if _, err := fx.store.GetTenant(ctx, "bad"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("a refused tenant was stored: %v", err)
+		}
+
+		created, err := fx.svc.CreateTenant(ctx, TenantInput{ID: "rsa", FHIRBaseURLs: []string{"https://fhir.example/rsa"},
+			Policy: storage.TenantPolicy{AccessTokenAlg: "PS256"}}, Actor{ID: "op"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created.Policy.AccessTokenAlg != "PS256" || activeAlgs(t, fx, "rsa") != "ES256 PS256 RS256" {
+			t.Fatalf("created with PS256: alg %q, active keys %s", created.Policy.AccessTokenAlg, activeAlgs(t, fx, "rsa"))
+		}
+
+		plain := fx.tenant(t, "clinic")
+		if plain.Policy.AccessTokenAlgOrDefault() != "ES256" || activeAlgs(t, fx, "clinic") != "ES256 RS256" {
+			t.Fatalf("created without a choice: alg %q, active keys %s", plain.Policy.AccessTokenAlg, activeAlgs(t, fx, "clinic"))
+		}
+		for _, alg := range []string{"RS256", "PS256", "ES256"} {
+			got, err := fx.svc.UpdateTenant(ctx, TenantUpdate{ID: "clinic", FHIRBaseURLs: plain.FHIRBaseURLs, AccessTokenAlg: alg}, Actor{ID: "op"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := fx.store.GetTenant(ctx, "clinic")
+			if err != nil || got.Policy.AccessTokenAlg != alg || stored.Policy.AccessTokenAlg != alg {
+				t.Fatalf("update to %s: returned %q, stored %q, %v", alg, got.Policy.AccessTokenAlg, stored.Policy.AccessTokenAlg, err)
+			}
+		}
+		if got := activeAlgs(t, fx, "clinic"); got != "ES256 PS256 RS256" {
+			t.Fatalf("active keys after choosing PS256: %s, want one each of ES256, PS256, RS256", got)
+		}
+		added := fx.events(t, "clinic", "admin.keys.add")
+		if len(added) != 1 || added[0].Details["alg"] != "PS256" || added[0].Details["kid"] == "" || added[0].ActorID != "op" {
+			t.Fatalf("key additions audited %+v, want the one PS256 key", added)
+		}
+		var algs []string
+		for _, e := range fx.events(t, "clinic", "admin.tenant.update") {
+			algs = append(algs, e.Details["access_token_alg"])
+		}
+		if !slices.Equal(algs, []string{"RS256", "PS256", "ES256"}) {
+			t.Fatalf("audited algorithms %v, want RS256 PS256 ES256", algs)
+		}
+	})
+}
+
+// activeAlgs lists the algorithms of a tenant's active keys, sorted.
+func activeAlgs(t *testing.T, fx *opsFixture, tenantID string) string {
+	t.Helper()
+	ks, err := fx.store.ListSigningKeys(t.Context(), tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var algs []string
+	for _, k := range ks {
+		if k.Status == storage.KeyActive {
+			algs = append(algs, k.Alg)
+		}
+	}
+	slices.Sort(algs)
+	return strings.Join(algs, " ")
 }

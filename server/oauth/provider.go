@@ -38,12 +38,19 @@ const (
 // clockSkew tolerates clocks of replicas that disagree a little.
 const clockSkew = 5 * time.Second
 
-// Access tokens are signed with ES256 (small and fast); ID tokens with
-// RS256, which OpenID Connect requires every relying party to support.
-const (
-	AccessTokenAlg = "ES256"
-	IDTokenAlg     = "RS256"
-)
+// IDTokenAlg signs ID tokens: RS256, which OpenID Connect requires every relying party to support.
+const IDTokenAlg = "RS256"
+
+// AccessTokenAlg returns the algorithm the tenant signs access tokens with:
+// ES256 (small and fast) unless it chose RS256 or PS256, which some resource
+// servers insist on.
+func AccessTokenAlg(t storage.Tenant) string {
+	return t.Policy.AccessTokenAlgOrDefault()
+}
+
+// verifiableAlgs are those an access token of any tenant may carry: a
+// tenant may have changed its setting since a token still valid was signed.
+var verifiableAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.PS256}
 
 // Options configure the providers of every tenant.
 type Options struct {
@@ -158,7 +165,7 @@ func (ps *Providers) build(t storage.Tenant) (*Provider, error) {
 	st := &Store{tenant: t.ID, store: ps.opts.Store, now: ps.opts.Now, clients: ps.clientLoader(t.ID)}
 	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
 	access := &accessTokenStrategy{
-		DefaultJWTStrategy: compose.NewOAuth2JWTStrategy(ps.keyGetter(t.ID, AccessTokenAlg), hmacStrategy, cfg),
+		DefaultJWTStrategy: compose.NewOAuth2JWTStrategy(ps.keyGetter(t.ID, AccessTokenAlg(t)), hmacStrategy, cfg),
 		verify:             ps.verifier(t.ID, issuer),
 		now:                ps.opts.Now,
 	}
@@ -229,10 +236,12 @@ func (ps *Providers) keyGetter(tenantID, alg string) func(context.Context) (any,
 }
 
 // verifier checks an access token against every published key of the
-// tenant, so tokens signed before a rotation stay valid until they expire.
+// tenant, so tokens signed before a rotation or a change of algorithm stay
+// valid until they expire. The key must be published for the token's
+// algorithm, so an RS256 key never vouches for a PS256 signature.
 func (ps *Providers) verifier(tenantID, issuer string) func(ctx context.Context, token string) error {
 	return func(ctx context.Context, token string) error {
-		tok, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+		tok, err := josejwt.ParseSigned(token, verifiableAlgs)
 		if err != nil {
 			return fosite.ErrInvalidTokenFormat.WithWrap(err)
 		}
@@ -246,6 +255,9 @@ func (ps *Providers) verifier(tenantID, issuer string) func(ctx context.Context,
 		candidates := set.Key(tok.Headers[0].KeyID)
 		if len(candidates) == 0 {
 			return fosite.ErrTokenSignatureMismatch.WithDebug("no published key has the token's kid")
+		}
+		if candidates[0].Algorithm != tok.Headers[0].Algorithm {
+			return fosite.ErrTokenSignatureMismatch.WithDebug("the key with the token's kid is published for another algorithm")
 		}
 		var claims josejwt.Claims
 		if err := tok.Claims(candidates[0].Key, &claims); err != nil {

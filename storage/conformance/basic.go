@@ -33,6 +33,7 @@ func RunBasic(t *testing.T, newStore NewStore) {
 		{"PatientsDefaultLimit", testPatientsDefaultLimit},
 		{"SigningKeys", testSigningKeys},
 		{"RetireSigningKey", testRetireSigningKey},
+		{"AddSigningKeys", testAddSigningKeys},
 		{"Sessions", testSessions},
 		{"Tokens", testTokens},
 		{"ListActiveTokens", testListActiveTokens},
@@ -471,6 +472,36 @@ func testSigningKeys(t *testing.T, s storage.Storage) {
 	keys, err = s.ListSigningKeys(ctx, "ghost")
 	must(t, "list keys of unknown tenant", err)
 	mustEqual(t, "keys of unknown tenant", keys, nil)
+}
+
+func testAddSigningKeys(t *testing.T, s storage.Storage) {
+	ctx := t.Context()
+	k1 := keyFixture("acme", "k1", t0())
+	must(t, "create tenant", s.CreateTenant(ctx, tenantFixture("acme"), []storage.SigningKey{k1}))
+
+	// Adding keeps the keys there are active; the caller's status does not matter.
+	k2 := keyFixture("acme", "k2", t0().Add(time.Hour))
+	k2.Alg = "PS256"
+	k2.Status, k2.RetiresAt = storage.KeyRetiring, t0()
+	must(t, "add k2", s.AddSigningKeys(ctx, "acme", []storage.SigningKey{k2}))
+	k2.Status, k2.RetiresAt = storage.KeyActive, time.Time{}
+	keys, err := s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys after adding", err)
+	mustEqual(t, "keys after adding", keys, []storage.SigningKey{k2, k1})
+
+	// A failed addition adds nothing, not even the keys before the clash.
+	err = s.AddSigningKeys(ctx, "acme", []storage.SigningKey{keyFixture("acme", "k3", t0().Add(2*time.Hour)), keyFixture("acme", "k1", t0())})
+	mustErr(t, "add a key id in use", err, storage.ErrAlreadyExists)
+	keys, err = s.ListSigningKeys(ctx, "acme")
+	must(t, "list keys after failed addition", err)
+	mustEqual(t, "keys after failed addition", keys, []storage.SigningKey{k2, k1})
+
+	if err := s.AddSigningKeys(ctx, "acme", []storage.SigningKey{keyFixture("other", "k4", t0())}); err == nil {
+		t.Error("add another tenant's key: got no error")
+	}
+
+	err = s.AddSigningKeys(ctx, "ghost", []storage.SigningKey{keyFixture("ghost", "k1", t0())})
+	mustErr(t, "add keys to unknown tenant", err, storage.ErrNotFound)
 }
 
 func testRetireSigningKey(t *testing.T, s storage.Storage) {

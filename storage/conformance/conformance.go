@@ -31,7 +31,8 @@
 //     orders by family name, given name, then id, compares names by their
 //     lowercase form, and treats % and _ in the query literally.
 //   - RotateSigningKeys requires at least one new key and stores each new
-//     key as active with a zero RetiresAt, whatever the caller set.
+//     key as active with a zero RetiresAt, whatever the caller set;
+//     AddSigningKeys does the same and retires nothing.
 //     ListSigningKeys orders by CreatedAt, newest first.
 //   - RetireSigningKey sets the key's RetiresAt to the time given, earlier or
 //     later than before, and leaves the tenant's other keys alone.
@@ -111,6 +112,7 @@ func tenantFixture(id string) storage.Tenant {
 			JITProvisioning: true,
 			AccessTokenTTL:  storage.Duration(5 * time.Minute),
 			IDTokenTTL:      storage.Duration(90 * time.Second),
+			AccessTokenAlg:  "PS256",
 		},
 		CreatedAt: t0(),
 		Version:   1,

@@ -181,6 +181,19 @@ func (s *Store) RotateSigningKeys(ctx context.Context, tenantID string, newKeys 
 	return wrap("rotate signing keys", err)
 }
 
+// AddSigningKeys stores new active keys beside the current ones.
+func (s *Store) AddSigningKeys(ctx context.Context, tenantID string, newKeys []storage.SigningKey) error {
+	fresh := make([]storage.SigningKey, len(newKeys))
+	for i, k := range newKeys {
+		k.Status, k.RetiresAt = storage.KeyActive, time.Time{}
+		fresh[i] = k
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return insertKeys(ctx, tx, tenantID, fresh)
+	})
+	return wrap("add signing keys", err)
+}
+
 // RetireSigningKey marks one key as retiring at retiresAt.
 func (s *Store) RetireSigningKey(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
 	err := mustAffect(s.pool.Exec(ctx, `UPDATE signing_keys SET status = $1, retires_at = $2 WHERE tenant_id = $3 AND kid = $4`,

@@ -174,6 +174,19 @@ func (s *Store) RotateSigningKeys(ctx context.Context, tenantID string, newKeys 
 	return wrap("rotate signing keys", err)
 }
 
+// AddSigningKeys stores new active keys beside the current ones.
+func (s *Store) AddSigningKeys(ctx context.Context, tenantID string, newKeys []storage.SigningKey) error {
+	fresh := make([]storage.SigningKey, len(newKeys))
+	for i, k := range newKeys {
+		k.Status, k.RetiresAt = storage.KeyActive, time.Time{}
+		fresh[i] = k
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		return insertKeys(ctx, tx, tenantID, fresh)
+	})
+	return wrap("add signing keys", err)
+}
+
 // RetireSigningKey marks one key as retiring at retiresAt.
 func (s *Store) RetireSigningKey(ctx context.Context, tenantID, kid string, retiresAt time.Time) error {
 	err := mustAffect(s.w.ExecContext(ctx, `UPDATE signing_keys SET status = ?, retires_at = ? WHERE tenant_id = ? AND kid = ?`,
