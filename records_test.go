@@ -47,6 +47,7 @@ func TestPlainErrors(t *testing.T) {
 			{nosuch, "secret\n", []string{"tenant", "set-patient-search", "--tenant", "nosuch", "--fhir-base-url", "https://fhir.example/r4",
 				"--token-url", "https://fhir.example/token", "--client-id", "c"}},
 			{nosuch, "", []string{"tenant", "clear-patient-search", "--tenant", "nosuch"}},
+			{nosuch, "", []string{"tenant", "set-access-token-alg", "--tenant", "nosuch", "--alg", "RS256"}},
 			{nosuch, "", append([]string{"client", "create", "--tenant", "nosuch"}, client...)},
 			{nosuch, "", []string{"client", "list", "--tenant", "nosuch"}},
 			{nosuch, "", []string{"client", "delete", "--tenant", "nosuch", "--id", "chart"}},
