@@ -402,6 +402,44 @@ type TenantPolicy struct {
 	// PatientSearch, when its FHIRBaseURL is set, is the FHIR server whose
 	// Patient search the patient picker offers besides the local roster.
 	PatientSearch PatientSearchSource `json:"patient_search,omitzero"`
+	// Gateway, when its UpstreamURL is set, is the FHIR server behind the
+	// tenant's SMART gateway at {base}/t/{tenant}/fhir.
+	Gateway GatewaySettings `json:"gateway,omitzero"`
+}
+
+// The ways the gateway authenticates to its upstream FHIR server.
+const (
+	// GatewayAuthNone sends no credentials, for an upstream reachable only by the gateway.
+	GatewayAuthNone = "none"
+	// GatewayAuthClientCredentials sends a token bought with the tenant's
+	// patient search client (PatientSearchSource), the same OAuth 2.0
+	// client_credentials settings.
+	GatewayAuthClientCredentials = "client_credentials"
+	// GatewayAuthHeader sends one static header, such as an API key.
+	GatewayAuthHeader = "header"
+	// GatewayAuthForward sends the app's own access token, for an upstream
+	// that enforces smartauth's tokens itself.
+	GatewayAuthForward = "forward"
+)
+
+// DefaultGatewayUserHeader is the header that carries the user's fhirUser
+// (or, for backend services, the client id) to the upstream when
+// GatewaySettings.UserHeader is empty.
+const DefaultGatewayUserHeader = "X-Smart-User"
+
+// GatewaySettings is where the tenant's SMART gateway forwards and how it
+// authenticates there. Every field is a string so that TenantPolicy stays comparable.
+type GatewaySettings struct {
+	// UpstreamURL is the FHIR base URL requests are forwarded to.
+	UpstreamURL string `json:"upstream_url"`
+	// UpstreamAuth is one of the GatewayAuth constants; empty means GatewayAuthNone.
+	UpstreamAuth string `json:"upstream_auth,omitempty"`
+	// HeaderName and HeaderValueSealed are the static header of
+	// GatewayAuthHeader; the value is sealed under the master key, base64-encoded.
+	HeaderName        string `json:"header_name,omitempty"`
+	HeaderValueSealed string `json:"header_value_sealed,omitempty"`
+	// UserHeader names the header carrying the user's identity; empty means DefaultGatewayUserHeader.
+	UserHeader string `json:"user_header,omitempty"`
 }
 
 // DefaultAccessTokenAlg is the access-token algorithm of a tenant that set none.
