@@ -55,6 +55,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /t/{tenant}/logout", s.page(s.logout))
 	mux.Handle("POST /t/{tenant}/logout", protocolBody(s.page(s.logout)))
 
+	// The SMART gateway: a FHIR base URL per tenant that forwards to its
+	// upstream FHIR server what the access token allows (gateway.go, package gateway).
+	mux.Handle("/t/{tenant}/fhir/{path...}", cors(http.HandlerFunc(s.fhirGateway)))
+	mux.Handle("OPTIONS /t/{tenant}/fhir/{path...}", cors(http.HandlerFunc(gatewayPreflight)))
+	mux.Handle("GET /t/{tenant}/fhir/metadata", cors(http.HandlerFunc(s.gatewayMetadata)))
+	mux.Handle("GET /t/{tenant}/fhir/.well-known/smart-configuration", cors(s.api(s.gatewaySMARTConfiguration)))
+
 	// The demo SMART app, a public client that runs in the browser and
 	// talks to this server (demoapp.go, web/demo-app/).
 	mux.Handle("GET /demo-app/", s.demoApp())

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smartauth/smartauth/gateway"
+	"github.com/smartauth/smartauth/gateway/upstream"
 	"github.com/smartauth/smartauth/server/audit"
 	"github.com/smartauth/smartauth/server/clientauth"
 	"github.com/smartauth/smartauth/server/fhirsearch"
@@ -74,6 +76,10 @@ type Config struct {
 	// names. The signing keys' equivalent is set on Keys.
 	ClientCacheTTL time.Duration
 	TenantCacheTTL time.Duration
+	// GatewayRevocationDelay is how long the FHIR gateway trusts a validated
+	// access token before asking the store again; zero means
+	// gateway.DefaultRevocationDelay.
+	GatewayRevocationDelay time.Duration
 }
 
 // Server serves every tenant's endpoints.
@@ -112,6 +118,14 @@ type Server struct {
 	mfa *mfa.Service
 	// chainChecks remembers how far the audit viewer found each trail intact.
 	chainChecks chainChecks
+	// gateway checks and forwards FHIR requests at {issuer}/fhir (gateway.go).
+	gateway *gateway.Gateway
+	// grants remembers access tokens the gateway validated, for its revocation delay.
+	grants *gateway.Grants
+	// upstreams holds the credentials of tenants' gateway upstreams.
+	upstreams *upstream.Authenticators
+	// capabilities keeps upstreams' CapabilityStatements.
+	capabilities *ttlCache[[2]string, map[string]any]
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -181,6 +195,10 @@ func New(cfg Config) (*Server, error) {
 	// Sign-in and the admin's discovery test reach identity providers alike.
 	s.idps = newConnectors(cfg.AllowPrivateIdP)
 	s.manage = s.manage.WithHTTPClient(s.idps.client)
+	s.gateway = gateway.New(s.maxBody)
+	s.grants = gateway.NewGrants(cfg.GatewayRevocationDelay, s.now)
+	s.upstreams = upstream.NewAuthenticators(cfg.Keys.Sealer(), upstream.Options{AllowPrivate: cfg.AllowPrivateFHIR})
+	s.capabilities = s.newCapabilitiesCache()
 	s.handler = s.middleware(s.routes())
 	return s, nil
 }

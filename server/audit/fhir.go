@@ -266,6 +266,15 @@ func classify(eventType string) (Coding, []Coding, string) {
 		return userAuthentication, nil, "E"
 	case "launch":
 		return Coding{System: hl7EventTypeSystem, Code: "rest", Display: "RESTful Operation"}, nil, verbAction(verb)
+	case "fhir":
+		// A request through the SMART gateway: its subtype is the FHIR
+		// RESTful interaction itself (read, search-type, history-instance…);
+		// a request the gateway could not classify has none.
+		if verb == "unknown" {
+			return Coding{System: hl7EventTypeSystem, Code: "rest", Display: "RESTful Operation"}, nil, "E"
+		}
+		return Coding{System: hl7EventTypeSystem, Code: "rest", Display: "RESTful Operation"},
+			[]Coding{{System: restfulInteractionSystem, Code: verb}}, interactionAction(verb)
 	case "admin":
 		if verb == "import" {
 			return dcm("110107", "Import"), nil, "C"
@@ -277,6 +286,24 @@ func classify(eventType string) (Coding, []Coding, string) {
 		return securityAlert, []Coding{sub}, verbAction(verb)
 	}
 	return dcm("110100", "Application Activity"), nil, verbAction(verb)
+}
+
+// restfulInteractionSystem is FHIR's code system of RESTful interactions.
+const restfulInteractionSystem = "http://hl7.org/fhir/restful-interaction"
+
+// interactionAction is the action code of a FHIR RESTful interaction.
+func interactionAction(interaction string) string {
+	switch interaction {
+	case "read", "vread", "search-type", "history-instance", "history-type":
+		return "R"
+	case "create":
+		return "C"
+	case "update", "patch":
+		return "U"
+	case "delete":
+		return "D"
+	}
+	return "E"
 }
 
 // verbAction maps the last word of an event type to a FHIR action code by

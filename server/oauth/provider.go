@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,36 +242,62 @@ func (ps *Providers) keyGetter(tenantID, alg string) func(context.Context) (any,
 // algorithm, so an RS256 key never vouches for a PS256 signature.
 func (ps *Providers) verifier(tenantID, issuer string) func(ctx context.Context, token string) error {
 	return func(ctx context.Context, token string) error {
-		tok, err := josejwt.ParseSigned(token, verifiableAlgs)
-		if err != nil {
-			return fosite.ErrInvalidTokenFormat.WithWrap(err)
-		}
-		set, err := ps.opts.Keys.PublicJWKS(ctx, tenantID)
-		if err != nil {
-			return fosite.ErrServerError.WithWrap(err)
-		}
-		if len(tok.Headers) != 1 {
-			return fosite.ErrTokenSignatureMismatch
-		}
-		candidates := set.Key(tok.Headers[0].KeyID)
-		if len(candidates) == 0 {
-			return fosite.ErrTokenSignatureMismatch.WithDebug("no published key has the token's kid")
-		}
-		if candidates[0].Algorithm != tok.Headers[0].Algorithm {
-			return fosite.ErrTokenSignatureMismatch.WithDebug("the key with the token's kid is published for another algorithm")
-		}
-		var claims josejwt.Claims
-		if err := tok.Claims(candidates[0].Key, &claims); err != nil {
-			return fosite.ErrTokenSignatureMismatch.WithWrap(err)
-		}
-		if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, Time: ps.opts.Now()}, clockSkew); err != nil {
-			if err == josejwt.ErrExpired {
-				return fosite.ErrTokenExpired.WithWrap(err)
-			}
-			return fosite.ErrTokenClaim.WithWrap(err)
-		}
-		return nil
+		_, err := ps.verify(ctx, tenantID, issuer, token)
+		return err
 	}
+}
+
+// verify checks a JWT access token's signature, issuer and lifetime and returns its claims.
+func (ps *Providers) verify(ctx context.Context, tenantID, issuer, token string) (josejwt.Claims, error) {
+	var claims josejwt.Claims
+	tok, err := josejwt.ParseSigned(token, verifiableAlgs)
+	if err != nil {
+		return claims, fosite.ErrInvalidTokenFormat.WithWrap(err)
+	}
+	set, err := ps.opts.Keys.PublicJWKS(ctx, tenantID)
+	if err != nil {
+		return claims, fosite.ErrServerError.WithWrap(err)
+	}
+	if len(tok.Headers) != 1 {
+		return claims, fosite.ErrTokenSignatureMismatch
+	}
+	candidates := set.Key(tok.Headers[0].KeyID)
+	if len(candidates) == 0 {
+		return claims, fosite.ErrTokenSignatureMismatch.WithDebug("no published key has the token's kid")
+	}
+	if candidates[0].Algorithm != tok.Headers[0].Algorithm {
+		return claims, fosite.ErrTokenSignatureMismatch.WithDebug("the key with the token's kid is published for another algorithm")
+	}
+	if err := tok.Claims(candidates[0].Key, &claims); err != nil {
+		return claims, fosite.ErrTokenSignatureMismatch.WithWrap(err)
+	}
+	if err := claims.ValidateWithLeeway(josejwt.Expected{Issuer: issuer, Time: ps.opts.Now()}, clockSkew); err != nil {
+		if err == josejwt.ErrExpired {
+			return claims, fosite.ErrTokenExpired.WithWrap(err)
+		}
+		return claims, fosite.ErrTokenClaim.WithWrap(err)
+	}
+	return claims, nil
+}
+
+// VerifyAccessToken checks a JWT access token of the tenant as a resource
+// server would, without the store: the signature against the tenant's
+// published keys, the issuer, the lifetime, and that audience (a FHIR base
+// URL, a trailing slash ignored) is among its audiences. It returns when
+// the token expires. Whether it was revoked is for IntrospectToken to say.
+func (ps *Providers) VerifyAccessToken(ctx context.Context, t storage.Tenant, token, audience string) (time.Time, error) {
+	claims, err := ps.verify(ctx, t.ID, ps.opts.Issuer(t.ID), token)
+	if err != nil {
+		return time.Time{}, err
+	}
+	want := strings.TrimSuffix(audience, "/")
+	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return strings.TrimSuffix(a, "/") == want }) {
+		return time.Time{}, fosite.ErrTokenClaim.WithHint("The access token was issued for another FHIR server.")
+	}
+	if claims.Expiry == nil {
+		return time.Time{}, fosite.ErrTokenClaim.WithHint("The access token has no expiry.")
+	}
+	return claims.Expiry.Time(), nil
 }
 
 // accessTokenStrategy is fosite's JWT strategy with two changes: the grant
