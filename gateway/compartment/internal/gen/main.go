@@ -38,6 +38,15 @@ var drops = map[string]string{
 	"Patient.deceased": "a boolean test (exists() and != false), not an element path",
 }
 
+// valueTypes are the element types the package can evaluate, by search
+// parameter type: MatchToken's codings, identifiers and primitives, and
+// Member's References.
+var valueTypes = map[string][]string{
+	"token": {"CodeableConcept", "Coding", "Identifier", "ContactPoint",
+		"code", "boolean", "string", "id", "uri"},
+	"reference": {"Reference"},
+}
+
 type searchParam struct {
 	Base       string   `json:"base"`
 	Code       string   `json:"code"`
@@ -127,7 +136,7 @@ func run(defs, out string) error {
 				return fmt.Errorf("%s: defined twice", key)
 			}
 			seen[key] = true
-			exprs, err := partsFor(base, sp.Expression, elems)
+			exprs, err := partsFor(base, sp.Type, sp.Expression, elems)
 			if err != nil {
 				if reason, ok := drops[key]; ok && !inComp {
 					usedDrops[key] = true
@@ -176,7 +185,7 @@ func run(defs, out string) error {
 
 // partsFor keeps the union members of expr that start from base, each
 // checked to parse and to walk real elements of the R4 structure.
-func partsFor(base, expr string, elems map[string]element) ([]string, error) {
+func partsFor(base, typ, expr string, elems map[string]element) ([]string, error) {
 	var keep []string
 	for _, part := range strings.Split(expr, "|") {
 		part = strings.TrimSpace(part)
@@ -187,8 +196,12 @@ func partsFor(base, expr string, elems map[string]element) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := walk(base, e.Elements(), elems); err != nil {
+		leaf, err := walk(base, e.Elements(), elems)
+		if err != nil {
 			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		if len(leaf) != 1 || !slices.Contains(valueTypes[typ], leaf[0]) {
+			return nil, fmt.Errorf("%q: a %s parameter on %v, which the package cannot match", part, typ, leaf)
 		}
 		keep = append(keep, part)
 	}
@@ -244,41 +257,44 @@ func loadElements(defs string) (map[string]element, error) {
 	return elems, nil
 }
 
-func walk(base string, path []fhirpath.Element, elems map[string]element) error {
-	cur := base
+// walk follows path from base through the R4 elements and returns the
+// type codes of the element it ends on.
+func walk(base string, path []fhirpath.Element, elems map[string]element) ([]string, error) {
+	cur, leaf := base, []string{base}
 	for _, step := range path {
 		for range 10 { // bounded: each round steps into a data type or a content reference
 			if _, ok := elems[cur+"."+step.Name]; ok {
 				if step.Type != "" {
-					return fmt.Errorf("%s.%s is not a choice element", cur, step.Name)
+					return nil, fmt.Errorf("%s.%s is not a choice element", cur, step.Name)
 				}
 				cur += "." + step.Name
+				leaf = elems[cur].types
 				break
 			}
 			if choice, ok := elems[cur+"."+step.Name+"[x]"]; ok {
 				if !slices.Contains(choice.types, step.Type) {
-					return fmt.Errorf("choice element %s.%s[x] read without one of its types %v", cur, step.Name, choice.types)
+					return nil, fmt.Errorf("choice element %s.%s[x] read without one of its types %v", cur, step.Name, choice.types)
 				}
-				cur = step.Type
+				cur, leaf = step.Type, []string{step.Type}
 				break
 			}
 			el, ok := elems[cur]
 			switch {
 			case !ok:
-				return fmt.Errorf("unknown element %s", cur)
+				return nil, fmt.Errorf("unknown element %s", cur)
 			case el.contentRef != "":
 				cur = el.contentRef
 			case len(el.types) == 1:
 				cur = el.types[0]
 			default:
-				return fmt.Errorf("no element %s under %s", step.Name, cur)
+				return nil, fmt.Errorf("no element %s under %s", step.Name, cur)
 			}
 		}
 		if !strings.HasSuffix(cur, "."+step.Name) && cur != step.Type {
-			return fmt.Errorf("cannot reach %s", step.Name)
+			return nil, fmt.Errorf("cannot reach %s", step.Name)
 		}
 	}
-	return nil
+	return leaf, nil
 }
 
 func readJSON(path string, v any) error {

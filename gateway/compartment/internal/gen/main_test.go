@@ -35,8 +35,30 @@ func TestWalk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := walk("Observation", e.Elements(), elems); (err == nil) != ok {
+		if _, err := walk("Observation", e.Elements(), elems); (err == nil) != ok {
 			t.Errorf("walk(%s) = %v, want ok=%v", expr, err, ok)
+		}
+	}
+}
+
+func TestWalkLeaf(t *testing.T) {
+	elems := map[string]element{
+		"Observation":                    {},
+		"Observation.subject":            {types: []string{"Reference"}},
+		"Observation.component":          {types: []string{"BackboneElement"}},
+		"Observation.component.value[x]": {types: []string{"CodeableConcept", "boolean"}},
+	}
+	for expr, want := range map[string]string{
+		"Observation.subject.where(resolve() is Patient)":  "Reference",
+		"Observation.component.value.ofType(boolean)":      "boolean",
+		"(Observation.component.value as CodeableConcept)": "CodeableConcept",
+	} {
+		e, err := fhirpath.Parse(expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf, err := walk("Observation", e.Elements(), elems); err != nil || len(leaf) != 1 || leaf[0] != want {
+			t.Errorf("walk(%s) = %v, %v; want [%s]", expr, leaf, err, want)
 		}
 	}
 }
