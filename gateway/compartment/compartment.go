@@ -2,6 +2,14 @@
 // belongs to a patient's compartment and whether it matches a token search,
 // using the official R4 Patient CompartmentDefinition and search parameter
 // expressions rather than a hand-written list.
+//
+// The embedded CompartmentDefinition is Medplum's copy of the R4 one, which
+// differs from HL7's R4 table (still shown in its own narrative) in two
+// entries: Task is in the compartment through patient and focus, backported
+// from R6, and Encounter is in it through subject rather than patient.
+// Both only widen or rename ways of referring to the patient, so a gateway
+// should confine Encounter searches with "subject=Patient/{id}", never a
+// bare id, which would also match a Group.
 package compartment
 
 import (

@@ -267,3 +267,19 @@ func FuzzNoPanic(f *testing.F) {
 		}
 	})
 }
+
+// TestMedplumDeviations pins the two entries where the embedded definition
+// differs from HL7's R4 table, so a regenerated file that changes them is noticed.
+func TestMedplumDeviations(t *testing.T) {
+	d := Patient()
+	if got := d.Params("Task"); !slices.Equal(got, []string{"patient", "focus"}) {
+		t.Errorf("Params(Task) = %v", got)
+	}
+	if got := d.Params("Encounter"); !slices.Equal(got, []string{"subject"}) {
+		t.Errorf("Params(Encounter) = %v", got)
+	}
+	task := res(t, `{"resourceType":"Task","for":{"reference":"Group/a"},"focus":{"reference":"Patient/a"}}`)
+	if !d.Member(task, "a") {
+		t.Error("a Task focused on the patient is not a member")
+	}
+}
