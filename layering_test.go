@@ -31,6 +31,7 @@ func TestLayering(t *testing.T) {
 		"server/smart":        nil,
 		"server/oauth":        {"storage", "server/keys", "server/smart"},
 		"server/healthlake":   nil,
+		"gateway/upstream":    {"storage", "server/fhirsearch", "server/keys", "server/netguard", "server/roster"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+"/"+pkg).Output()
