@@ -120,6 +120,10 @@ func manageCommand(ctx context.Context, n noun, args []string, env func(string) 
 		var req []string
 		act, req = patientSearchCommand(ctx, verb, fs, tenant(), stdin)
 		required = append(required, req...)
+	case "tenant set-gateway", "tenant clear-gateway":
+		var req []string
+		act, req = gatewayCommand(ctx, verb, fs, tenant(), stdin)
+		required = append(required, req...)
 	case "tenant list":
 		act = func(d *deps) (any, error) {
 			ts, err := d.store.ListTenants(ctx)

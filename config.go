@@ -111,7 +111,7 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 	privateJWKS, privateErr := boolFlag(fs, env, "jwks-private-networks", "SMARTAUTH_JWKS_PRIVATE_NETWORKS",
 		"let client JWKS URLs reach private and loopback addresses")
 	privateFHIR, privateFHIRErr := boolFlag(fs, env, "fhir-private-networks", "SMARTAUTH_FHIR_PRIVATE_NETWORKS",
-		"let tenants' FHIR patient search reach private and loopback addresses")
+		"let tenants' FHIR servers (patient search and gateway upstream) reach private and loopback addresses")
 	privateIdP, privateIdPErr := boolFlag(fs, env, "idp-private-networks", "SMARTAUTH_IDP_PRIVATE_NETWORKS",
 		"let tenants' identity providers be at private and loopback addresses")
 	return func() (config, error) {

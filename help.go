@@ -25,6 +25,8 @@ var nouns = []noun{
 		{"set-access-token-alg", "sign the tenant's access tokens with RS256, PS256 or ES256; earlier tokens stay valid"},
 		{"set-patient-search", "let the patient picker search the tenant's FHIR server (client secret read from stdin)"},
 		{"clear-patient-search", "stop searching the tenant's FHIR server"},
+		{"set-gateway", "put the tenant's FHIR server behind its SMART gateway (with --upstream-auth header, the header value read from stdin)"},
+		{"clear-gateway", "stop forwarding the tenant's gateway to its FHIR server"},
 	}},
 	{"client", "manage a tenant's OAuth clients", []verb{
 		{"create", "register a client; a confidential client's secret is printed once"},

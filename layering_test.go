@@ -32,6 +32,8 @@ func TestLayering(t *testing.T) {
 		"server/oauth":        {"storage", "server/keys", "server/smart"},
 		"server/healthlake":   nil,
 		"gateway/compartment": {"gateway/compartment/internal/fhirpath"},
+		"gateway/upstream":    {"storage", "server/fhirsearch", "server/keys", "server/netguard", "server/roster"},
+		"gateway":             {"gateway/compartment", "gateway/compartment/internal/fhirpath", "server/smart"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+"/"+pkg).Output()

@@ -74,11 +74,14 @@ func patientSearchView(tenantID string, src storage.PatientSearchSource) patient
 		ClientID: src.ClientID, Scope: src.Scope, ClientSecretSet: src.ClientSecretSealed != ""}
 }
 
-// policyView is a tenant policy fit to print: a sealed secret shows only
-// that it is there.
+// policyView is a tenant policy fit to print: a sealed secret or header
+// value shows only that it is there.
 func policyView(p storage.TenantPolicy) storage.TenantPolicy {
 	if p.PatientSearch.ClientSecretSealed != "" {
 		p.PatientSearch.ClientSecretSealed = "(sealed)"
+	}
+	if p.Gateway.HeaderValueSealed != "" {
+		p.Gateway.HeaderValueSealed = "(sealed)"
 	}
 	return p
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -9,12 +11,14 @@ import (
 )
 
 // apiTenant is a tenant as the admin API shows it. The patient search
-// source appears without its sealed client secret.
+// source appears without its sealed client secret, the gateway without
+// its sealed header value.
 type apiTenant struct {
 	ID     string `json:"id"`
 	Issuer string `json:"issuer"`
 	apiTenantSettings
 	PatientSearch *apiPatientSearch `json:"patient_search,omitempty"`
+	Gateway       *apiGateway       `json:"gateway,omitempty"`
 	CreatedAt     time.Time         `json:"created_at"`
 }
 
@@ -43,10 +47,75 @@ type apiPatientSearch struct {
 	Scope       string `json:"scope,omitempty"`
 }
 
+// apiGateway is a tenant's gateway settings without the header value.
+type apiGateway struct {
+	UpstreamURL  string `json:"upstream_url"`
+	UpstreamAuth string `json:"upstream_auth"`
+	HeaderName   string `json:"header_name,omitempty"`
+	UserHeader   string `json:"user_header"`
+}
+
+// apiGatewayInput is the gateway of a tenant as set; HeaderValue is
+// write-only.
+type apiGatewayInput struct {
+	UpstreamURL  string `json:"upstream_url"`
+	UpstreamAuth string `json:"upstream_auth,omitempty"`
+	HeaderName   string `json:"header_name,omitempty"`
+	HeaderValue  string `json:"header_value,omitempty"`
+	UserHeader   string `json:"user_header,omitempty"`
+}
+
+// apiGatewayField is the "gateway" of a body that sets a tenant: absent
+// keeps the tenant's gateway, null removes it, an object sets it.
+type apiGatewayField struct {
+	present bool
+	set     *apiGatewayInput
+}
+
+// UnmarshalJSON reads null or a gateway object, refusing unknown fields in it.
+func (f *apiGatewayField) UnmarshalJSON(b []byte) error {
+	f.present, f.set = true, nil
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var in apiGatewayInput
+	if err := dec.Decode(&in); err != nil {
+		return err
+	}
+	f.set = &in
+	return nil
+}
+
+// input is the gateway change to make: nil to keep the gateway, an empty
+// input to remove it. An object without an upstream URL is refused rather
+// than taken for a removal.
+func (f apiGatewayField) input() (*manage.GatewayInput, error) {
+	switch {
+	case !f.present:
+		return nil, nil
+	case f.set == nil:
+		return &manage.GatewayInput{}, nil
+	case f.set.UpstreamURL == "":
+		return nil, &httpError{status: http.StatusBadRequest, code: "invalid_request",
+			description: "The gateway needs an upstream_url; null removes the gateway."}
+	}
+	in := manage.GatewayInput(*f.set)
+	return &in, nil
+}
+
 // apiNewTenant is the body of POST /tenants.
 type apiNewTenant struct {
 	ID string `json:"id"`
 	apiTenantSettings
+	Gateway apiGatewayField `json:"gateway"`
+}
+
+// apiTenantUpdate is the body of PUT /tenants/{tenant}.
+type apiTenantUpdate struct {
+	apiTenantSettings
+	Gateway apiGatewayField `json:"gateway"`
 }
 
 func (s *Server) apiTenantView(t storage.Tenant) apiTenant {
@@ -62,6 +131,15 @@ func (s *Server) apiTenantView(t storage.Tenant) apiTenant {
 	}
 	if ps := p.PatientSearch; ps.FHIRBaseURL != "" {
 		v.PatientSearch = &apiPatientSearch{FHIRBaseURL: ps.FHIRBaseURL, TokenURL: ps.TokenURL, ClientID: ps.ClientID, Scope: ps.Scope}
+	}
+	if g := p.Gateway; g.UpstreamURL != "" {
+		v.Gateway = &apiGateway{UpstreamURL: g.UpstreamURL, UpstreamAuth: g.UpstreamAuth, HeaderName: g.HeaderName, UserHeader: g.UserHeader}
+		if v.Gateway.UpstreamAuth == "" {
+			v.Gateway.UpstreamAuth = storage.GatewayAuthNone
+		}
+		if v.Gateway.UserHeader == "" {
+			v.Gateway.UserHeader = storage.DefaultGatewayUserHeader
+		}
 	}
 	if v.FHIRBaseURLs == nil {
 		v.FHIRBaseURLs = []string{}
@@ -99,8 +177,12 @@ func (s *Server) apiCreateTenant(w http.ResponseWriter, r *http.Request, ar *api
 	if err := decodeJSONBody(r, &in); err != nil {
 		return err
 	}
+	gateway, err := in.Gateway.input()
+	if err != nil {
+		return err
+	}
 	t, err := s.manage.CreateTenant(r.Context(), manage.TenantInput{
-		ID: in.ID, Name: in.Name, FHIRBaseURLs: in.FHIRBaseURLs, Policy: in.policy(),
+		ID: in.ID, Name: in.Name, FHIRBaseURLs: in.FHIRBaseURLs, Policy: in.policy(), Gateway: gateway,
 	}, ar.actor(r))
 	if err != nil {
 		return apiError(err, "tenant")
@@ -124,12 +206,17 @@ func (s *Server) apiGetTenant(w http.ResponseWriter, r *http.Request, ar *apiReq
 }
 
 // apiUpdateTenant is PUT /admin/api/v1/tenants/{tenant}: it replaces the
-// tenant's name, FHIR base URLs and policy; the patient search source stays.
-// With If-Match, a tenant changed since the version it names is left alone
+// tenant's name, FHIR base URLs and policy; the patient search source stays,
+// and so does the gateway unless the body has one (null removes it). With
+// If-Match, a tenant changed since the version it names is left alone
 // (412).
 func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
-	var in apiTenantSettings
+	var in apiTenantUpdate
 	if err := decodeJSONBody(r, &in); err != nil {
+		return err
+	}
+	gateway, err := in.Gateway.input()
+	if err != nil {
 		return err
 	}
 	// The tenant of the request may come from the cache; the version to
@@ -147,7 +234,7 @@ func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *api
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: time.Duration(in.AccessTokenTTL), RefreshTokenTTL: time.Duration(in.RefreshTokenTTL), IDTokenTTL: time.Duration(in.IDTokenTTL),
-		AccessTokenAlg: in.AccessTokenAlg, Version: version,
+		AccessTokenAlg: in.AccessTokenAlg, Gateway: gateway, Version: version,
 	}, ar.actor(r))
 	if err != nil {
 		return apiEditError(err, version, "tenant")

@@ -23,6 +23,9 @@ type TenantInput struct {
 	Name         string
 	FHIRBaseURLs []string
 	Policy       storage.TenantPolicy
+	// Gateway, when not nil, gives the tenant's gateway settings in place
+	// of Policy.Gateway, validated and with the header value sealed.
+	Gateway *GatewayInput
 }
 
 // CreateTenant validates the input, generates the tenant's signing keys and
@@ -41,6 +44,14 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if in.Policy.AccessTokenAlg, err = checkAccessTokenAlg(in.Policy.AccessTokenAlg); err != nil {
 		return storage.Tenant{}, err
 	}
+	if in.Gateway != nil {
+		if in.Policy.Gateway, err = s.gatewaySettings(in.ID, *in.Gateway); err != nil {
+			return storage.Tenant{}, err
+		}
+		if err := checkGatewayNeeds(in.Policy.Gateway, in.Policy.PatientSearch); err != nil {
+			return storage.Tenant{}, err
+		}
+	}
 	t := storage.Tenant{ID: in.ID, Name: name, FHIRBaseURLs: bases, Policy: in.Policy, CreatedAt: s.timestamp(), Version: 1}
 	ks, err := s.keys.NewKeys(t.ID, t.Policy.AccessTokenAlg)
 	if err != nil {
@@ -51,6 +62,11 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	}
 	if err := s.audit(ctx, t.ID, "admin.tenant.create", who, "", map[string]string{"name": t.Name}); err != nil {
 		return t, err
+	}
+	if in.Gateway != nil && t.Policy.Gateway.UpstreamURL != "" {
+		if err := s.auditGateway(ctx, t.ID, t.Policy.Gateway, who); err != nil {
+			return t, err
+		}
 	}
 	// The operators' own trail records it too, so who made a tenant can be
 	// read without that tenant's admins, and outlives the tenant's trail.
@@ -154,8 +170,8 @@ func (s *Service) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
 }
 
 // TenantUpdate is what an operator may change of a tenant: its name, FHIR
-// base URLs and policy. The patient search source is set on its own, with
-// SetPatientSearch, since it carries a secret.
+// base URLs and policy, and optionally its gateway settings. The patient
+// search source is set on its own, with SetPatientSearch.
 type TenantUpdate struct {
 	ID                 string
 	Name               string
@@ -172,6 +188,10 @@ type TenantUpdate struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
+	// Gateway, when not nil, replaces the tenant's gateway settings, as
+	// SetGateway does, in the same write; one with no field set removes
+	// them. Nil keeps them.
+	Gateway *GatewayInput
 	// Version is the version of the tenant the edit was made from; a tenant
 	// changed since is refused with an error wrapping storage.ErrConflict.
 	// Zero makes the edit to the tenant as it is now.
@@ -179,9 +199,10 @@ type TenantUpdate struct {
 }
 
 // UpdateTenant validates and stores a tenant's name, FHIR base URLs and
-// policy, keeping its patient search source, and returns the tenant as
-// stored; the audit event names the fields that changed and their new
-// values.
+// policy, keeping its patient search source, and its gateway settings
+// unless in.Gateway replaces them, and returns the tenant as stored; the
+// audit event names the fields that changed and their new values, and a
+// gateway change has its own event, as from SetGateway or ClearGateway.
 func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) (storage.Tenant, error) {
 	if in.ID == storage.OperatorRealm {
 		return storage.Tenant{}, invalid("the operator realm is not a tenant and has no settings to edit")
@@ -193,6 +214,12 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 	alg, err := checkAccessTokenAlg(in.AccessTokenAlg)
 	if err != nil {
 		return storage.Tenant{}, err
+	}
+	var gateway storage.GatewaySettings
+	if in.Gateway != nil {
+		if gateway, err = s.gatewaySettings(in.ID, *in.Gateway); err != nil {
+			return storage.Tenant{}, err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		old, err := s.store.GetTenant(ctx, in.ID)
@@ -228,6 +255,12 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 		if err := checkLifetimes(t.Policy); err != nil {
 			return storage.Tenant{}, err
 		}
+		if in.Gateway != nil {
+			if err := checkGatewayNeeds(gateway, t.Policy.PatientSearch); err != nil {
+				return storage.Tenant{}, err
+			}
+			t.Policy.Gateway = gateway
+		}
 		err = s.store.UpdateTenant(ctx, t)
 		if errors.Is(err, storage.ErrConflict) && in.Version == 0 && attempt < maxEditAttempts {
 			continue
@@ -236,7 +269,13 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 			return storage.Tenant{}, fmt.Errorf("update tenant %q: %w", t.ID, err)
 		}
 		t.Version++
-		return t, s.audit(ctx, t.ID, "admin.tenant.update", who, "", tenantChanges(old, t))
+		if err := s.audit(ctx, t.ID, "admin.tenant.update", who, "", tenantChanges(old, t)); err != nil {
+			return t, err
+		}
+		if in.Gateway != nil && (gateway.UpstreamURL != "" || old.Policy.Gateway.UpstreamURL != "") {
+			return t, s.auditGateway(ctx, t.ID, gateway, who)
+		}
+		return t, nil
 	}
 }
 
