@@ -41,6 +41,9 @@ type Upstream struct {
 	ForwardToken bool
 	// UserHeader names the header that carries the user's identity.
 	UserHeader string
+	// ResetCredentials, when set, forgets cached credentials; the gateway
+	// calls it and retries once when the upstream refuses them with 401.
+	ResetCredentials func()
 }
 
 // Request is one request to a tenant's gateway, its token already validated.
@@ -280,6 +283,13 @@ func (gw *Gateway) send(ctx context.Context, method, target string, header http.
 	if err != nil {
 		return response{}, fmt.Errorf("gateway: upstream %s: %w", method, err)
 	}
+	if resp.StatusCode == http.StatusUnauthorized && !up.ForwardToken && up.ResetCredentials != nil && !retried(ctx) {
+		// A token the upstream no longer honours (rotated keys, a restart
+		// that forgot it): one fresh try with new credentials.
+		resp.Body.Close()
+		up.ResetCredentials()
+		return gw.send(context.WithValue(ctx, retryKey{}, true), method, target, header, body, req)
+	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, gw.maxResponseBody+1))
 	if err != nil {
@@ -297,6 +307,14 @@ func (gw *Gateway) send(ctx context.Context, method, target string, header http.
 		}
 	}
 	return response{status: resp.StatusCode, header: h, body: bytes.ReplaceAll(data, []byte(from), []byte(to))}, nil
+}
+
+type retryKey struct{}
+
+// retried reports whether ctx belongs to a request already retried with fresh credentials.
+func retried(ctx context.Context) bool {
+	v, _ := ctx.Value(retryKey{}).(bool)
+	return v
 }
 
 // rebase rewrites a URL under the upstream's base to the gateway's, so

@@ -88,10 +88,10 @@ func (s *Server) fhirGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := gateway.Request{
-		Path:  r.PathValue("path"),
-		Grant: grant,
-		Token: token,
-		Base:  base,
+		Path:     r.PathValue("path"),
+		Grant:    grant,
+		Token:    token,
+		Base:     base,
 		Upstream: gatewayUpstream(up),
 	}
 	w.Header().Set("Access-Control-Expose-Headers", "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate")
@@ -235,6 +235,8 @@ func gatewayUpstream(up *upstream.Authenticator) gateway.Upstream {
 		Authorize:    up.Authorize,
 		ForwardToken: up.ForwardsToken(),
 		UserHeader:   up.UserHeader(),
+		// Only a bought token can be stale; a static header cannot be renewed.
+		ResetCredentials: up.ResetToken,
 	}
 }
 

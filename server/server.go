@@ -60,8 +60,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// AllowPrivateJWKS lets client JWKS URLs resolve to private addresses.
 	AllowPrivateJWKS bool
-	// AllowPrivateFHIR lets tenants' FHIR Patient search sources resolve to
-	// private addresses; kept apart from AllowPrivateJWKS, since an internal
+	// AllowPrivateFHIR lets tenants' FHIR servers (the patient search
+	// source and the gateway's upstream) resolve to private addresses; kept apart from AllowPrivateJWKS, since an internal
 	// FHIR server is common and internal JWKS URLs are not.
 	AllowPrivateFHIR bool
 	// AllowPrivateIdP lets tenants' identity providers, at sign-in and in
