@@ -68,6 +68,9 @@ type benchResult struct {
 type benchScenario struct {
 	name string
 	do   func(c *benchClient) error
+	// addr, when set, is where the clients connect instead of the server:
+	// the baseline that a gateway scenario is compared with.
+	addr string
 }
 
 // bench starts "smartauth serve" as a child process on loopback, drives it
@@ -103,13 +106,24 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 	if err != nil {
 		return err
 	}
-	fix, err := benchFixture(ctx, d)
+	up, err := startBenchUpstream()
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	// The gateway's FHIR base is part of the tenant's settings, so the
+	// server's address is chosen before the tenant is made.
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	fix, err := benchFixture(ctx, d, "http://"+addr, "http://"+up.Addr().String()+"/fhir")
 	d.store.Close()
 	if err != nil {
 		return err
 	}
 
-	base, child, err := startChild(ctx, c, d.masterKey, stderr)
+	base, child, err := startChild(ctx, c, d.masterKey, addr, stderr)
 	if err != nil {
 		return err
 	}
@@ -118,7 +132,7 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 		_ = child.Wait()
 	}()
 	iss := base + "/t/" + fix.tenant
-	scenarios := selectScenarios(benchScenarios(iss, fix), *only)
+	scenarios := selectScenarios(benchScenarios(iss, fix, up.Addr().String()), *only)
 	if len(scenarios) == 0 {
 		return usageError{fmt.Sprintf("--scenarios %q matches no scenario", *only)}
 	}
@@ -128,14 +142,19 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			res := runScenario(ctx, sc, strings.TrimPrefix(base, "http://"), n, *duration, child.Process.Pid, databaseName(c))
+			addr := strings.TrimPrefix(base, "http://")
+			if sc.addr != "" {
+				addr = sc.addr
+			}
+			res := runScenario(ctx, sc, addr, n, *duration, child.Process.Pid, databaseName(c))
 			res.PeakRSSMiB = peakRSS(child.Process.Pid)
 			results = append(results, res)
 		}
 	}
 	peak := peakRSS(child.Process.Pid)
+	gw := gatewayCosts(results)
 	if *asJSON {
-		return printJSON(stdout, map[string]any{"results": results, "server_peak_rss_mib": peak, "database": storeKind(c)})
+		return printJSON(stdout, map[string]any{"results": results, "server_peak_rss_mib": peak, "database": storeKind(c), "gateway": gw})
 	}
 	fmt.Fprintf(stdout, "smartauth bench: %s database, %s per run\n\n", storeKind(c), *duration)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -145,7 +164,89 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout, 
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\nserver peak resident memory: %.1f MiB\n", peak)
+	for _, g := range gw {
+		fmt.Fprintf(stdout, "gateway at concurrency %d: %.0f µs of server CPU per proxied read, %.2f ms added to the p50 latency of reading the upstream directly\n",
+			g.Concurrency, g.ServerCPUus, g.AddedP50ms)
+	}
 	return nil
+}
+
+// Names of the gateway scenarios; gatewayCosts pairs them up.
+const (
+	upstreamScenario = "fhir read upstream directly"
+	gatewayScenario  = "fhir read through the gateway"
+)
+
+// gatewayCost is what the gateway adds to a FHIR read at one concurrency.
+type gatewayCost struct {
+	Concurrency int `json:"concurrency"`
+	// ServerCPUus is the server's CPU per proxied read: the upstream runs in
+	// the load generator, so it is the gateway's own work (token check,
+	// decision, audit, forwarding) and nothing else.
+	ServerCPUus float64 `json:"server_cpu_us_per_request"`
+	// AddedP50ms is the gateway's p50 latency minus the upstream's, read directly.
+	AddedP50ms float64 `json:"added_p50_ms"`
+}
+
+// gatewayCosts compares the gateway scenario with its baseline at each concurrency both ran at.
+func gatewayCosts(results []benchResult) []gatewayCost {
+	direct := map[int]benchResult{}
+	for _, r := range results {
+		if r.Scenario == upstreamScenario {
+			direct[r.Concurrency] = r
+		}
+	}
+	var out []gatewayCost
+	for _, r := range results {
+		if d, ok := direct[r.Concurrency]; ok && r.Scenario == gatewayScenario {
+			out = append(out, gatewayCost{Concurrency: r.Concurrency, ServerCPUus: r.ServerCPUus, AddedP50ms: r.P50ms - d.P50ms})
+		}
+	}
+	return out
+}
+
+// benchObservation is what the benchmark's upstream answers: a typical
+// vital-signs Observation of about a kilobyte.
+const benchObservation = `{"resourceType":"Observation","id":"bench-1","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00Z"},` +
+	`"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"Vital Signs"}]}],` +
+	`"code":{"coding":[{"system":"http://loinc.org","code":"85354-9","display":"Blood pressure panel with all children optional"}],"text":"Blood pressure"},` +
+	`"subject":{"reference":"Patient/bench-patient"},"effectiveDateTime":"2026-01-01T09:30:00Z",` +
+	`"component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6","display":"Systolic blood pressure"}]},"valueQuantity":{"value":118,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},` +
+	`{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4","display":"Diastolic blood pressure"}]},"valueQuantity":{"value":76,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`
+
+// benchUpstreamKey is the static credential the gateway sends the benchmark's upstream.
+const benchUpstreamKey = "bench-upstream-key"
+
+// startBenchUpstream serves benchObservation on loopback, as fast as a FHIR
+// server could, so the gateway scenario measures the gateway. It answers
+// only requests that carry the gateway's credential.
+func startBenchUpstream() (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("start the benchmark's FHIR upstream: %w", err)
+	}
+	body := []byte(benchObservation)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /fhir/Observation/bench-1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != benchUpstreamKey {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write(body)
+	})
+	go func() { _ = http.Serve(ln, mux) }()
+	return ln, nil
+}
+
+// freeLoopbackAddr finds a loopback port nothing listens on.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // selectScenarios keeps the scenarios whose names begin with one of the
@@ -188,13 +289,18 @@ type fixture struct {
 
 const benchRedirect = "http://127.0.0.1:9/callback"
 
-func benchFixture(ctx context.Context, d *deps) (*fixture, error) {
+func benchFixture(ctx context.Context, d *deps, base, upstreamURL string) (*fixture, error) {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	f := &fixture{tenant: "bench-" + hex.EncodeToString(suffix), fhirBase: "https://fhir.bench.invalid/r4",
 		email: "bench@bench.invalid", password: rand.Text()}
 	who := manage.Actor{ID: "bench"}
-	if _, err := d.manage.CreateTenant(ctx, manage.TenantInput{ID: f.tenant, Name: "Benchmark", FHIRBaseURLs: []string{f.fhirBase}}, who); err != nil {
+	gatewayBase := base + "/t/" + f.tenant + "/fhir"
+	if _, err := d.manage.CreateTenant(ctx, manage.TenantInput{ID: f.tenant, Name: "Benchmark", FHIRBaseURLs: []string{f.fhirBase, gatewayBase}}, who); err != nil {
+		return nil, err
+	}
+	if _, err := d.manage.SetGateway(ctx, f.tenant, manage.GatewayInput{UpstreamURL: upstreamURL, UpstreamAuth: storage.GatewayAuthHeader,
+		HeaderName: "X-Api-Key", HeaderValue: benchUpstreamKey}, who); err != nil {
 		return nil, err
 	}
 	sym, secret, err := d.manage.CreateClient(ctx, manage.ClientInput{TenantID: f.tenant, Name: "bench symmetric",
@@ -226,13 +332,14 @@ func benchFixture(ctx context.Context, d *deps) (*fixture, error) {
 	return f, nil
 }
 
-// startChild runs the server binary on an ephemeral loopback port.
-func startChild(ctx context.Context, c config, masterKey []byte, stderr io.Writer) (string, *exec.Cmd, error) {
+// startChild runs the server binary on addr, a loopback address. Its
+// tenants' FHIR servers may be on loopback: the gateway's upstream is.
+func startChild(ctx context.Context, c config, masterKey []byte, addr string, stderr io.Writer) (string, *exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, fmt.Errorf("find own binary: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, exe, "serve", "--addr", "127.0.0.1:0", "--demo=false", "--log-level", "error")
+	cmd := exec.CommandContext(ctx, exe, "serve", "--addr", addr, "--demo=false", "--log-level", "error", "--fhir-private-networks")
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+c.databaseURL,
 		"SMARTAUTH_DATA_DIR="+c.dataDir,
@@ -259,23 +366,23 @@ func startChild(ctx context.Context, c config, masterKey []byte, stderr io.Write
 	return "", nil, errors.New("the server exited before listening")
 }
 
-func benchScenarios(iss string, f *fixture) []benchScenario {
+func benchScenarios(iss string, f *fixture, upstreamAddr string) []benchScenario {
 	tokenPath := tenantPath(iss) + "/token"
 	introspectPath := tenantPath(iss) + "/introspect"
 	ccForm := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"}}.Encode()
 	basicAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(f.symID)+":"+url.QueryEscape(f.secret)))
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: jose.JSONWebKey{Key: f.asymKey, KeyID: "bench"}}, nil)
-	var once sync.Once
-	var introspectBody string
+	var once, gatewayOnce sync.Once
+	var introspectBody, gatewayToken string
 	return []benchScenario{
-		{"client_credentials client_secret_basic", func(c *benchClient) error {
+		{name: "client_credentials client_secret_basic", do: func(c *benchClient) error {
 			out, err := c.post(tokenPath, basicAuth, ccForm)
 			if err == nil && out.AccessToken == "" {
 				err = errors.New("no access token")
 			}
 			return err
 		}},
-		{"client_credentials private_key_jwt ES384", func(c *benchClient) error {
+		{name: "client_credentials private_key_jwt ES384", do: func(c *benchClient) error {
 			now := time.Now()
 			a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: f.asymID, Subject: f.asymID, Audience: jwt.Audience{iss + "/token"},
 				ID: rand.Text(), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
@@ -290,7 +397,7 @@ func benchScenarios(iss string, f *fixture) []benchScenario {
 			}
 			return err
 		}},
-		{"introspection", func(c *benchClient) error {
+		{name: "introspection", do: func(c *benchClient) error {
 			var err error
 			once.Do(func() {
 				var tok benchResponse
@@ -307,8 +414,28 @@ func benchScenarios(iss string, f *fixture) []benchScenario {
 			}
 			return err
 		}},
+		// A FHIR read, first from the upstream directly and then through the
+		// gateway with a backend service's token: the difference is the gateway's.
+		{name: upstreamScenario, addr: upstreamAddr, do: func(c *benchClient) error {
+			_, err := c.get("/fhir/Observation/bench-1", "", "X-Api-Key: "+benchUpstreamKey)
+			return err
+		}},
+		{name: gatewayScenario, do: func(c *benchClient) error {
+			var err error
+			gatewayOnce.Do(func() {
+				var tok benchResponse
+				if tok, err = c.post(tokenPath, basicAuth, ccForm); err == nil {
+					gatewayToken = tok.AccessToken
+				}
+			})
+			if err != nil || gatewayToken == "" {
+				return fmt.Errorf("no token for the gateway: %v", err)
+			}
+			_, err = c.get(tenantPath(iss)+"/fhir/Observation/bench-1", "Bearer "+gatewayToken, "")
+			return err
+		}},
 		// Last: starting chains signs people in, and argon2id needs memory.
-		{"refresh_token rotation", refreshScenario(iss, f)},
+		{name: "refresh_token rotation", do: refreshScenario(iss, f)},
 	}
 }
 
@@ -459,6 +586,39 @@ func (c *benchClient) post(path, authorization, form string) (benchResponse, err
 	}
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, form...)
+	c.buf = b
+	out, keep, err := c.roundTrip(b)
+	if !keep || err != nil {
+		c.close()
+	}
+	return out, err
+}
+
+// get sends a GET to path, with an Authorization header unless
+// authorization is empty and one extra header line unless extra is empty;
+// any status but 200 is an error.
+func (c *benchClient) get(path, authorization, extra string) (benchResponse, error) {
+	if c.conn == nil {
+		conn, err := net.DialTimeout("tcp", c.addr, benchTimeout)
+		if err != nil {
+			return benchResponse{}, err
+		}
+		c.conn, c.r = conn, bufio.NewReader(conn)
+	}
+	b := append(c.buf[:0], "GET "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, c.addr...)
+	b = append(b, "\r\nAccept: application/fhir+json"...)
+	if authorization != "" {
+		b = append(b, "\r\nAuthorization: "...)
+		b = append(b, authorization...)
+	}
+	if extra != "" {
+		b = append(b, "\r\n"...)
+		b = append(b, extra...)
+	}
+	b = append(b, "\r\n\r\n"...)
 	c.buf = b
 	out, keep, err := c.roundTrip(b)
 	if !keep || err != nil {

@@ -135,8 +135,11 @@ func (s *Server) gatewayGrant(ctx context.Context, t storage.Tenant, token, base
 	return g, nil
 }
 
-// gatewayRecorder audits the gateway's decisions: each starts its audit
-// write at once, and the gateway waits for it before it answers.
+// gatewayRecorder audits the gateway's decisions. Events are queued and
+// written in batches, not waited for one commit each: a FHIR read must not
+// cost a database commit of latency. A queued event is retried until it
+// is stored, and while the queue is full (the store down or behind) the
+// gateway answers 503 instead of releasing data it has not recorded.
 func (s *Server) gatewayRecorder(r *http.Request, tenantID string, g gateway.Grant) gateway.Recorder {
 	return func(d gateway.Decision) func() error {
 		e := storage.AuditEvent{
@@ -165,17 +168,11 @@ func (s *Server) gatewayRecorder(r *http.Request, tenantID string, g gateway.Gra
 			e.Outcome = "failure"
 			e.Details["reason"] = d.Reason
 		}
-		done := make(chan error, 1)
-		// The write goes on even if the app hangs up; the answer waits for it.
-		ctx := context.WithoutCancel(r.Context())
-		go func() { done <- s.audits.Append(ctx, e) }()
-		return func() error {
-			if err := <-done; err != nil {
-				s.logger(r).Error("gateway audit event not recorded", "tenant", tenantID, "type", e.Type, "err", err)
-				return err
-			}
-			return nil
+		err := s.audits.Enqueue(e)
+		if err != nil {
+			s.logger(r).Error("gateway audit event not queued", "tenant", tenantID, "type", e.Type, "err", err)
 		}
+		return func() error { return err }
 	}
 }
 

@@ -57,7 +57,9 @@ func (s *Server) routes() http.Handler {
 
 	// The SMART gateway: a FHIR base URL per tenant that forwards to its
 	// upstream FHIR server what the access token allows (gateway.go, package gateway).
-	mux.Handle("/t/{tenant}/fhir/{path...}", cors(http.HandlerFunc(s.fhirGateway)))
+	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} { // GET serves HEAD too
+		mux.Handle(method+" /t/{tenant}/fhir/{path...}", cors(http.HandlerFunc(s.fhirGateway)))
+	}
 	mux.Handle("OPTIONS /t/{tenant}/fhir/{path...}", cors(http.HandlerFunc(gatewayPreflight)))
 	mux.Handle("GET /t/{tenant}/fhir/metadata", cors(http.HandlerFunc(s.gatewayMetadata)))
 	mux.Handle("GET /t/{tenant}/fhir/.well-known/smart-configuration", cors(s.api(s.gatewaySMARTConfiguration)))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/smartauth/smartauth/storage"
 )
@@ -17,13 +18,24 @@ import (
 // DefaultMaxBatch caps a batch when Options.MaxBatch is zero.
 const DefaultMaxBatch = 256
 
+// DefaultMaxQueue caps a tenant's queue when Options.MaxQueue is zero.
+const DefaultMaxQueue = 10000
+
 // ErrClosed is returned by Append once Close has been called.
 var ErrClosed = errors.New("audit: writer closed")
+
+// ErrBacklog is returned by Enqueue while a tenant's queue is full: the
+// store is down or slower than the events arrive, and the caller must not
+// go on as if its event were recorded.
+var ErrBacklog = errors.New("audit: too many events waiting to be written")
 
 // Options tune a Writer.
 type Options struct {
 	// MaxBatch caps the events stored in one transaction; zero means DefaultMaxBatch.
 	MaxBatch int
+	// MaxQueue caps the events of a tenant waiting to be written, past which
+	// Enqueue refuses; zero means DefaultMaxQueue.
+	MaxQueue int
 }
 
 // Writer appends audit events, grouping concurrent ones of a tenant into one
@@ -32,6 +44,7 @@ type Writer struct {
 	store    storage.Storage
 	log      *slog.Logger
 	maxBatch int
+	maxQueue int
 
 	mu     sync.Mutex
 	closed bool
@@ -47,6 +60,9 @@ type request struct {
 	// done receives the outcome of the batch that held the event; it is
 	// buffered so the writer never waits for a caller that gave up.
 	done chan error
+	// queued marks an event from Enqueue: no one waits for it, so a failed
+	// write is retried rather than reported.
+	queued bool
 }
 
 // NewWriter returns a writer storing events in store and logging failed
@@ -55,10 +71,13 @@ func NewWriter(store storage.Storage, log *slog.Logger, opts Options) *Writer {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = DefaultMaxQueue
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{store: store, log: log, maxBatch: opts.MaxBatch, pending: make(map[string][]*request)}
+	return &Writer{store: store, log: log, maxBatch: opts.MaxBatch, maxQueue: opts.MaxQueue, pending: make(map[string][]*request)}
 }
 
 // Append stores e and returns once it is durable, or with the error that kept
@@ -90,6 +109,31 @@ func (w *Writer) Append(ctx context.Context, e storage.AuditEvent) error {
 	}
 }
 
+// Enqueue queues e to be written with the next batch and returns without
+// waiting for it, for events too frequent to wait a commit for each (every
+// request through the FHIR gateway). A queued event is retried until it is
+// stored, so a store that is down loses nothing while the process runs; the
+// queue is bounded, and once it is full Enqueue returns ErrBacklog and the
+// caller must refuse the work the event would have recorded.
+func (w *Writer) Enqueue(e storage.AuditEvent) error {
+	req := &request{event: e, done: make(chan error, 1), queued: true}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	queue, running := w.pending[e.TenantID]
+	if len(queue) >= w.maxQueue {
+		return ErrBacklog
+	}
+	w.pending[e.TenantID] = append(queue, req)
+	if !running {
+		w.running.Add(1)
+		go w.drain(e.TenantID)
+	}
+	return nil
+}
+
 // Close stops accepting events, waits until every queued event has been
 // written, and returns. Later calls return at once.
 func (w *Writer) Close() {
@@ -104,6 +148,7 @@ func (w *Writer) Close() {
 // lone event is written at once and batches grow only with load.
 func (w *Writer) drain(tenantID string) {
 	defer w.running.Done()
+	failures := 0
 	for {
 		w.mu.Lock()
 		queue := w.pending[tenantID]
@@ -112,16 +157,74 @@ func (w *Writer) drain(tenantID string) {
 			w.mu.Unlock()
 			return
 		}
+		if len(queue) < w.maxBatch && !w.closed && allQueued(queue) {
+			// No one waits on these: a moment's wait lets the next ones
+			// join the same transaction, which costs far less per event.
+			w.mu.Unlock()
+			time.Sleep(queuedLinger)
+			w.mu.Lock()
+			queue = w.pending[tenantID]
+		}
 		n := min(len(queue), w.maxBatch)
 		batch := queue[:n:n]
 		w.pending[tenantID] = queue[n:]
 		w.mu.Unlock()
-		w.write(tenantID, batch)
+		if w.write(tenantID, batch) == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		if !w.requeue(tenantID, batch, failures) {
+			continue
+		}
+		time.Sleep(min(retryBackoff<<min(failures, 6), maxRetryBackoff))
 	}
 }
 
-// write stores one batch and hands every waiter the outcome.
-func (w *Writer) write(tenantID string, batch []*request) {
+// queuedLinger is how long a batch of only enqueued events waits for more.
+const queuedLinger = 2 * time.Millisecond
+
+// allQueued reports whether no one waits on any of the requests.
+func allQueued(rs []*request) bool {
+	for _, r := range rs {
+		if !r.queued {
+			return false
+		}
+	}
+	return true
+}
+
+// Backoff between retries of queued events while the store fails, and how
+// many failures in a row a closing writer sits through before it gives up.
+const (
+	retryBackoff    = 50 * time.Millisecond
+	maxRetryBackoff = 3 * time.Second
+	closingRetries  = 5
+)
+
+// requeue puts the queued events of a failed batch back at the head of the
+// tenant's queue, in order, so the chain keeps the order they came in. Once
+// Close has been called and the store has failed closingRetries times in a
+// row they are dropped instead (and were logged), so Close cannot wait
+// forever on a store that stays down. It reports whether any were put back.
+func (w *Writer) requeue(tenantID string, batch []*request, failures int) bool {
+	var again []*request
+	for _, r := range batch {
+		if r.queued {
+			again = append(again, r)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(again) == 0 || w.closed && failures > closingRetries {
+		return false
+	}
+	w.pending[tenantID] = append(again, w.pending[tenantID]...)
+	return true
+}
+
+// write stores one batch, hands every waiter the outcome and returns it.
+func (w *Writer) write(tenantID string, batch []*request) error {
 	events := make([]storage.AuditEvent, len(batch))
 	for i, r := range batch {
 		events[i] = r.event
@@ -135,6 +238,9 @@ func (w *Writer) write(tenantID string, batch []*request) {
 		w.log.Error("audit events not recorded", "tenant", tenantID, "events", len(batch), "err", err)
 	}
 	for _, r := range batch {
-		r.done <- err
+		if !r.queued {
+			r.done <- err
+		}
 	}
+	return err
 }

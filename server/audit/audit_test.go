@@ -387,3 +387,70 @@ func TestCallerGivingUp(t *testing.T) {
 		checkTrail(t, store, "acme", []string{"first", "impatient", "patient"})
 	})
 }
+
+// failingStore fails its first n AppendAudits calls, as a store that is down would.
+type failingStore struct {
+	storage.Storage
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (f *failingStore) AppendAudits(ctx context.Context, tenantID string, events []storage.AuditEvent) ([]storage.AuditEvent, error) {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.fails
+	f.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("append: %w", storage.ErrUnavailable)
+	}
+	return f.Storage.AppendAudits(ctx, tenantID, events)
+}
+
+func TestEnqueuedEventsSurviveAStoreOutage(t *testing.T) {
+	backends(t, func(t *testing.T, store storage.Storage) {
+		fs := &failingStore{Storage: store, fails: 3}
+		w := NewWriter(fs, nil, Options{MaxBatch: 4})
+		var subjects []string
+		for i := range 10 {
+			s := fmt.Sprintf("read-%d", i)
+			subjects = append(subjects, s)
+			if err := w.Enqueue(event("acme", s)); err != nil {
+				t.Fatalf("Enqueue %d: %v", i, err)
+			}
+		}
+		w.Close()
+		// Every event is stored, once, in the order it was queued, although
+		// the first writes failed.
+		checkTrail(t, store, "acme", subjects)
+	})
+}
+
+func TestEnqueueRefusesPastTheBacklog(t *testing.T) {
+	backends(t, func(t *testing.T, store storage.Storage) {
+		cs := holding(store)
+		w := NewWriter(cs, nil, Options{MaxQueue: 3})
+		if err := w.Enqueue(event("acme", "first")); err != nil {
+			t.Fatal(err)
+		}
+		<-cs.held // the first event is being written; the next wait behind it
+		for i := range 3 {
+			if err := w.Enqueue(event("acme", fmt.Sprint("queued-", i))); err != nil {
+				t.Fatalf("Enqueue %d: %v", i, err)
+			}
+		}
+		if err := w.Enqueue(event("acme", "one too many")); !errors.Is(err, ErrBacklog) {
+			t.Errorf("Enqueue past the backlog: %v, want ErrBacklog", err)
+		}
+		// Another tenant's queue is its own.
+		if err := w.Enqueue(event("beta", "other")); err != nil {
+			t.Errorf("Enqueue for another tenant: %v", err)
+		}
+		close(cs.release)
+		w.Close()
+		checkTrail(t, store, "acme", []string{"first", "queued-0", "queued-1", "queued-2"})
+		if err := w.Enqueue(event("acme", "late")); !errors.Is(err, ErrClosed) {
+			t.Errorf("Enqueue after Close: %v, want ErrClosed", err)
+		}
+	})
+}
