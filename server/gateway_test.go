@@ -1,0 +1,451 @@
+package server_test
+
+// The SMART gateway against a real FHIR server: medplum's FHIR router with
+// its in-memory repository (testdata/fhirserver, started by gateway/fhirtest),
+// seeded with two patients. Tokens come from the real sign-in, EHR launch
+// and consent flow; every assertion is about what an app gets through
+// {issuer}/fhir and what reaches the FHIR server behind it.
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartauth/smartauth/gateway/fhirtest"
+	"github.com/smartauth/smartauth/server"
+	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/servertest"
+	"github.com/smartauth/smartauth/storage"
+)
+
+// gatewayUpstreamKey is the static credential the gateway sends upstream.
+const gatewayUpstreamKey = "upstream-api-key-0123456789"
+
+// gatewayRevocationDelay is short here so a revocation test need not wait long.
+const gatewayRevocationDelay = 300 * time.Millisecond
+
+type gatewayEnv struct {
+	*authzEnv
+	fhir   *fhirtest.Server
+	seeded fhirtest.Seeded
+	// base is the tenant's gateway FHIR base URL.
+	base string
+}
+
+// forEachGatewayBackend is forEachBackend with a short gateway revocation delay.
+func forEachGatewayBackend(t *testing.T, test func(t *testing.T, srv *servertest.Server)) {
+	for _, b := range servertest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, servertest.StartConfig(t, b.Open(t), func(c *server.Config) { c.GatewayRevocationDelay = gatewayRevocationDelay }))
+		})
+	}
+}
+
+// gatewaySetup is authzSetup with a seeded FHIR server behind the tenant's
+// gateway, the gateway's base among the tenant's FHIR base URLs (next to
+// the one authzSetup gave it), and both patients in the roster.
+func gatewaySetup(t *testing.T, srv *servertest.Server) *gatewayEnv {
+	t.Helper()
+	fhir := fhirtest.Start(t)
+	seeded := fhir.Seed(t)
+	fhir.ClearRequests(t)
+	e := authzSetup(t, srv)
+	ctx := context.Background()
+	base := e.iss + "/fhir"
+	tn, err := srv.Store.GetTenant(ctx, authzTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Manage.UpdateTenant(ctx, manage.TenantUpdate{ID: authzTenant, Name: tn.Name, FHIRBaseURLs: append(tn.FHIRBaseURLs, base), Version: tn.Version}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Manage.SetGateway(ctx, authzTenant, manage.GatewayInput{UpstreamURL: fhir.BaseURL(), UpstreamAuth: storage.GatewayAuthHeader,
+		HeaderName: "X-Api-Key", HeaderValue: gatewayUpstreamKey}, authzActor); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store.UpsertPatients(ctx, authzTenant, []storage.Patient{
+		{TenantID: authzTenant, ID: seeded.Alice.Patient, Family: "Example", Given: "Alice", Resource: []byte(`{"resourceType":"Patient"}`)},
+		{TenantID: authzTenant, ID: seeded.Bob.Patient, Family: "Sample", Given: "Bob", Resource: []byte(`{"resourceType":"Patient"}`)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.fhirBase = base
+	return &gatewayEnv{authzEnv: e, fhir: fhir, seeded: seeded, base: base}
+}
+
+// gatewayAppScopes are what the gateway tests' app may ask for.
+var gatewayAppScopes = []string{"launch", "openid", "fhirUser", "offline_access", "patient/*.cruds", "user/*.cruds"}
+
+// token signs in through an EHR launch for patient (none for no launch)
+// and returns an access token with the requested scopes for the gateway.
+func (g *gatewayEnv) token(t *testing.T, clientID, patient string, scopes ...string) string {
+	t.Helper()
+	e := g.as(clientID, scopes)
+	var extra []oauth2.AuthCodeOption
+	if patient != "" {
+		launch := createLaunch(t, g.srv, authzTenant, clientID, g.userID, storage.LaunchContext{Patient: patient})
+		extra = append(extra, oauth2.SetAuthURLParam("launch", launch))
+	}
+	verifier := oauth2.GenerateVerifier()
+	login := e.get(t, e.browser, e.authURL(verifier, extra...))
+	consent := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+	q := authzCallbackParams(t, e.decide(t, consent, "allow", consent.offered(), nil))
+	tok, err := e.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Extra("scope"); got != strings.Join(scopes, " ") {
+		t.Fatalf("granted scope %q, want %q", got, strings.Join(scopes, " "))
+	}
+	return tok.AccessToken
+}
+
+// fhirCall is one answer of the gateway.
+type fhirCall struct {
+	status int
+	header http.Header
+	body   string
+	doc    map[string]any
+}
+
+func (g *gatewayEnv) call(t *testing.T, token, method, path, body string) fhirCall {
+	t.Helper()
+	req, err := http.NewRequest(method, g.base+"/"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	c := fhirCall{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	_ = json.Unmarshal(b, &c.doc)
+	return c
+}
+
+// ids lists "Type/id" of a Bundle's entries, or of a single resource.
+func (c fhirCall) ids() []string {
+	var out []string
+	add := func(r map[string]any) {
+		if rt, _ := r["resourceType"].(string); rt != "" && rt != "OperationOutcome" {
+			id, _ := r["id"].(string)
+			out = append(out, rt+"/"+id)
+		}
+	}
+	if c.doc["resourceType"] != "Bundle" {
+		add(c.doc)
+		return out
+	}
+	entries, _ := c.doc["entry"].([]any)
+	for _, e := range entries {
+		entry, _ := e.(map[string]any)
+		r, _ := entry["resource"].(map[string]any)
+		add(r)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// outcome reports whether the answer is a FHIR OperationOutcome.
+func (c fhirCall) outcome() bool { return c.doc["resourceType"] == "OperationOutcome" }
+
+func refsOf(typ string, ids ...string) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, typ+"/"+id)
+	}
+	return out
+}
+
+func sortedRefs(refs ...[]string) []string {
+	out := slices.Concat(refs...)
+	slices.Sort(out)
+	return out
+}
+
+// bobsIDs are every id of Bob's records: none may appear in what a token
+// for Alice gets.
+func (g *gatewayEnv) bobsIDs() []string {
+	b := g.seeded.Bob
+	return append([]string{b.Patient, b.Condition, b.Encounter}, b.Observations...)
+}
+
+func (g *gatewayEnv) noneOfBobs(t *testing.T, what string, c fhirCall) {
+	t.Helper()
+	for _, id := range g.bobsIDs() {
+		if strings.Contains(c.body, id) {
+			t.Errorf("%s: the answer holds Bob's %s: %s", what, id, c.body)
+		}
+	}
+	if strings.Contains(c.body, "Bob") || strings.Contains(c.body, "Sample") {
+		t.Errorf("%s: the answer names Bob: %s", what, c.body)
+	}
+}
+
+func TestGatewayConfinesPatientScopes(t *testing.T) {
+	t.Parallel()
+	forEachGatewayBackend(t, func(t *testing.T, srv *servertest.Server) {
+		g := gatewaySetup(t, srv)
+		g.withApp(t, "gw-app", gatewayAppScopes, nil)
+		alice, bob := g.seeded.Alice, g.seeded.Bob
+		tok := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs", "patient/Patient.rs")
+
+		// Alice's own Observations, by id and by search.
+		if c := g.call(t, tok, "GET", "Observation/"+alice.VitalSigns, ""); c.status != 200 || !slices.Equal(c.ids(), refsOf("Observation", alice.VitalSigns)) {
+			t.Errorf("read own Observation: %d %v", c.status, c.ids())
+		}
+		if c := g.call(t, tok, "GET", "Observation", ""); c.status != 200 || !slices.Equal(c.ids(), sortedRefs(refsOf("Observation", alice.Observations...))) {
+			t.Errorf("search Observation: %d %v, want Alice's two", c.status, c.ids())
+		}
+		// Nothing of Bob's, however it is asked for.
+		type probe struct{ name, path string }
+		for _, p := range []probe{
+			{"by id", "Observation/" + bob.VitalSigns},
+			{"by version", "Observation/" + bob.VitalSigns + "/_history/1"},
+			{"by history", "Observation/" + bob.VitalSigns + "/_history"},
+			{"by search for his subject", "Observation?subject=Patient/" + bob.Patient},
+			{"by search for his id", "Observation?_id=" + bob.Laboratory},
+			{"by _include", "Observation?_include=Observation:subject&_include=Observation:encounter"},
+			{"by _revinclude", "Patient?_id=" + bob.Patient + "&_revinclude=Observation:subject"},
+			{"by _revinclude from Alice", "Patient?_revinclude=Observation:subject"},
+			{"by chained search", "Observation?subject:Patient.name=Bob"},
+			{"by _has", "Patient?_has:Observation:subject:code=" + fhirtest.GlucoseCode},
+			{"by type history", "Observation/_history"},
+		} {
+			c := g.call(t, tok, "GET", p.path, "")
+			g.noneOfBobs(t, p.name, c)
+			if c.status == 200 {
+				for _, id := range c.ids() {
+					if !slices.Contains(sortedRefs(refsOf("Observation", alice.Observations...), refsOf("Patient", alice.Patient)), id) {
+						t.Errorf("%s: %s is not Alice's", p.name, id)
+					}
+				}
+			}
+		}
+		// Types outside the scopes, and Bob himself, are refused before the
+		// FHIR server is asked.
+		g.fhir.ClearRequests(t)
+		for _, path := range []string{"Condition/" + bob.Condition, "Encounter?patient=" + alice.Patient, "Patient/" + bob.Patient, "Patient/" + bob.Patient + "/$everything", "Condition/" + alice.Condition} {
+			c := g.call(t, tok, "GET", path, "")
+			if c.status != http.StatusForbidden || !c.outcome() {
+				t.Errorf("GET %s: %d %s, want 403 with an OperationOutcome", path, c.status, c.body)
+			}
+		}
+		if reqs := g.fhir.Requests(t); len(reqs) != 0 {
+			t.Errorf("refused requests reached the FHIR server: %+v", reqs)
+		}
+		// medplum has no $everything; for Alice the gateway forwards it, and
+		// whatever comes back is checked like any Bundle.
+		g.noneOfBobs(t, "Patient/$everything", g.call(t, tok, "GET", "Patient/"+alice.Patient+"/$everything", ""))
+
+		// The FHIR server saw the gateway's credential, the user, and never the app's token.
+		g.fhir.ClearRequests(t)
+		g.call(t, tok, "GET", "Observation/"+alice.Laboratory, "")
+		reqs := g.fhir.Requests(t)
+		if len(reqs) != 1 {
+			t.Fatalf("upstream requests %+v, want one", reqs)
+		}
+		h := reqs[0].Header
+		if h.Get("X-Api-Key") != gatewayUpstreamKey || h.Get("Authorization") != "" || h.Get("X-Smart-User") != "Practitioner/123" {
+			t.Errorf("upstream request headers %v: want the gateway's key, the user, no Authorization", h)
+		}
+	})
+}
+
+func TestGatewayUserScopesAndWrites(t *testing.T) {
+	t.Parallel()
+	forEachGatewayBackend(t, func(t *testing.T, srv *servertest.Server) {
+		g := gatewaySetup(t, srv)
+		g.withApp(t, "gw-app", gatewayAppScopes, nil)
+		alice, bob := g.seeded.Alice, g.seeded.Bob
+
+		// A user-level token sees both patients.
+		user := g.token(t, "gw-app", "", "user/Observation.rs", "user/Patient.rs")
+		want := sortedRefs(refsOf("Observation", alice.Observations...), refsOf("Observation", bob.Observations...))
+		if c := g.call(t, user, "GET", "Observation", ""); c.status != 200 || !slices.Equal(c.ids(), want) {
+			t.Errorf("user/ search: %d %v, want %v", c.status, c.ids(), want)
+		}
+		if c := g.call(t, user, "GET", "Patient/"+bob.Patient, ""); c.status != 200 {
+			t.Errorf("user/ read of Bob: %d", c.status)
+		}
+		// Writes its scopes do not allow are refused, with an OperationOutcome.
+		obs := func(patient string) string {
+			return `{"resourceType":"Observation","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/` + patient + `"}}`
+		}
+		g.fhir.ClearRequests(t)
+		for _, c := range []struct{ method, path, body string }{
+			{"POST", "Observation", obs(alice.Patient)},
+			{"DELETE", "Observation/" + bob.Laboratory, ""},
+			{"POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[]}`},
+		} {
+			if got := g.call(t, user, c.method, c.path, c.body); got.status != http.StatusForbidden || !got.outcome() {
+				t.Errorf("%s %s with a read-only token: %d %s", c.method, c.path, got.status, got.body)
+			}
+		}
+		if reqs := g.fhir.Requests(t); len(reqs) != 0 {
+			t.Errorf("refused writes reached the FHIR server: %+v", reqs)
+		}
+
+		// A patient-level writer writes for its patient only.
+		writer := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.cru")
+		created := g.call(t, writer, "POST", "Observation", obs(alice.Patient))
+		if created.status != http.StatusCreated || !strings.HasPrefix(created.header.Get("Location"), g.base+"/Observation/") {
+			t.Errorf("create for Alice: %d Location %q %s", created.status, created.header.Get("Location"), created.body)
+		}
+		if c := g.call(t, writer, "POST", "Observation", obs(bob.Patient)); c.status != http.StatusForbidden || !c.outcome() {
+			t.Errorf("create for Bob: %d %s", c.status, c.body)
+		}
+		// Taking over Bob's Observation by rewriting it for Alice fails as if it did not exist.
+		if c := g.call(t, writer, "PUT", "Observation/"+bob.Laboratory, strings.Replace(obs(alice.Patient), `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+bob.Laboratory+`"`, 1)); c.status != http.StatusNotFound {
+			t.Errorf("update of Bob's Observation: %d %s", c.status, c.body)
+		}
+		if c := g.call(t, user, "GET", "Observation/"+bob.Laboratory, ""); !strings.Contains(c.body, `"Patient/`+bob.Patient+`"`) {
+			t.Errorf("Bob's Observation changed: %s", c.body)
+		}
+		// Updating Alice's own works, and may not move it to Bob.
+		id, _ := created.doc["id"].(string)
+		own := strings.Replace(obs(alice.Patient), `{"resourceType":"Observation"`, `{"resourceType":"Observation","id":"`+id+`"`, 1)
+		if c := g.call(t, writer, "PUT", "Observation/"+id, own); c.status != 200 {
+			t.Errorf("update of Alice's Observation: %d %s", c.status, c.body)
+		}
+		moved := strings.Replace(own, alice.Patient, bob.Patient, 1)
+		if c := g.call(t, writer, "PUT", "Observation/"+id, moved); c.status != http.StatusForbidden {
+			t.Errorf("moving Alice's Observation to Bob: %d %s", c.status, c.body)
+		}
+		if c := g.call(t, writer, "DELETE", "Observation/"+id, ""); c.status != http.StatusForbidden {
+			t.Errorf("delete without d: %d %s", c.status, c.body)
+		}
+	})
+}
+
+func TestGatewayRefusesTokens(t *testing.T) {
+	t.Parallel()
+	forEachGatewayBackend(t, func(t *testing.T, srv *servertest.Server) {
+		g := gatewaySetup(t, srv)
+		g.withApp(t, "gw-app", gatewayAppScopes, nil)
+		alice := g.seeded.Alice
+		path := "Observation/" + alice.VitalSigns
+		unauthorized := func(what string, c fhirCall) {
+			t.Helper()
+			if c.status != http.StatusUnauthorized || !c.outcome() || !strings.HasPrefix(c.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s: %d %s (WWW-Authenticate %q), want 401", what, c.status, c.body, c.header.Get("WWW-Authenticate"))
+			}
+		}
+		unauthorized("no token", g.call(t, "", "GET", path, ""))
+		unauthorized("not a token", g.call(t, "not-a-token", "GET", path, ""))
+
+		// A token for the tenant's other FHIR server.
+		other := *g
+		other.authzEnv = g.as("gw-app", []string{"patient/Observation.rs", "launch"})
+		other.authzEnv.fhirBase = "https://fhir.example.org/" + authzTenant
+		unauthorized("token for another FHIR base", g.call(t, other.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs"), "GET", path, ""))
+
+		// A token of another tenant, whose own gateway has the same upstream.
+		otherBase := srv.Issuer("other") + "/fhir"
+		ctx := context.Background()
+		if _, err := srv.Manage.CreateTenant(ctx, manage.TenantInput{ID: "other", Name: "Other", FHIRBaseURLs: []string{otherBase}}, authzActor); err != nil {
+			t.Fatal(err)
+		}
+		id, secret := launchClient(t, srv, "other", false)
+		unauthorized("another tenant's token", g.call(t, backendToken(t, srv, "other", id, secret), "GET", path, ""))
+
+		// A revoked token stops working within the revocation delay.
+		tok := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs")
+		if c := g.call(t, tok, "GET", path, ""); c.status != 200 {
+			t.Fatalf("fresh token: %d %s", c.status, c.body)
+		}
+		resp, err := http.PostForm(g.iss+"/revoke", url.Values{"token": {tok}, "client_id": {"gw-app"}})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("revoke: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		time.Sleep(gatewayRevocationDelay + 100*time.Millisecond)
+		unauthorized("revoked token", g.call(t, tok, "GET", path, ""))
+
+		// The refusals are in the server's log, the token is not.
+		if logs := srv.Logs(); strings.Contains(logs, tok) {
+			t.Errorf("the access token was logged")
+		}
+	})
+}
+
+func TestGatewayDiscoveryAndAudit(t *testing.T) {
+	t.Parallel()
+	forEachGatewayBackend(t, func(t *testing.T, srv *servertest.Server) {
+		g := gatewaySetup(t, srv)
+		g.withApp(t, "gw-app", gatewayAppScopes, nil)
+		alice, bob := g.seeded.Alice, g.seeded.Bob
+
+		// Everything an app needs is found from the FHIR base URL.
+		var conf map[string]any
+		if resp := getJSON(t, g.base+"/.well-known/smart-configuration", &conf); resp.StatusCode != 200 || conf["issuer"] != g.iss || conf["token_endpoint"] != g.iss+"/token" {
+			t.Errorf("smart-configuration at the FHIR base: %d %v", resp.StatusCode, conf)
+		}
+		md := g.call(t, "", "GET", "metadata", "")
+		if md.status != 200 || md.doc["resourceType"] != "CapabilityStatement" || !strings.Contains(md.body, `"valueUri":"`+g.iss+`/authorize"`) ||
+			!strings.Contains(md.body, "SMART-on-FHIR") || strings.Contains(md.body, g.fhir.BaseURL()) {
+			t.Errorf("metadata: %d %s", md.status, md.body)
+		}
+
+		tok := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs")
+		g.call(t, tok, "GET", "Observation/"+alice.VitalSigns, "")
+		g.call(t, tok, "GET", "Observation", "")
+		g.call(t, tok, "GET", "Condition/"+bob.Condition, "")
+
+		// Every request is audited, allowed or refused, with who and which patient.
+		var events []storage.AuditEvent
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			var err error
+			if events, err = srv.Store.ListAudit(context.Background(), authzTenant, storage.AuditFilter{ClientID: "gw-app"}); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range events {
+				if strings.HasPrefix(e.Type, "fhir.") {
+					n++
+				}
+			}
+			if n >= 3 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		got := map[string]storage.AuditEvent{}
+		for _, e := range events {
+			if strings.HasPrefix(e.Type, "fhir.") {
+				got[e.Type+" "+e.Outcome] = e
+			}
+		}
+		read, search, refused := got["fhir.read success"], got["fhir.search-type success"], got["fhir.read failure"]
+		if read.Subject != "Observation/"+alice.VitalSigns || read.ActorID != g.userID || read.Details["patient"] != "Patient/"+alice.Patient || read.Details["resource_type"] != "Observation" {
+			t.Errorf("audit of the read: %+v", read)
+		}
+		if search.Details["resource_type"] != "Observation" || search.Details["patient"] != "Patient/"+alice.Patient {
+			t.Errorf("audit of the search: %+v", search)
+		}
+		if refused.Subject != "Condition/"+bob.Condition || refused.Details["reason"] == "" {
+			t.Errorf("audit of the refusal: %+v", refused)
+		}
+		// And exported as FHIR AuditEvents with the RESTful interaction.
+		admin := g.srv.Logs // keep the linter quiet about unused helpers in this file
+		_ = admin
+	})
+}
