@@ -47,7 +47,7 @@ const server = http.createServer(async (req, res) => {
     if (req.method === 'DELETE') requests.length = 0;
     return send(res, 200, 'application/json', requests);
   }
-  requests.push({ method: req.method, url: req.url, headers: req.headers });
+  requests.push({ method: req.method, url: req.url, headers: req.headersDistinct });
 
   if (req.url !== base && !req.url.startsWith(base + '/') && !req.url.startsWith(base + '?')) {
     return send(res, 404, 'application/fhir+json', outcome('not-found', `no FHIR endpoint at ${req.url}`));
