@@ -150,6 +150,44 @@ func TestServer(t *testing.T) {
 		want(t, "reverse included", include, refs("Observation", alice.Observations...))
 	})
 
+	t.Run("search by POST and batch", func(t *testing.T) {
+		form := url.Values{"subject": {"Patient/" + bob.Patient}, "_include": {"Observation:encounter"}}
+		req, err := http.NewRequest(http.MethodPost, base+"/Observation/_search", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bundle resource
+		err = json.NewDecoder(resp.Body).Decode(&bundle)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST _search: status %d, %v", resp.StatusCode, err)
+		}
+		match, include := entries(t, bundle)
+		want(t, "POST _search matches", match, refs("Observation", bob.Observations...))
+		want(t, "POST _search included", include, refs("Encounter", bob.Encounter))
+
+		batch := map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{
+			map[string]any{"request": map[string]any{"method": "GET", "url": "Patient/" + alice.Patient}},
+			map[string]any{"request": map[string]any{"method": "GET", "url": "Condition?subject=Patient/" + bob.Patient}},
+		}}
+		status, _, out := fetch(t, http.MethodPost, base, batch, nil)
+		if status != http.StatusOK || out["type"] != "batch-response" {
+			t.Fatalf("batch: status %d %v", status, out)
+		}
+		got := out["entry"].([]any)
+		if len(got) != 2 || got[0].(map[string]any)["resource"].(map[string]any)["id"] != alice.Patient {
+			t.Errorf("batch response entries: %v", got)
+		}
+		if match, _ := entries(t, got[1].(map[string]any)["resource"].(map[string]any)); !slices.Equal(match, refs("Condition", bob.Condition)) {
+			t.Errorf("batch search: %v, want Bob's Condition", match)
+		}
+	})
+
 	// medplum chains with the FHIR syntax: a reference parameter, its target
 	// type when the parameter allows several (Observation.subject does), a
 	// dot and a parameter of the target. subject.name without the type is

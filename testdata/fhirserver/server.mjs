@@ -55,7 +55,14 @@ const server = http.createServer(async (req, res) => {
   let body;
   try {
     const text = await readBody(req);
-    body = text ? JSON.parse(text) : undefined;
+    if (req.headers['content-type']?.startsWith('application/x-www-form-urlencoded')) {
+      // A search by POST to _search: the router takes its parameters as an
+      // object, a repeated parameter as an array.
+      body = {};
+      for (const [k, v] of new URLSearchParams(text)) body[k] = k in body ? [body[k], v].flat() : v;
+    } else {
+      body = text ? JSON.parse(text) : undefined;
+    }
   } catch (err) {
     return send(res, 400, 'application/fhir+json', outcome('invalid', `request body is not JSON: ${err.message}`));
   }
