@@ -20,6 +20,7 @@ func TestLayering(t *testing.T) {
 		"storage/postgres":    {"storage", "migrations"},
 		"federation":          {"storage"},
 		"federation/oidctest": {"federation", "storage"},
+		"gateway/fhirtest":    nil,
 		"federation/oidc":     {"federation", "storage"},
 		"server/keys":         {"storage"},
 		"server/netguard":     nil,
@@ -58,16 +59,29 @@ func TestLayering(t *testing.T) {
 
 // TestTestProviderStaysInTests keeps the OpenID provider of the tests out of
 // the server: it signs in anyone with a known password, so no package built
-// into the program may import it.
+// into the program may import it. The same goes for the FHIR upstream of the
+// gateway tests.
 func TestTestProviderStaysInTests(t *testing.T) {
-	const oidctest = "github.com/smartauth/smartauth/federation/oidctest"
+	for _, helper := range []string{
+		"github.com/smartauth/smartauth/federation/oidctest",
+		// It runs Node.js programs and records every request it serves.
+		"github.com/smartauth/smartauth/gateway/fhirtest",
+	} {
+		testOnly(t, helper)
+	}
+}
+
+// testOnly fails the test if the program, or any package of ours other than
+// the helper itself, imports the test helper.
+func testOnly(t *testing.T, helper string) {
+	t.Helper()
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
 	if err != nil {
 		t.Fatalf("go list -deps .: %v", err)
 	}
 	for _, dep := range strings.Fields(string(out)) {
-		if dep == oidctest {
-			t.Errorf("the program imports %s, which is for tests only", oidctest)
+		if dep == helper {
+			t.Errorf("the program imports %s, which is for tests only", helper)
 		}
 	}
 	// Nor may any other package of ours outside its tests, so that none
@@ -78,8 +92,8 @@ func TestTestProviderStaysInTests(t *testing.T) {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, imports, _ := strings.Cut(line, " ")
-		if pkg != oidctest && slices.Contains(strings.Fields(imports), oidctest) {
-			t.Errorf("%s imports %s, which is for tests only", pkg, oidctest)
+		if pkg != helper && slices.Contains(strings.Fields(imports), helper) {
+			t.Errorf("%s imports %s, which is for tests only", pkg, helper)
 		}
 	}
 }
