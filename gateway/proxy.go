@@ -269,7 +269,7 @@ func (gw *Gateway) send(ctx context.Context, method, target string, header http.
 	}
 	out.Header = header
 	out.Header.Set("Accept", "application/fhir+json")
-	if id := identity(req.Grant); id != "" && up.UserHeader != "" {
+	if id := identity(req); id != "" && up.UserHeader != "" {
 		out.Header.Set(up.UserHeader, id)
 	}
 	if up.ForwardToken {
@@ -327,12 +327,17 @@ func rebase(v, from, to string) string {
 }
 
 // identity is what the upstream is told of who is asking: the user's
-// FHIR resource, or the subject (a backend service's client).
-func identity(g Grant) string {
-	if g.FHIRUser != "" {
-		return g.FHIRUser
+// FHIR resource, relative when it is at the gateway's base (which the
+// upstream knows by another URL), or else the subject: the user's id, or a
+// backend service's client id.
+func identity(req Request) string {
+	if u := req.Grant.FHIRUser; u != "" {
+		if rel, ok := strings.CutPrefix(u, strings.TrimSuffix(req.Base, "/")+"/"); ok {
+			return rel
+		}
+		return u
 	}
-	return g.Subject
+	return req.Grant.Subject
 }
 
 // checkCurrent reads the resource an update or delete would change and
@@ -347,7 +352,7 @@ func (gw *Gateway) checkCurrent(ctx context.Context, req Request, plan Plan) (st
 	switch {
 	case cur.status == http.StatusNotFound || cur.status == http.StatusGone:
 		if plan.Call.Interaction == Delete {
-			return "", refuse(http.StatusNotFound, "not-found", "%s/%s is not known.", plan.Call.Type, plan.Call.ID)
+			return "", refuse(http.StatusNotFound, "not-found", "The %s is not known.", plan.Call.Type)
 		}
 		return "", nil
 	case cur.status != http.StatusOK:
@@ -359,7 +364,7 @@ func (gw *Gateway) checkCurrent(ctx context.Context, req Request, plan Plan) (st
 	}
 	if !allowedBy(gw.def, plan.rules, plan.Call.Type, res) {
 		// Not found, as far as this app can know.
-		return "", refuse(http.StatusNotFound, "not-found", "%s/%s is not known.", plan.Call.Type, plan.Call.ID)
+		return "", refuse(http.StatusNotFound, "not-found", "The %s is not known.", plan.Call.Type)
 	}
 	meta, _ := res["meta"].(map[string]any)
 	version, _ := meta["versionId"].(string)
@@ -392,7 +397,7 @@ func (gw *Gateway) check(out response, req Request, plan Plan) (response, error)
 		}
 		if rt != call.Type || !allowedBy(gw.def, plan.rules, rt, doc) {
 			if call.Interaction == Read || call.Interaction == VRead {
-				return response{}, refuse(http.StatusNotFound, "not-found", "%s/%s is not known.", call.Type, call.ID)
+				return response{}, refuse(http.StatusNotFound, "not-found", "The %s is not known.", call.Type)
 			}
 			return response{}, fmt.Errorf("gateway: upstream answered %s on %s with a resource outside the grant", call.Interaction, call.Type)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/smartauth/smartauth/gateway/fhirtest"
 	"github.com/smartauth/smartauth/server"
+	"github.com/smartauth/smartauth/server/audit"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
@@ -205,7 +206,7 @@ func TestGatewayConfinesPatientScopes(t *testing.T) {
 		g := gatewaySetup(t, srv)
 		g.withApp(t, "gw-app", gatewayAppScopes, nil)
 		alice, bob := g.seeded.Alice, g.seeded.Bob
-		tok := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs", "patient/Patient.rs")
+		tok := g.token(t, "gw-app", alice.Patient, "launch", "openid", "fhirUser", "patient/Observation.rs", "patient/Patient.rs")
 
 		// Alice's own Observations, by id and by search.
 		if c := g.call(t, tok, "GET", "Observation/"+alice.VitalSigns, ""); c.status != 200 || !slices.Equal(c.ids(), refsOf("Observation", alice.VitalSigns)) {
@@ -444,8 +445,15 @@ func TestGatewayDiscoveryAndAudit(t *testing.T) {
 		if refused.Subject != "Condition/"+bob.Condition || refused.Details["reason"] == "" {
 			t.Errorf("audit of the refusal: %+v", refused)
 		}
-		// And exported as FHIR AuditEvents with the RESTful interaction.
-		admin := g.srv.Logs // keep the linter quiet about unused helpers in this file
-		_ = admin
+		// Exported as FHIR AuditEvents, each names its RESTful interaction.
+		ae := audit.FHIRAuditEvent(search, g.iss)
+		if ae.Type.Code != "rest" || !slices.ContainsFunc(ae.Subtype, func(c audit.Coding) bool {
+			return c.System == "http://hl7.org/fhir/restful-interaction" && c.Code == "search-type"
+		}) || ae.Action != "R" || ae.Outcome != "0" {
+			t.Errorf("exported AuditEvent of the search: %+v", ae)
+		}
+		if ae := audit.FHIRAuditEvent(refused, g.iss); ae.Outcome != "4" || ae.OutcomeDesc == "" {
+			t.Errorf("exported AuditEvent of the refusal: %+v", ae)
+		}
 	})
 }
