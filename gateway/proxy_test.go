@@ -253,3 +253,89 @@ func TestServeHidesOtherPatientsResourcesByID(t *testing.T) {
 		t.Errorf("other patient's observation: status %d body %s", w.Code, w.Body)
 	}
 }
+
+// TestServeFiltersEverything checks Patient/$everything's Bundle like a
+// search's: the real FHIR server of the integration tests has no
+// $everything, so what an upstream that has one returns is checked here.
+func TestServeFiltersEverything(t *testing.T) {
+	_, up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/fhir/Patient/p1/$everything" {
+			t.Errorf("upstream asked for %s", r.URL.Path)
+		}
+		io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","total":4,"entry":[
+			{"resource":{"resourceType":"Patient","id":"p1"}},
+			{"resource":{"resourceType":"Observation","id":"mine","subject":{"reference":"Patient/p1"}}},
+			{"resource":{"resourceType":"Observation","id":"theirs","subject":{"reference":"Patient/p2"}}},
+			{"resource":{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/p1"}}}]}`)
+	})
+	var ds []Decision
+	w := serve(t, New(1<<20), "GET", "Patient/p1/$everything", "", nil, grantOf("p1", "patient/Patient.r", "patient/Observation.rs"), up, recordInto(&ds, nil))
+	body := w.Body.String()
+	if w.Code != 200 || !strings.Contains(body, `"mine"`) || strings.Contains(body, `"theirs"`) || strings.Contains(body, `"Condition"`) || strings.Contains(body, `"total"`) {
+		t.Errorf("$everything: %d %s; want the patient and her Observation only, without the upstream's total", w.Code, body)
+	}
+}
+
+func TestServeHeadHasNoBody(t *testing.T) {
+	_, up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			t.Errorf("upstream asked with %s; the gateway needs the body to check it", r.Method)
+		}
+		io.WriteString(w, `{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"}}`)
+	})
+	var ds []Decision
+	w := serve(t, New(1<<20), "HEAD", "Observation/o1", "", nil, grantOf("p1", "patient/Observation.rs"), up, recordInto(&ds, nil))
+	if w.Code != 200 || w.Body.Len() != 0 {
+		t.Errorf("HEAD: %d with %d bytes of body", w.Code, w.Body.Len())
+	}
+}
+
+func TestServeRefusesOversizedBodies(t *testing.T) {
+	rec, up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	var ds []Decision
+	big := `{"resourceType":"Observation","note":[{"text":"` + strings.Repeat("x", 2048) + `"}]}`
+	w := serve(t, New(1024), "POST", "Observation", big, nil, grantOf("", "user/Observation.c"), up, recordInto(&ds, nil))
+	if w.Code != http.StatusRequestEntityTooLarge || len(rec.seen()) != 0 {
+		t.Errorf("oversized create: %d, upstream saw %d requests", w.Code, len(rec.seen()))
+	}
+	w = serve(t, New(1<<20), "POST", "Observation", `{not json`, nil, grantOf("p1", "patient/Observation.c"), up, recordInto(&ds, nil))
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("malformed create: %d", w.Code)
+	}
+}
+
+func TestServeUpstreamDown(t *testing.T) {
+	_, up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	up.Base, _ = url.Parse("http://127.0.0.1:1/fhir")
+	var ds []Decision
+	w := serve(t, New(1<<20), "GET", "Observation/o1", "", nil, grantOf("", "user/Observation.rs"), up, recordInto(&ds, nil))
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "OperationOutcome") {
+		t.Errorf("upstream down: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestServeRetriesOnceWithFreshCredentials(t *testing.T) {
+	calls := 0
+	_, up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if r.Header.Get("X-Api-Key") != "fresh" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"resourceType":"Observation","id":"o1"}`)
+	})
+	key := "stale"
+	up.Authorize = func(_ context.Context, r *http.Request) error { r.Header.Set("X-Api-Key", key); return nil }
+	up.ResetCredentials = func() { key = "fresh" }
+	var ds []Decision
+	w := serve(t, New(1<<20), "GET", "Observation/o1", "", nil, grantOf("", "user/Observation.rs"), up, recordInto(&ds, nil))
+	if w.Code != 200 || calls != 2 {
+		t.Errorf("status %d after %d upstream calls, want 200 after 2", w.Code, calls)
+	}
+	key, calls = "stale", 0
+	up.ResetCredentials = func() {}
+	w = serve(t, New(1<<20), "GET", "Observation/o1", "", nil, grantOf("", "user/Observation.rs"), up, recordInto(&ds, nil))
+	if w.Code != http.StatusBadGateway || calls != 2 || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("credentials still refused: status %d after %d calls, want 502 after one retry, never a challenge to the app", w.Code, calls)
+	}
+}

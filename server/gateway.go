@@ -97,7 +97,7 @@ func (s *Server) fhirGateway(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Expose-Headers", "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate")
 	res := s.gateway.Serve(w, r, req, s.gatewayRecorder(r, t.ID, grant))
 	if res.Status >= 500 {
-		s.logger(r).Warn("gateway request failed", "tenant", t.ID, "interaction", res.Decision.Call.Interaction, "type", res.Decision.Call.Type, "status", res.Status)
+		s.logger(r).Warn("gateway request failed", "tenant", t.ID, "interaction", res.Decision.Call.Interaction, "type", res.Decision.Call.Type, "status", res.Status, "err", res.Err)
 	} else if !res.Decision.Allowed {
 		s.logger(r).Info("gateway request refused", "tenant", t.ID, "client", grant.ClientID, "interaction", res.Decision.Call.Interaction, "type", res.Decision.Call.Type, "reason", res.Decision.Reason)
 	}
