@@ -238,7 +238,7 @@ func (gw *Gateway) forward(ctx context.Context, r *http.Request, req Request, pl
 			header.Set("If-Match", `W/"`+version+`"`)
 		}
 	}
-	target := upstreamURL(up.Base, req.Path, plan.Query)
+	target := upstreamURL(up.Base, plan.Call.Path, plan.Query)
 	out, err := gw.send(ctx, r.Method, target, header, body, req)
 	if err != nil {
 		return response{}, err

@@ -38,6 +38,8 @@ type Call struct {
 	Operation string
 	// Query is the request's search or operation parameters.
 	Query url.Values
+	// Path is the request path below the FHIR base, as forwarded upstream.
+	Path string
 }
 
 // operations are the operations the gateway can prove safe, by the resource
@@ -84,7 +86,7 @@ func Classify(method, path string, query url.Values) (Call, error) {
 	if strings.HasPrefix(segs[0], "$") {
 		return Call{}, refuse(http.StatusForbidden, "forbidden", "The system-level operation %s is not allowed through the gateway.", segs[0])
 	}
-	c := Call{Type: segs[0], Query: query}
+	c := Call{Type: segs[0], Query: query, Path: strings.Join(segs, "/")}
 	if !resourceTypeSyntax.MatchString(c.Type) {
 		return Call{}, refuse(http.StatusNotFound, "not-found", "%q is not a FHIR resource type.", c.Type)
 	}
@@ -155,6 +157,14 @@ func Classify(method, path string, query url.Values) (Call, error) {
 	}
 	if c.Interaction == "" {
 		return Call{}, refuse(http.StatusMethodNotAllowed, "not-supported", "%s is not a FHIR interaction on this path.", method)
+	}
+	// Every id goes into the upstream's URL: "." and ".." would climb out
+	// of the resource's path there, and "_" starts FHIR's own path words.
+	if c.ID != "" && (!idSyntax.MatchString(c.ID) || strings.Trim(c.ID, ".") == "" || strings.HasPrefix(c.ID, "_")) {
+		return Call{}, refuse(http.StatusNotFound, "not-found", "%q is not a FHIR resource id.", c.ID)
+	}
+	if c.Version != "" && strings.Trim(c.Version, ".") == "" {
+		return Call{}, refuse(http.StatusNotFound, "not-found", "%q is not a FHIR version id.", c.Version)
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +43,12 @@ func TestClassify(t *testing.T) {
 		{method: "GET", path: "Observation/1/_history/x y", status: http.StatusNotFound},      // not a version id
 		{method: "POST", path: "Observation/1", status: http.StatusMethodNotAllowed},
 		{method: "GET", path: "Observation/1/_history/2/more", status: http.StatusNotFound},
+		{method: "GET", path: "Observation/..", status: http.StatusNotFound}, // would climb out upstream
+		{method: "GET", path: "Observation/.", status: http.StatusNotFound},
+		{method: "PUT", path: "Observation/_foo", status: http.StatusNotFound},          // not an id
+		{method: "GET", path: "Observation/1/_history/..", status: http.StatusNotFound}, // nor a version
+		{method: "GET", path: "Observation/a?b", status: http.StatusNotFound},           // an escaped query
+		{method: "GET", path: "Observation/a%2Fb", status: http.StatusNotFound},
 	}
 	for _, c := range cases {
 		t.Run(c.method+" "+c.path, func(t *testing.T) {
@@ -56,10 +63,37 @@ func TestClassify(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Classify: %v", err)
 			}
-			got.Query = nil
+			got.Query, got.Path = nil, ""
 			if !reflect.DeepEqual(got, c.want) {
 				t.Errorf("Classify = %+v, want %+v", got, c.want)
 			}
 		})
 	}
+}
+
+// FuzzClassify checks that whatever path an app sends, a request the
+// gateway forwards stays below the resource type it names on the upstream.
+func FuzzClassify(f *testing.F) {
+	for _, p := range []string{"Observation/1", "Patient/p/$everything", "Observation/1/_history/2", "Observation/..", "a/../b", "Observation/%2e%2e", "Observation/1/_history"} {
+		f.Add("GET", p)
+	}
+	base, _ := url.Parse("https://upstream.example/fhir")
+	f.Fuzz(func(t *testing.T, method, path string) {
+		c, err := Classify(method, path, url.Values{})
+		if err != nil {
+			return
+		}
+		u, perr := url.Parse(upstreamURL(base, c.Path, nil))
+		if perr != nil {
+			t.Fatalf("forwarded path %q makes an unparsable URL: %v", path, perr)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || u.Host != "upstream.example" || !strings.HasPrefix(u.Path, "/fhir/"+c.Type) {
+			t.Fatalf("forwarded path %q reaches %s", path, u)
+		}
+		for _, seg := range strings.Split(u.Path, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("forwarded path %q climbs: %s", path, u)
+			}
+		}
+	})
 }
