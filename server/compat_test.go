@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -304,16 +305,29 @@ type fhirclientResult struct {
 		Scope        string `json:"scope"`
 	} `json:"refreshed"`
 	RefreshError string `json:"refreshError"`
+	// Requests are the answers to COMPAT_REQUESTS, in its order.
+	Requests []fhirclientRequest `json:"requests"`
 }
 
-// runFHIRClient launches the fhirclient app and returns what it printed:
-// a standalone launch when ehrLaunch is nil, otherwise an EHR launch with
-// the launch value ehrLaunch creates once the app is registered.
-func runFHIRClient(t *testing.T, dir string, e *authzEnv, fhir *compatFHIR, clientID, scope string, ehrLaunch func() string) fhirclientResult {
+// fhirclientRequest is what client.request(path) gave the app: the
+// resource or Bundle, or the error it failed with.
+type fhirclientRequest struct {
+	Path     string         `json:"path"`
+	Resource map[string]any `json:"resource"`
+	Error    string         `json:"error"`
+	Status   int            `json:"status"`
+}
+
+// runFHIRClient launches the fhirclient app against the FHIR server at
+// fhirBase and returns what it printed: a standalone launch when ehrLaunch
+// is nil, otherwise an EHR launch with the launch value ehrLaunch creates
+// once the app is registered. extraEnv is added to the app's environment.
+func runFHIRClient(t *testing.T, dir string, e *authzEnv, fhirBase, clientID, scope string, extraEnv map[string]string, ehrLaunch func() string) fhirclientResult {
 	t.Helper()
 	env := map[string]string{"SMARTAUTH_CLIENT_ID": clientID, "COMPAT_SCOPE": scope}
+	maps.Copy(env, extraEnv)
 	if ehrLaunch == nil {
-		env["COMPAT_ISS"] = fhir.base
+		env["COMPAT_ISS"] = fhirBase
 	}
 	app := startNode(t, dir, "fhirclient.mjs", env)
 	listening := app.next(t, "listening")
@@ -326,7 +340,7 @@ func runFHIRClient(t *testing.T, dir string, e *authzEnv, fhir *compatFHIR, clie
 	launchURL, launch := appBase+"/launch", ""
 	if ehrLaunch != nil {
 		launch = ehrLaunch()
-		launchURL += "?" + url.Values{"iss": {fhir.base}, "launch": {launch}}.Encode()
+		launchURL += "?" + url.Values{"iss": {fhirBase}, "launch": {launch}}.Encode()
 	}
 	start := e.get(t, e.browser, launchURL)
 	authURL := start.header.Get("Location")
@@ -338,8 +352,8 @@ func runFHIRClient(t *testing.T, dir string, e *authzEnv, fhir *compatFHIR, clie
 	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
 		t.Errorf("fhirclient did not use PKCE S256 though the server advertises it: %s", authURL)
 	}
-	if q.Get("aud") != fhir.base || q.Get("client_id") != clientID || q.Get("launch") != launch || q.Get("state") == "" {
-		t.Errorf("authorization request %v: want aud %s, client_id %s, launch %q and a state", q, fhir.base, clientID, launch)
+	if q.Get("aud") != fhirBase || q.Get("client_id") != clientID || q.Get("launch") != launch || q.Get("state") == "" {
+		t.Errorf("authorization request %v: want aud %s, client_id %s, launch %q and a state", q, fhirBase, clientID, launch)
 	}
 
 	consent := e.signIn(t, authURL)
@@ -414,7 +428,7 @@ func TestCompatFHIRClientStandaloneLaunch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		e, fhir := compatSetup(t, srv)
 		const scope = "launch/patient openid fhirUser patient/*.rs offline_access"
-		res := runFHIRClient(t, dir, e, fhir, "fhirclient-standalone", scope, nil)
+		res := runFHIRClient(t, dir, e, fhir.base, "fhirclient-standalone", scope, nil, nil)
 		checkFHIRClient(t, e, fhir, res, "fhirclient-standalone", scope)
 		if res.EncounterID != nil {
 			t.Errorf("standalone launch: getEncounterId() %q, want none", *res.EncounterID)
@@ -429,7 +443,7 @@ func TestCompatFHIRClientEHRLaunch(t *testing.T) {
 		e, fhir := compatSetup(t, srv)
 		const clientID = "fhirclient-ehr"
 		const scope = "launch openid fhirUser patient/*.rs offline_access"
-		res := runFHIRClient(t, dir, e, fhir, clientID, scope, func() string {
+		res := runFHIRClient(t, dir, e, fhir.base, clientID, scope, nil, func() string {
 			return createLaunch(t, srv, authzTenant, clientID, e.userID, storage.LaunchContext{Patient: authzPatient, Encounter: "enc-9"})
 		})
 		checkFHIRClient(t, e, fhir, res, clientID, scope)

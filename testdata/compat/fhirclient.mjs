@@ -5,10 +5,15 @@
 //
 // Standalone launch: the test opens /launch, and COMPAT_ISS names the FHIR
 // server. EHR launch: the test opens /launch?iss=…&launch=…, as an EHR would.
-// After ready() the app reads the patient, refreshes its token and prints
-// what it holds as one "result" event.
+// After ready() the app reads the patient, makes the requests COMPAT_REQUESTS
+// lists (if any), refreshes its token and prints what it holds as one
+// "result" event.
 //
-// Environment: SMARTAUTH_CLIENT_ID, COMPAT_SCOPE, COMPAT_ISS (standalone only).
+// Environment: SMARTAUTH_CLIENT_ID, COMPAT_SCOPE, COMPAT_ISS (standalone only),
+// COMPAT_REQUESTS (optional): a JSON array of FHIR request paths relative to
+// the FHIR base, such as ["Observation", "Observation/123"], which the app
+// sends with client.request() as it would any other; each one's answer, or
+// the error it failed with, is in the result's "requests".
 import { randomBytes } from "node:crypto";
 import smart from "fhirclient";
 import { emit, fail, finish, serve, setting } from "./lib.mjs";
@@ -36,10 +41,26 @@ async function step(name, fn) {
   }
 }
 
+// fhirRequests sends each path with client.request(), which resolves it
+// against the FHIR base and sends the access token, and reports what came
+// back: { path, resource } or, for a failed request, { path, error, status }.
+async function fhirRequests(client, paths) {
+  const out = [];
+  for (const path of paths) {
+    try {
+      out.push({ path, resource: await client.request(path) });
+    } catch (err) {
+      out.push({ path, error: String(err && err.message ? err.message : err), status: (err && (err.status || err.statusCode)) || 0 });
+    }
+  }
+  return out;
+}
+
 async function main() {
   const clientId = setting("SMARTAUTH_CLIENT_ID");
   const scope = setting("COMPAT_SCOPE");
   const standaloneIss = process.env.COMPAT_ISS || "";
+  const requests = process.env.COMPAT_REQUESTS ? JSON.parse(process.env.COMPAT_REQUESTS) : null;
 
   const { server, base } = await serve(async (req, res) => {
     withSession(req, res);
@@ -69,6 +90,7 @@ async function main() {
       userId: client.getUserId(),
       idToken: client.getIdToken(),
       patientResource: patient,
+      requests: requests ? await fhirRequests(client, requests) : undefined,
     };
     // A refresh failure is reported, not thrown, so the test still sees
     // everything the app obtained before it.
