@@ -457,3 +457,32 @@ func TestGatewayDiscoveryAndAudit(t *testing.T) {
 		}
 	})
 }
+
+func TestGatewayGranularScopes(t *testing.T) {
+	t.Parallel()
+	forEachGatewayBackend(t, func(t *testing.T, srv *servertest.Server) {
+		g := gatewaySetup(t, srv)
+		g.withApp(t, "gw-app", gatewayAppScopes, nil)
+		alice := g.seeded.Alice
+		tok := g.token(t, "gw-app", alice.Patient, "launch", "patient/Observation.rs?category="+fhirtest.CategorySystem+"|"+fhirtest.CategoryLaboratory)
+
+		// The search is narrowed to the category, and so is what comes back.
+		g.fhir.ClearRequests(t)
+		if c := g.call(t, tok, "GET", "Observation", ""); c.status != 200 || !slices.Equal(c.ids(), refsOf("Observation", alice.Laboratory)) {
+			t.Errorf("granular search: %d %v, want only the laboratory Observation", c.status, c.ids())
+		}
+		if reqs := g.fhir.Requests(t); len(reqs) != 1 || !strings.Contains(reqs[0].URL, "category=") || !strings.Contains(reqs[0].URL, "subject=Patient%2F"+alice.Patient) {
+			t.Errorf("upstream search %+v: want the category and the patient added", reqs)
+		}
+		// Asking for the other category gets nothing, by search or by id.
+		if c := g.call(t, tok, "GET", "Observation?category="+fhirtest.CategoryVitalSigns, ""); c.status != 200 || len(c.ids()) != 0 {
+			t.Errorf("search for vital signs: %d %v", c.status, c.ids())
+		}
+		if c := g.call(t, tok, "GET", "Observation/"+alice.VitalSigns, ""); c.status != http.StatusNotFound {
+			t.Errorf("read of the vital signs: %d %s", c.status, c.body)
+		}
+		if c := g.call(t, tok, "GET", "Observation/"+alice.Laboratory, ""); c.status != 200 {
+			t.Errorf("read of the laboratory Observation: %d %s", c.status, c.body)
+		}
+	})
+}
