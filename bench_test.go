@@ -26,12 +26,17 @@ func TestBenchCommand(t *testing.T) {
 	}
 	var report struct {
 		Results []benchResult `json:"results"`
+		Gateway []gatewayCost `json:"gateway"`
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
 		t.Fatalf("bench printed no JSON: %v\n%s", err, out)
 	}
-	if len(report.Results) != 4 {
-		t.Fatalf("%d results, want one per scenario (4)", len(report.Results))
+	if len(report.Results) != 6 {
+		t.Fatalf("%d results, want one per scenario (6)", len(report.Results))
+	}
+	// The gateway's cost is reported against reading its upstream directly.
+	if len(report.Gateway) != 1 || report.Gateway[0].Concurrency != 2 || report.Gateway[0].ServerCPUus <= 0 {
+		t.Errorf("gateway costs %+v, want one at concurrency 2 with the server's CPU", report.Gateway)
 	}
 	for _, r := range report.Results {
 		if r.Requests == 0 || r.Errors != 0 || r.P50ms <= 0 || r.PeakRSSMiB <= 0 {
