@@ -286,6 +286,16 @@ func TestGatewayUserScopesAndWrites(t *testing.T) {
 		if c := g.call(t, user, "GET", "Patient/"+bob.Patient, ""); c.status != 200 {
 			t.Errorf("user/ read of Bob: %d", c.status)
 		}
+		// So does a backend service with system/ scopes, which the upstream
+		// is told by its client id.
+		backendID, secret := launchClient(t, srv, authzTenant, false)
+		g.fhir.ClearRequests(t)
+		if c := g.call(t, backendToken(t, srv, authzTenant, backendID, secret), "GET", "Observation", ""); c.status != 200 || !slices.Equal(c.ids(), want) {
+			t.Errorf("system/ search: %d %v, want %v", c.status, c.ids(), want)
+		}
+		if reqs := g.fhir.Requests(t); len(reqs) != 1 || reqs[0].Header.Get("X-Smart-User") != backendID {
+			t.Errorf("upstream requests %+v: want one naming the backend client %s", reqs, backendID)
+		}
 		// Writes its scopes do not allow are refused, with an OperationOutcome.
 		obs := func(patient string) string {
 			return `{"resourceType":"Observation","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/` + patient + `"}}`
