@@ -30,8 +30,9 @@ func TestBenchCommand(t *testing.T) {
 	if err := json.Unmarshal(out, &report); err != nil {
 		t.Fatalf("bench printed no JSON: %v\n%s", err, out)
 	}
-	if len(report.Results) != 4 {
-		t.Fatalf("%d results, want one per scenario (4)", len(report.Results))
+	// Four token and introspection scenarios, and the gateway's read with its baseline.
+	if len(report.Results) != 6 {
+		t.Fatalf("%d results, want one per scenario (6)", len(report.Results))
 	}
 	for _, r := range report.Results {
 		if r.Requests == 0 || r.Errors != 0 || r.P50ms <= 0 || r.PeakRSSMiB <= 0 {
