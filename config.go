@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/smartauth/smartauth/server/netguard"
 )
 
 // config is smartauth's configuration: flags override the environment,
@@ -25,7 +28,9 @@ type config struct {
 	// demoOnNetwork lets the demo, and the demo operator it leaves behind,
 	// be reachable from beyond this machine.
 	demoOnNetwork bool
-	logLevel      slog.Level
+	// demoFHIRUpstream is the FHIR server the demo tenant's gateway forwards to.
+	demoFHIRUpstream string
+	logLevel         slog.Level
 	// privateJWKS lets client JWKS URLs reach internal addresses.
 	privateJWKS bool
 	// privateFHIR lets tenants' FHIR patient search reach internal addresses.
@@ -108,6 +113,8 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 	demo := fs.Bool("demo", demoDefault, "create and print the demo tenant, on loopback only (SMARTAUTH_DEMO; default on with the embedded database on loopback)")
 	demoOnNetwork, demoOnNetworkErr := boolFlag(fs, env, demoOnNetworkFlag, demoOnNetworkEnv,
 		"let the demo, whose passwords are public, be reachable from other machines")
+	demoUpstream := fs.String("demo-fhir-upstream", env("SMARTAUTH_DEMO_FHIR_UPSTREAM"),
+		"FHIR base URL the demo tenant's gateway forwards to, without credentials (SMARTAUTH_DEMO_FHIR_UPSTREAM)")
 	privateJWKS, privateErr := boolFlag(fs, env, "jwks-private-networks", "SMARTAUTH_JWKS_PRIVATE_NETWORKS",
 		"let client JWKS URLs reach private and loopback addresses")
 	privateFHIR, privateFHIRErr := boolFlag(fs, env, "fhir-private-networks", "SMARTAUTH_FHIR_PRIVATE_NETWORKS",
@@ -130,6 +137,7 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		c.privateIdP = *privateIdP
 		c.demo = *demo
 		c.demoOnNetwork = *demoOnNetwork
+		c.demoFHIRUpstream = strings.TrimSpace(*demoUpstream)
 		c.addr = *addr
 		_, port, err := net.SplitHostPort(c.addr)
 		if err != nil {
@@ -161,8 +169,35 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 					"turn the demo off (SMARTAUTH_DEMO=false) or set %s=true (--%s)", exposed, demoOnNetworkEnv, demoOnNetworkFlag)
 			}
 		}
+		if c.demoFHIRUpstream != "" {
+			if err := c.checkDemoUpstream(); err != nil {
+				return c, err
+			}
+		}
 		return c, nil
 	}
+}
+
+// checkDemoUpstream refuses a demo FHIR upstream the server could not use:
+// without the demo, or on this machine or a private network while tenants'
+// FHIR servers must be public. A host name is resolved only when the
+// gateway connects, and refused then if it leads to a private address.
+func (c config) checkDemoUpstream() error {
+	if !c.demo {
+		return errors.New("SMARTAUTH_DEMO_FHIR_UPSTREAM (--demo-fhir-upstream) sets up the demo tenant's gateway, and the demo is off")
+	}
+	u, err := url.Parse(c.demoFHIRUpstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("SMARTAUTH_DEMO_FHIR_UPSTREAM %q must be an absolute http(s) URL", c.demoFHIRUpstream)
+	}
+	host := u.Hostname()
+	ip, err := netip.ParseAddr(host)
+	private := strings.EqualFold(host, "localhost") || (err == nil && !netguard.Public(ip))
+	if private && !c.privateFHIR {
+		return fmt.Errorf("SMARTAUTH_DEMO_FHIR_UPSTREAM %q is on this machine or a private network, which the gateway reaches only with "+
+			"SMARTAUTH_FHIR_PRIVATE_NETWORKS=true (--fhir-private-networks)", c.demoFHIRUpstream)
+	}
+	return nil
 }
 
 // exposure says how the server can be reached from beyond this machine,

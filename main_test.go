@@ -114,6 +114,8 @@ func TestInvalidConfiguration(t *testing.T) {
 		{"flag beats env", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:1"}, []string{"serve", "--addr", "bad"}, `"bad" must be host:port`},
 		{"bad demo", testEnv{"SMARTAUTH_DEMO": "maybe"}, nil, "SMARTAUTH_DEMO"},
 		{"demo on every interface", testEnv{"SMARTAUTH_DEMO": "true", "SMARTAUTH_ADDR": "0.0.0.0:8080"}, nil, "--" + demoOnNetworkFlag + ")"},
+		{"demo upstream on loopback", testEnv{"SMARTAUTH_DEMO_FHIR_UPSTREAM": "http://127.0.0.1:8103/fhir"}, nil, "(--fhir-private-networks)"},
+		{"demo upstream without the demo", testEnv{"SMARTAUTH_DEMO": "false", "SMARTAUTH_DEMO_FHIR_UPSTREAM": "https://fhir.example/r4"}, nil, "the demo is off"},
 		{"bad log level", testEnv{"SMARTAUTH_LOG_LEVEL": "loud"}, nil, "SMARTAUTH_LOG_LEVEL"},
 		{"bad JWKS network setting", testEnv{"SMARTAUTH_JWKS_PRIVATE_NETWORKS": "sometimes"}, nil, "SMARTAUTH_JWKS_PRIVATE_NETWORKS"},
 		{"postgres without key", testEnv{"DATABASE_URL": "postgres://u@127.0.0.1:1/db"}, nil, "SMARTAUTH_MASTER_KEY or SMARTAUTH_MASTER_KEY_FILE is required"},
@@ -457,7 +459,7 @@ func TestServeDemo(t *testing.T) {
 	base, stdout, stop := startServe(t, env)
 	iss := base + "/t/demo"
 	demoApp := base + "/demo-app/?tenant=demo&iss=" + demoFHIRBase
-	for _, want := range []string{iss + "/.well-known/smart-configuration", demoClinician, demoPatientPass, demoClientID, demoApp,
+	for _, want := range []string{iss + "/.well-known/smart-configuration", "FHIR gateway", iss + "/fhir", demoClinician, demoPatientPass, demoClientID, demoApp,
 		base + "/admin/", demoOperator, demoOperatorPass} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, stdout.String())

@@ -49,7 +49,7 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	}
 	var demo *demoInfo
 	if c.demo {
-		if demo, err = seedDemo(ctx, d, c.baseURL.String()); err != nil {
+		if demo, err = seedDemo(ctx, d, c.baseURL.String(), c.demoFHIRUpstream); err != nil {
 			return fmt.Errorf("demo tenant: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -391,4 +392,107 @@ func jsonEqual(a, b map[string]any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// withGateway makes the tenant's gateway one of its FHIR base URLs and, when
+// upstream is not empty, has the gateway forward there.
+func (e *demoAppEnv) withGateway(t *testing.T, upstream string) string {
+	t.Helper()
+	ctx := context.Background()
+	gw := e.iss + "/fhir"
+	tn, err := e.srv.Store.GetTenant(ctx, demoAppTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tn.FHIRBaseURLs, gw) {
+		if _, err := e.srv.Manage.UpdateTenant(ctx, manage.TenantUpdate{ID: demoAppTenant, Name: tn.Name,
+			FHIRBaseURLs: append(tn.FHIRBaseURLs, gw), Version: tn.Version}, manage.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if upstream != "" {
+		if _, err := e.srv.Manage.SetGateway(ctx, demoAppTenant, manage.GatewayInput{UpstreamURL: upstream}, manage.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return gw
+}
+
+// gatewayLaunch runs an EHR launch of the demo app for patient p-42 against
+// the tenant's gateway in a fresh browser and returns the tab once the app
+// is done.
+func (e *demoAppEnv) gatewayLaunch(t *testing.T, gw string) *browsertest.Tab {
+	t.Helper()
+	launch, err := e.srv.Manage.LaunchApp(context.Background(), manage.LaunchInput{
+		TenantID: demoAppTenant, ClientID: demoAppClientID, Patient: "p-42", Aud: gw,
+	}, manage.Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := browsertest.New(t)
+	tab.Navigate(launch.LaunchURL)
+	tab.Text(`input[name="email"]`)
+	e.signIn(t, tab)
+	if status := e.decide(t, tab, "allow"); status != "done" {
+		t.Fatalf("the app ended in %q: %s", status, tab.PageText())
+	}
+	if got := tab.Text("#fhir-request"); got != "GET "+gw+"/Patient/p-42" {
+		t.Errorf("the app's FHIR request: %q", got)
+	}
+	return tab
+}
+
+// TestDemoAppThroughGateway: with the tenant's gateway as its FHIR server,
+// the app discovers there, and after the launch reads the patient in
+// context through it, showing the OperationOutcome when the gateway has no
+// upstream and the Patient once it has.
+func TestDemoAppThroughGateway(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	e := demoAppSetup(t, srv)
+	gw := e.withGateway(t, "")
+
+	// The form offers the gateway as the FHIR server.
+	tab := browsertest.New(t)
+	tab.Navigate(e.appURL())
+	tab.WaitFor(`document.body.dataset.status === "ready"`)
+	if got := tab.Text("#gateway-base"); got != gw {
+		t.Errorf("the form names the gateway %q, want %q", got, gw)
+	}
+	browsertest.Eval[bool](tab, `(document.getElementById("use-gateway").click(), true)`)
+	if got := browsertest.Eval[string](tab, `document.getElementById("aud").value`); got != gw {
+		t.Errorf("after Use the gateway, the FHIR server is %q, want %q", got, gw)
+	}
+	noConsoleErrors(t, tab)
+
+	tab = e.gatewayLaunch(t, gw)
+	if got := tab.Text("#fhir-status"); got != "503" {
+		t.Errorf("without an upstream the read answered %q, want 503", got)
+	}
+	if oo := shownJSON(t, tab, "#fhir-response"); oo["resourceType"] != "OperationOutcome" || !strings.Contains(tab.Text("#fhir-response"), "No upstream FHIR server is configured") {
+		t.Errorf("without an upstream the app shows %v", oo)
+	}
+	if !strings.Contains(srv.Logs(), "/t/clinic/fhir/.well-known/smart-configuration") {
+		t.Error("the app did not discover at the gateway's FHIR base")
+	}
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		if r.URL.Path != "/fhir/Patient/p-42" {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}`)
+			return
+		}
+		io.WriteString(w, `{"resourceType":"Patient","id":"p-42","name":[{"family":"Gateway","given":["Greta"]}]}`)
+	}))
+	t.Cleanup(upstream.Close)
+	e.withGateway(t, upstream.URL+"/fhir")
+	tab = e.gatewayLaunch(t, gw)
+	if got := tab.Text("#fhir-status"); got != "200" {
+		t.Errorf("with an upstream the read answered %q, want 200", got)
+	}
+	if p := shownJSON(t, tab, "#fhir-response"); p["resourceType"] != "Patient" || p["id"] != "p-42" {
+		t.Errorf("with an upstream the app shows %v", p)
+	}
+	noConsoleErrors(t, tab)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,26 +27,57 @@ func (s *Server) GatewayBase(tenantID string) string {
 	return s.Issuer(tenantID) + "/fhir"
 }
 
+// hasGateway reports whether the tenant has a gateway: an upstream is set,
+// or the gateway's base is one of its FHIR base URLs, so that its tokens
+// can be meant for it. Discovery works at the base of such a gateway even
+// before an upstream is set.
+func (s *Server) hasGateway(t storage.Tenant) bool {
+	return t.Policy.Gateway.UpstreamURL != "" || slices.Contains(t.FHIRBaseURLs, s.GatewayBase(t.ID))
+}
+
 // gatewayTenant loads the tenant of a gateway request and its upstream, or
-// answers 404 when the tenant has no gateway.
+// answers 404 when the tenant has no gateway, and 503 when its gateway has
+// no upstream to forward to.
 func (s *Server) gatewayTenant(w http.ResponseWriter, r *http.Request) (storage.Tenant, *upstream.Authenticator, bool) {
-	t, err := s.tenant(r)
-	if err != nil {
-		status := s.classify(r, err).status
-		gateway.WriteOutcome(w, status, outcomeCode(status), "No FHIR server is known at this address.")
+	t, ok := s.gatewayTenantOnly(w, r)
+	if !ok {
 		return storage.Tenant{}, nil, false
 	}
+	up, ok := s.gatewayUpstreamOf(w, r, t)
+	return t, up, ok
+}
+
+// gatewayUpstreamOf returns the upstream of a tenant's gateway, or answers
+// 503 when none is set and 502 when the one set is not usable.
+func (s *Server) gatewayUpstreamOf(w http.ResponseWriter, r *http.Request, t storage.Tenant) (*upstream.Authenticator, bool) {
 	up, err := s.upstreams.For(t)
 	if errors.Is(err, upstream.ErrNotConfigured) {
-		gateway.WriteOutcome(w, http.StatusNotFound, "not-found", "This tenant has no FHIR gateway.")
-		return storage.Tenant{}, nil, false
+		gateway.WriteOutcome(w, http.StatusServiceUnavailable, "not-supported",
+			"No upstream FHIR server is configured for this gateway: its operator sets one with \"smartauth tenant set-gateway\".")
+		return nil, false
 	}
 	if err != nil {
 		s.logger(r).Error("gateway upstream not usable", "tenant", t.ID, "err", err)
 		gateway.WriteOutcome(w, http.StatusBadGateway, "exception", "The gateway's FHIR server is misconfigured.")
-		return storage.Tenant{}, nil, false
+		return nil, false
 	}
-	return t, up, true
+	return up, true
+}
+
+// gatewayTenantOnly loads the tenant of a gateway request, or answers 404
+// when the tenant has no gateway.
+func (s *Server) gatewayTenantOnly(w http.ResponseWriter, r *http.Request) (storage.Tenant, bool) {
+	t, err := s.tenant(r)
+	if err != nil {
+		status := s.classify(r, err).status
+		gateway.WriteOutcome(w, status, outcomeCode(status), "No FHIR server is known at this address.")
+		return storage.Tenant{}, false
+	}
+	if !s.hasGateway(t) {
+		gateway.WriteOutcome(w, http.StatusNotFound, "not-found", "This tenant has no FHIR gateway.")
+		return storage.Tenant{}, false
+	}
+	return t, true
 }
 
 // outcomeCode is the OperationOutcome issue code for a status of ours.
@@ -180,15 +212,22 @@ func (s *Server) gatewayRecorder(r *http.Request, tenantID string, g gateway.Gra
 // upstream's, with the SMART security extension of this tenant, so an app
 // discovers everything from the FHIR base URL alone.
 func (s *Server) gatewayMetadata(w http.ResponseWriter, r *http.Request) {
-	t, up, ok := s.gatewayTenant(w, r)
+	t, ok := s.gatewayTenantOnly(w, r)
 	if !ok {
 		return
 	}
-	// Without the upstream's statement, the gateway's own minimal one still
-	// tells apps where to authorize.
-	doc, err := s.capabilities.get(r.Context(), [2]string{t.ID, up.Base().String()})
-	if err != nil {
-		s.logger(r).Warn("gateway upstream metadata not available", "tenant", t.ID, "err", err)
+	// Without the upstream's statement (or an upstream), the gateway's own
+	// minimal one still tells apps where to authorize.
+	var doc map[string]any
+	if t.Policy.Gateway.UpstreamURL != "" {
+		up, ok := s.gatewayUpstreamOf(w, r, t)
+		if !ok {
+			return
+		}
+		var err error
+		if doc, err = s.capabilities.get(r.Context(), [2]string{t.ID, up.Base().String()}); err != nil {
+			s.logger(r).Warn("gateway upstream metadata not available", "tenant", t.ID, "err", err)
+		}
 	}
 	body, err := gateway.CapabilityStatement(doc, s.GatewayBase(t.ID), s.Issuer(t.ID), s.now())
 	if err != nil {
@@ -208,7 +247,7 @@ func (s *Server) gatewaySMARTConfiguration(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return err
 	}
-	if t.Policy.Gateway.UpstreamURL == "" {
+	if !s.hasGateway(t) {
 		return errNotFound("this tenant has no FHIR gateway")
 	}
 	return s.smartConfiguration(w, r)

@@ -496,3 +496,45 @@ func TestGatewayGranularScopes(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayWithoutUpstream: a tenant has a gateway once its base is one of
+// the tenant's FHIR base URLs. Discovery works there before an upstream is
+// set, and reads say that none is; a tenant without either has no gateway.
+func TestGatewayWithoutUpstream(t *testing.T) {
+	t.Parallel()
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	ctx := context.Background()
+	srv.Tenant(t, "other")
+	tn := srv.Tenant(t, "clinic")
+	get := func(tenant, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.Issuer(tenant) + "/fhir" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/.well-known/smart-configuration", "/metadata", "/Patient/p1"} {
+		if status, body := get("other", path); status != http.StatusNotFound {
+			t.Errorf("GET %s of a tenant without a gateway: %d %s", path, status, body)
+		}
+	}
+
+	base := srv.Issuer("clinic") + "/fhir"
+	if _, err := srv.Manage.UpdateTenant(ctx, manage.TenantUpdate{ID: tn.ID, Name: tn.Name, FHIRBaseURLs: append(tn.FHIRBaseURLs, base), Version: tn.Version}, testActor); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get("clinic", "/.well-known/smart-configuration"); status != http.StatusOK || !strings.Contains(body, `"issuer":"`+srv.Issuer("clinic")+`"`) {
+		t.Errorf("smart-configuration at the gateway base without an upstream: %d %s", status, body)
+	}
+	if status, body := get("clinic", "/metadata"); status != http.StatusOK || !strings.Contains(body, `"resourceType":"CapabilityStatement"`) ||
+		!strings.Contains(body, `"valueUri":"`+srv.Issuer("clinic")+`/authorize"`) {
+		t.Errorf("metadata at the gateway base without an upstream: %d %s", status, body)
+	}
+	if status, body := get("clinic", "/Patient/p1"); status != http.StatusServiceUnavailable || !strings.Contains(body, `"resourceType":"OperationOutcome"`) ||
+		!strings.Contains(body, "No upstream FHIR server is configured") {
+		t.Errorf("a read without an upstream: %d %s", status, body)
+	}
+}

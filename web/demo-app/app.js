@@ -1,9 +1,12 @@
 // The demo SMART app: a public client that runs the SMART App Launch
 // authorization code flow with PKCE in the browser and shows what it gets.
 //
-// The demo FHIR server is fictional, so the app finds smartauth's endpoints
-// on its own origin at /t/{tenant}/.well-known/smart-configuration rather
-// than at {iss}/.well-known/smart-configuration. It keeps its in-flight
+// A FHIR server on this origin is the tenant's SMART gateway ({issuer}/fhir):
+// the app discovers the endpoints at {iss}/.well-known/smart-configuration,
+// as SMART apps do, and after the launch reads the patient in context
+// through it. Any other FHIR server (the demo's is fictional, and the page's
+// policy lets it talk to this origin only) is not contacted: the endpoints
+// come from /t/{tenant}/.well-known/smart-configuration. It keeps its in-flight
 // state (PKCE verifier, issuer, token endpoint) in sessionStorage, keyed by
 // the random state, so only a response to a request made in this tab is
 // accepted. It writes nothing to the console: tokens are secrets.
@@ -57,6 +60,14 @@ function showForm(tenant, aud, scope) {
   $("tenant").value = tenant;
   $("aud").value = aud;
   $("scope").value = scope;
+  const showGateway = () => {
+    $("gateway-base").textContent = gatewayBase($("tenant").value.trim());
+  };
+  showGateway();
+  $("tenant").addEventListener("input", showGateway);
+  $("use-gateway").addEventListener("click", () => {
+    $("aud").value = gatewayBase($("tenant").value.trim());
+  });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     $("start").disabled = true;
@@ -77,7 +88,7 @@ async function start({ tenant, aud, scope, launch }) {
     throw new AppError("insecure_context", "PKCE needs WebCrypto, which browsers offer only over https or on localhost.");
   }
   setStatus("discovering", "Reading the SMART configuration of tenant " + tenant + "…");
-  const config = await discover(tenant);
+  const config = await discover(tenant, aud);
   const verifier = randomString(32);
   const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
   const state = randomString(32);
@@ -104,12 +115,32 @@ async function start({ tenant, aud, scope, launch }) {
   location.assign(config.authorization_endpoint + "?" + params.toString());
 }
 
-// discover reads the tenant's SMART configuration from this origin.
-async function discover(tenant) {
-  const url = "/t/" + encodeURIComponent(tenant) + "/.well-known/smart-configuration";
+// gatewayBase is the FHIR base URL of the tenant's gateway on this server.
+function gatewayBase(tenant) {
+  return location.origin + "/t/" + encodeURIComponent(tenant) + "/fhir";
+}
+
+// onThisServer reports whether a FHIR base URL is served here: the
+// tenant's gateway, which the app may talk to.
+function onThisServer(base) {
+  try {
+    return new URL(base).origin === location.origin;
+  } catch {
+    return false;
+  }
+}
+
+// discover reads the SMART configuration at the FHIR server when it is
+// this server's gateway, and else the tenant's, from this origin.
+async function discover(tenant, aud) {
+  const atFHIRBase = onThisServer(aud);
+  const url = atFHIRBase
+    ? aud.replace(/\/+$/, "") + "/.well-known/smart-configuration"
+    : "/t/" + encodeURIComponent(tenant) + "/.well-known/smart-configuration";
   const resp = await fetch(url, { headers: { Accept: "application/json" } });
   if (!resp.ok) {
-    throw new AppError("discovery_failed", "GET " + url + " answered " + resp.status + "; is the tenant right?");
+    const hint = atFHIRBase ? "; is this FHIR server one of the tenant's?" : "; is the tenant right?";
+    throw new AppError("discovery_failed", "GET " + url + " answered " + resp.status + hint);
   }
   const config = await resp.json();
   for (const field of ["issuer", "authorization_endpoint", "token_endpoint"]) {
@@ -169,6 +200,10 @@ async function finish(query) {
     throw new AppError(body.error || "token_error", body.error_description || "The token endpoint answered " + resp.status + ".");
   }
   showTokens(body);
+  if (onThisServer(flow.aud)) {
+    await readThroughGateway(flow.aud, body);
+  }
+  setStatus("done", "Signed in. This is what the authorization server returned.");
 }
 
 // showTokens displays the token response, its launch context and the
@@ -194,7 +229,37 @@ function showTokens(body) {
     $("id-token").hidden = false;
   }
   $("result").hidden = false;
-  setStatus("done", "Signed in. This is what the authorization server returned.");
+}
+
+// readThroughGateway reads the patient in context at the gateway with the
+// access token and shows what it answered: the Patient, or the
+// OperationOutcome saying why not.
+async function readThroughGateway(base, body) {
+  $("fhir").hidden = false;
+  if (!body.patient) {
+    $("fhir-request").textContent = "(no request)";
+    $("fhir-status").textContent = "no patient in context";
+    $("fhir-response").textContent = "The token has no patient in context, so there is no patient to read.";
+    return;
+  }
+  const url = base.replace(/\/+$/, "") + "/Patient/" + encodeURIComponent(body.patient);
+  $("fhir-request").textContent = "GET " + url;
+  setStatus("reading", "Reading the patient in context through the FHIR gateway…");
+  let resp;
+  try {
+    resp = await fetch(url, { headers: { Accept: "application/fhir+json", Authorization: "Bearer " + body.access_token } });
+  } catch (err) {
+    $("fhir-status").textContent = "no answer";
+    $("fhir-response").textContent = err.message || String(err);
+    return;
+  }
+  $("fhir-status").textContent = String(resp.status);
+  const text = await resp.text();
+  try {
+    $("fhir-response").textContent = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    $("fhir-response").textContent = text;
+  }
 }
 
 function addFact(list, name, value, id) {
