@@ -311,7 +311,7 @@ func (gw *Gateway) send(ctx context.Context, method, target string, header http.
 		// token is fine, and telling it otherwise would send it to sign in again.
 		return response{}, refuse(http.StatusBadGateway, "exception", "The FHIR server refused the gateway's credentials.")
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, gw.maxResponseBody+1))
+	data, err := readBody(resp, gw.maxResponseBody)
 	if err != nil {
 		return response{}, fmt.Errorf("gateway: read upstream response: %w", err)
 	}
@@ -326,7 +326,23 @@ func (gw *Gateway) send(ctx context.Context, method, target string, header http.
 			h.Add(k, rebase(v, from, to))
 		}
 	}
-	return response{status: resp.StatusCode, header: h, body: bytes.ReplaceAll(data, []byte(from), []byte(to))}, nil
+	if bytes.Contains(data, []byte(from)) {
+		data = bytes.ReplaceAll(data, []byte(from), []byte(to))
+	}
+	return response{status: resp.StatusCode, header: h, body: data}, nil
+}
+
+// readBody reads a response body of at most max bytes (one more tells it
+// was longer), in one allocation when the upstream says how long it is.
+func readBody(resp *http.Response, max int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= max {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, max+1))
 }
 
 type retryKey struct{}
