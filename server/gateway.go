@@ -70,7 +70,12 @@ func (s *Server) gatewayTenantOnly(w http.ResponseWriter, r *http.Request) (stor
 	t, err := s.tenant(r)
 	if err != nil {
 		status := s.classify(r, err).status
-		gateway.WriteOutcome(w, status, outcomeCode(status), "No FHIR server is known at this address.")
+		msg := "No FHIR server is known at this address."
+		if status >= 500 {
+			setRetryAfter(w, status)
+			msg = "The FHIR gateway cannot answer right now; try again."
+		}
+		gateway.WriteOutcome(w, status, outcomeCode(status), msg)
 		return storage.Tenant{}, false
 	}
 	if !s.hasGateway(t) {

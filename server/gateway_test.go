@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -25,6 +26,8 @@ import (
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
 	"github.com/smartauth/smartauth/storage"
+	"github.com/smartauth/smartauth/storage/postgres"
+	"github.com/smartauth/smartauth/storage/postgres/pgtest"
 )
 
 // gatewayUpstreamKey is the static credential the gateway sends upstream.
@@ -536,5 +539,84 @@ func TestGatewayWithoutUpstream(t *testing.T) {
 	if status, body := get("clinic", "/Patient/p1"); status != http.StatusServiceUnavailable || !strings.Contains(body, `"resourceType":"OperationOutcome"`) ||
 		!strings.Contains(body, "No upstream FHIR server is configured") {
 		t.Errorf("a read without an upstream: %d %s", status, body)
+	}
+}
+
+// TestGatewayDatabaseOutage takes PostgreSQL away from a gateway in use. A
+// token validated moments before keeps working for the revocation delay,
+// its reads audited from the queue once the database is back; past that,
+// the gateway answers 503 with Retry-After, never a 401 that would send the
+// app to sign in again; and it serves again, without a restart, once the
+// database returns. The upstream is a plain HTTP server: what is tested is
+// the gateway's side of the outage, not FHIR.
+func TestGatewayDatabaseOutage(t *testing.T) {
+	if !hasPostgres() {
+		t.Skip("TEST_DATABASE_URL not set: the outage is simulated between the server and PostgreSQL")
+	}
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, `{"resourceType":"Observation","id":"o1","status":"final"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	proxy, viaProxy := pgtest.NewProxy(t, pgtest.URL(t))
+	store, err := postgres.Open(context.Background(), viaProxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if _, err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := servertest.Start(t, store)
+	ctx := context.Background()
+	base := srv.Issuer("clinic") + "/fhir"
+	if _, err := srv.Manage.CreateTenant(ctx, manage.TenantInput{ID: "clinic", Name: "Clinic", FHIRBaseURLs: []string{base}}, testActor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Manage.SetGateway(ctx, "clinic", manage.GatewayInput{UpstreamURL: upstream.URL + "/fhir"}, testActor); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := launchClient(t, srv, "clinic", false)
+	token := backendToken(t, srv, "clinic", id, secret)
+	read := func() answer {
+		t.Helper()
+		return send(t, "GET", base+"/Observation/o1", nil, bearer(token))
+	}
+	if a := read(); a.status != 200 {
+		t.Fatalf("before the outage: %d %s", a.status, a.body)
+	}
+
+	proxy.Cut()
+	if a := read(); a.status != 200 {
+		t.Errorf("during the outage, within the revocation delay: %d %s", a.status, a.body)
+	}
+	srv.Clock.Advance(server.TenantCacheTTL + time.Minute)
+	a := read()
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || !strings.Contains(a.body, "OperationOutcome") {
+		t.Errorf("during the outage: %d Retry-After %q %s; want 503 with Retry-After and an OperationOutcome", a.status, a.header.Get("Retry-After"), a.body)
+	}
+
+	proxy.Restore()
+	deadline := time.Now().Add(20 * time.Second)
+	for a = read(); a.status != 200 && time.Now().Before(deadline); a = read() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if a.status != 200 {
+		t.Fatalf("after the outage: %d %s", a.status, a.body)
+	}
+	// Every allowed read is in the trail, the one made during the outage too.
+	for {
+		events, err := store.ListAudit(ctx, "clinic", storage.AuditFilter{Type: "fhir.read"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fhir.read events stored, want 3: the read during the outage was lost", len(events))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
