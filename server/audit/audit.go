@@ -182,7 +182,7 @@ func (w *Writer) drain(tenantID string) {
 }
 
 // queuedLinger is how long a batch of only enqueued events waits for more.
-const queuedLinger = 5 * time.Millisecond
+const queuedLinger = 10 * time.Millisecond
 
 // allQueued reports whether no one waits on any of the requests.
 func allQueued(rs []*request) bool {
