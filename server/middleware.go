@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -115,6 +116,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				if !rec.wrote {
 					http.Error(rec, "internal error; request id "+id, http.StatusInternalServerError)
 				}
+			}
+			if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+				// Building the line's fields costs allocations even when no one reads it.
+				return
 			}
 			s.log.Info("request",
 				"request_id", id,
