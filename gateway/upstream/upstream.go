@@ -340,41 +340,7 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// explain rewrites a token endpoint error without its response body, which
-// a misbehaving endpoint could fill with what we sent it.
+// explain rewrites a token endpoint error as the patient search does.
 func (f *tokenFetcher) explain(err error) error {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			return ue.Err
-		}
-		return err
-	}
-	status := 0
-	if re.Response != nil {
-		status = re.Response.StatusCode
-	}
-	msg := fmt.Sprintf("status %d", status)
-	if re.ErrorCode != "" {
-		msg += fmt.Sprintf(", error %q", clean(re.ErrorCode, f.cfg.ClientSecret))
-	}
-	if re.ErrorDescription != "" {
-		msg += fmt.Sprintf(": %q", clean(re.ErrorDescription, f.cfg.ClientSecret))
-	}
-	if status == http.StatusUnauthorized || re.ErrorCode == "invalid_client" {
-		msg += " (wrong client id or secret?)"
-	}
-	return errors.New(msg)
-}
-
-// clean shortens text from a remote server and removes the secret from it.
-func clean(s, secret string) string {
-	if secret != "" {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
+	return fhirsearch.ExplainTokenError(err, f.cfg.ClientSecret)
 }

@@ -373,9 +373,15 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// explain rewrites a token endpoint error without its response body, which
-// a misbehaving endpoint could fill with what we sent it.
+// explain rewrites a token endpoint error; see ExplainTokenError.
 func (f *tokenFetcher) explain(err error) error {
+	return ExplainTokenError(err, f.cfg.ClientSecret)
+}
+
+// ExplainTokenError rewrites an error of golang.org/x/oauth2's token
+// request without the response body, which a misbehaving token endpoint
+// could fill with what was sent to it, and without secret anywhere.
+func ExplainTokenError(err error, secret string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		var ue *url.Error
@@ -390,10 +396,10 @@ func (f *tokenFetcher) explain(err error) error {
 	}
 	msg := fmt.Sprintf("status %d", status)
 	if re.ErrorCode != "" {
-		msg += fmt.Sprintf(", error %q", clean(re.ErrorCode, f.cfg.ClientSecret))
+		msg += fmt.Sprintf(", error %q", clean(re.ErrorCode, secret))
 	}
 	if re.ErrorDescription != "" {
-		msg += fmt.Sprintf(": %q", clean(re.ErrorDescription, f.cfg.ClientSecret))
+		msg += fmt.Sprintf(": %q", clean(re.ErrorDescription, secret))
 	}
 	if status == http.StatusUnauthorized || re.ErrorCode == "invalid_client" {
 		msg += " (wrong client id or secret?)"
