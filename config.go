@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/smartauth/smartauth/server/netguard"
 )
@@ -30,7 +31,9 @@ type config struct {
 	demoOnNetwork bool
 	// demoFHIRUpstream is the FHIR server the demo tenant's gateway forwards to.
 	demoFHIRUpstream string
-	logLevel         slog.Level
+	// shutdownDelay is how long serve keeps answering, not ready, after SIGTERM.
+	shutdownDelay time.Duration
+	logLevel      slog.Level
 	// privateJWKS lets client JWKS URLs reach internal addresses.
 	privateJWKS bool
 	// privateFHIR lets tenants' FHIR patient search reach internal addresses.
@@ -121,6 +124,8 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		"let tenants' FHIR servers (patient search and gateway upstream) reach private and loopback addresses")
 	privateIdP, privateIdPErr := boolFlag(fs, env, "idp-private-networks", "SMARTAUTH_IDP_PRIVATE_NETWORKS",
 		"let tenants' identity providers be at private and loopback addresses")
+	shutdownDelay := fs.String("shutdown-delay", envOr(env, "SMARTAUTH_SHUTDOWN_DELAY", "0s"),
+		"after SIGTERM, how long to keep serving while /readyz says not ready, so load balancers stop sending first (SMARTAUTH_SHUTDOWN_DELAY)")
 	return func() (config, error) {
 		c, err := load()
 		if err != nil {
@@ -138,6 +143,9 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		c.demo = *demo
 		c.demoOnNetwork = *demoOnNetwork
 		c.demoFHIRUpstream = strings.TrimSpace(*demoUpstream)
+		if c.shutdownDelay, err = time.ParseDuration(*shutdownDelay); err != nil || c.shutdownDelay < 0 || c.shutdownDelay > 5*time.Minute {
+			return c, fmt.Errorf("SMARTAUTH_SHUTDOWN_DELAY %q must be a duration from 0s to 5m, such as 10s", *shutdownDelay)
+		}
 		c.addr = *addr
 		_, port, err := net.SplitHostPort(c.addr)
 		if err != nil {

@@ -109,6 +109,8 @@ func TestInvalidConfiguration(t *testing.T) {
 	}{
 		{"bad addr", testEnv{"SMARTAUTH_ADDR": "nope"}, nil, `SMARTAUTH_ADDR "nope" must be host:port`},
 		{"bad port", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:99999"}, nil, "no valid port"},
+		{"bad shutdown delay", testEnv{"SMARTAUTH_SHUTDOWN_DELAY": "soon"}, nil, `SMARTAUTH_SHUTDOWN_DELAY "soon" must be a duration`},
+		{"negative shutdown delay", testEnv{}, []string{"serve", "--shutdown-delay", "-1s"}, "from 0s to 5m"},
 		{"bad base url", testEnv{"SMARTAUTH_BASE_URL": "auth.example"}, nil, "SMARTAUTH_BASE_URL"},
 		{"base url with path", testEnv{"SMARTAUTH_BASE_URL": "https://auth.example/sub"}, nil, "root of its host"},
 		{"flag beats env", testEnv{"SMARTAUTH_ADDR": "127.0.0.1:1"}, []string{"serve", "--addr", "bad"}, `"bad" must be host:port`},

@@ -117,7 +117,19 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Stop accepting, let in-flight requests (and the grants they write) finish.
+	// Say not ready but keep serving for the delay, so that load balancers
+	// stop sending before the listener closes: a connection a balancer opens
+	// just as it closes would be reset, its request lost. Then stop
+	// accepting, and let in-flight requests (and the grants they write) finish.
+	if c.shutdownDelay > 0 {
+		srv.Drain()
+		d.log.Info("draining", "delay", c.shutdownDelay.String())
+		select {
+		case <-time.After(c.shutdownDelay):
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	d.log.Info("shutting down", "grace", shutdownGrace.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()

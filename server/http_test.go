@@ -101,6 +101,27 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 }
 
+// TestDrainingIsNotReady: once shutdown begins, readiness fails so load
+// balancers move away, while requests still in flight or on their way are served.
+func TestDrainingIsNotReady(t *testing.T) {
+	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	srv.Server.Drain()
+	var body map[string]string
+	if resp := getJSON(t, srv.URL+"/readyz", &body); resp.StatusCode != http.StatusServiceUnavailable || body["reason"] != "shutting down" {
+		t.Errorf("readyz while draining: %d %v, want 503 shutting down", resp.StatusCode, body)
+	}
+	for _, p := range []string{"/healthz", "/t/nobody/.well-known/smart-configuration"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			t.Errorf("%s while draining: %d, want it still served", p, resp.StatusCode)
+		}
+	}
+}
+
 func TestRequestIDAndAccessLog(t *testing.T) {
 	srv := servertest.Start(t, servertest.OpenSQLite(t))
 	req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)

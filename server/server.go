@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smartauth/smartauth/gateway"
@@ -126,6 +127,8 @@ type Server struct {
 	upstreams *upstream.Authenticators
 	// capabilities keeps upstreams' CapabilityStatements.
 	capabilities *ttlCache[[2]string, map[string]any]
+	// draining is set once shutdown begins; /readyz then says not ready.
+	draining atomic.Bool
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before

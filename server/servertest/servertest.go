@@ -103,7 +103,9 @@ func (c *Clock) Advance(d time.Duration) {
 
 // Server is a running smartauth with handles on its parts.
 type Server struct {
-	URL    string
+	URL string
+	// Server is the running server itself.
+	Server *server.Server
 	Store  storage.Storage
 	Keys   *keys.Manager
 	Manage *manage.Service
@@ -172,7 +174,7 @@ func StartConfig(t testing.TB, store storage.Storage, configure func(*server.Con
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &Server{
-		URL: ts.URL, Store: store, Keys: km, Manage: manage.New(store, km, clock.Now),
+		URL: ts.URL, Server: srv, Store: store, Keys: km, Manage: manage.New(store, km, clock.Now),
 		Sealer: sealer, Clock: clock, logs: buf,
 	}
 }
