@@ -1,11 +1,18 @@
 package main
 
 import (
+	"encoding/base64"
+	"flag"
+	"net"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/smartauth/smartauth/deploy"
+	"github.com/smartauth/smartauth/server/keys"
 )
 
 // TestComposeKeepsTheDemoOff: compose listens on every interface of its
@@ -97,4 +104,68 @@ func composeEnvironment(t *testing.T, doc, service string) map[string]string {
 		env[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	return env
+}
+
+// TestServeAcceptsTheDeployment: every variable the Deployment sets is one
+// serve reads, and with the Secret's values in place serve accepts the
+// whole configuration: a PostgreSQL store, the demo off, a fixed public
+// URL shared by every replica, listening on the container port.
+func TestServeAcceptsTheDeployment(t *testing.T) {
+	set, err := deploy.Load("deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	containers := set.Deployment.Spec.Template.Spec.Containers
+	if len(containers) != 1 {
+		t.Fatalf("the Deployment has %d containers, want 1", len(containers))
+	}
+	secrets := map[string]string{
+		"smartauth/database-url": "postgres://smartauth:secret@postgres:5432/smartauth?sslmode=require",
+		"smartauth/master-key":   base64.StdEncoding.EncodeToString(make([]byte, keys.MasterKeySize)),
+	}
+	vars := map[string]string{}
+	for _, e := range containers[0].Env {
+		switch {
+		case e.ValueFrom == nil:
+			vars[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			v, ok := secrets[ref]
+			if !ok {
+				t.Fatalf("%s comes from %s, which the README does not tell operators to create", e.Name, ref)
+			}
+			vars[e.Name] = v
+		default:
+			t.Fatalf("%s comes from neither a value nor a Secret", e.Name)
+		}
+	}
+	read := map[string]bool{}
+	env := func(name string) string {
+		read[name] = true
+		return vars[name]
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	load := serveFlags(fs, env)
+	if err := fs.Parse(containers[0].Args[1:]); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load()
+	if err != nil {
+		t.Fatalf("serve refuses the Deployment's configuration: %v", err)
+	}
+	for name := range vars {
+		if !read[name] {
+			t.Errorf("the Deployment sets %s, which serve never reads", name)
+		}
+	}
+	if !c.isPostgres() || c.demo || c.baseURL == nil || c.masterKey == "" {
+		t.Errorf("configuration %+v: want PostgreSQL, the demo off, a public URL and the master key", c)
+	}
+	if c.baseURL != nil && c.baseURL.Scheme != "https" {
+		t.Errorf("SMARTAUTH_BASE_URL %s is not https", c.baseURL)
+	}
+	_, port, _ := net.SplitHostPort(c.addr)
+	if ports := containers[0].Ports; len(ports) != 1 || strconv.Itoa(int(ports[0].ContainerPort)) != port {
+		t.Errorf("serve listens on %s, not on the container port %v", c.addr, ports)
+	}
 }

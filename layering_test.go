@@ -21,6 +21,7 @@ func TestLayering(t *testing.T) {
 		"federation":          {"storage"},
 		"federation/oidctest": {"federation", "storage"},
 		"gateway/fhirtest":    nil,
+		"deploy":              nil,
 		"federation/oidc":     {"federation", "storage"},
 		"server/keys":         {"storage"},
 		"server/netguard":     nil,
