@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -285,20 +286,27 @@ func TestImageMatchesDockerfile(t *testing.T) {
 	}
 }
 
-// TestShutdownFitsTheGracePeriod: the preStop pause and the server's own
-// 20 s drain both fit in the termination grace period.
+// TestShutdownFitsTheGracePeriod: the server's shutdown delay, during which
+// it serves while failing readiness, and its 20 s drain both fit in the
+// termination grace period.
 func TestShutdownFitsTheGracePeriod(t *testing.T) {
 	s := load(t)
 	c := container(t, s)
-	pause := int64(0)
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-		pause = c.Lifecycle.PreStop.Sleep.Seconds
+	var delay time.Duration
+	for _, e := range c.Env {
+		if e.Name == "SMARTAUTH_SHUTDOWN_DELAY" {
+			d, err := time.ParseDuration(e.Value)
+			if err != nil {
+				t.Fatalf("SMARTAUTH_SHUTDOWN_DELAY %q: %v", e.Value, err)
+			}
+			delay = d
+		}
 	}
-	if pause == 0 {
-		t.Error("no preStop pause: a terminating replica would close its port while the Service still sends it requests")
+	if delay < 2*time.Second {
+		t.Errorf("shutdown delay %v: a terminating replica would close its port while the Service still sends it requests", delay)
 	}
 	grace := s.Deployment.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if grace == nil || *grace < pause+20 {
-		t.Errorf("terminationGracePeriodSeconds %v is shorter than the %d s pause and the server's 20 s drain", grace, pause)
+	if grace == nil || time.Duration(*grace)*time.Second < delay+20*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v is shorter than the %v delay and the server's 20 s drain", grace, delay)
 	}
 }
