@@ -113,6 +113,9 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	// a test) never sees the banner half printed.
 	var banner bytes.Buffer
 	fmt.Fprintf(&banner, "smartauth is listening on %s (public URL %s)\n", ln.Addr(), c.baseURL)
+	if metricsLn != nil {
+		fmt.Fprintf(&banner, "Prometheus metrics at http://%s/metrics\n", metricsLn.Addr())
+	}
 	if demo != nil {
 		demo.print(&banner)
 	}
