@@ -40,6 +40,9 @@ type config struct {
 	privateFHIR bool
 	// privateIdP lets tenants' identity providers be at internal addresses.
 	privateIdP bool
+	// metricsAddr is where /metrics is served, apart from addr; empty
+	// serves no metrics.
+	metricsAddr string
 }
 
 // boolFlag registers a boolean flag whose default comes from an environment
@@ -126,6 +129,8 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		"let tenants' identity providers be at private and loopback addresses")
 	shutdownDelay := fs.String("shutdown-delay", envOr(env, "SMARTAUTH_SHUTDOWN_DELAY", "0s"),
 		"after SIGTERM, how long to keep serving while /readyz says not ready, so load balancers stop sending first (SMARTAUTH_SHUTDOWN_DELAY)")
+	metricsAddr := fs.String("metrics-addr", env("SMARTAUTH_METRICS_ADDR"),
+		"address of a second listener serving Prometheus metrics at /metrics, apart from --addr; empty serves none (SMARTAUTH_METRICS_ADDR)")
 	return func() (config, error) {
 		c, err := load()
 		if err != nil {
@@ -153,6 +158,10 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			return c, fmt.Errorf("SMARTAUTH_ADDR %q has no valid port", c.addr)
+		}
+		c.metricsAddr = strings.TrimSpace(*metricsAddr)
+		if err := c.checkMetricsAddr(); err != nil {
+			return c, err
 		}
 		if raw := *base; raw != "" {
 			u, err := url.Parse(raw)
@@ -184,6 +193,35 @@ func serveFlags(fs *flag.FlagSet, env func(string) string) func() (config, error
 		}
 		return c, nil
 	}
+}
+
+// checkMetricsAddr refuses a metrics address that is not host:port, or
+// that is the public listener's: metrics are served on their own listener
+// only, so that the operator can keep them off the network the public
+// endpoints face.
+func (c config) checkMetricsAddr() error {
+	if c.metricsAddr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("SMARTAUTH_METRICS_ADDR %q must be host:port", c.metricsAddr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("SMARTAUTH_METRICS_ADDR %q has no valid port", c.metricsAddr)
+	}
+	mainHost, mainPort, _ := net.SplitHostPort(c.addr)
+	if port == mainPort && port != "0" && (host == mainHost || wildcardHost(host) || wildcardHost(mainHost)) {
+		return fmt.Errorf("SMARTAUTH_METRICS_ADDR %q is the address SMARTAUTH_ADDR %q listens on: metrics are served on a listener of their own, "+
+			"never beside the public endpoints", c.metricsAddr, c.addr)
+	}
+	return nil
+}
+
+// wildcardHost reports whether a listening host takes every interface.
+func wildcardHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // checkDemoUpstream refuses a demo FHIR upstream the server could not use:

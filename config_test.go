@@ -104,3 +104,47 @@ func TestPrivateNetworkSettings(t *testing.T) {
 		})
 	}
 }
+
+func TestMetricsAddr(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+		err  string
+	}{
+		{"off by default", nil, nil, "", ""},
+		{"by flag", nil, []string{"--metrics-addr", "127.0.0.1:9090"}, "127.0.0.1:9090", ""},
+		{"by environment", map[string]string{"SMARTAUTH_METRICS_ADDR": "10.0.0.5:9090"}, nil, "10.0.0.5:9090", ""},
+		{"flag over environment", map[string]string{"SMARTAUTH_METRICS_ADDR": "127.0.0.1:9090"}, []string{"--metrics-addr", "127.0.0.1:9191"}, "127.0.0.1:9191", ""},
+		{"same port on another address", nil, []string{"--metrics-addr", "10.0.0.5:8080"}, "10.0.0.5:8080", ""},
+		{"not host:port", nil, []string{"--metrics-addr", "9090"}, "", `SMARTAUTH_METRICS_ADDR "9090" must be host:port`},
+		{"no valid port", nil, []string{"--metrics-addr", "127.0.0.1:http"}, "", "has no valid port"},
+		{"the public listener", nil, []string{"--metrics-addr", "127.0.0.1:8080"}, "", "never beside the public endpoints"},
+		{"every interface on the public port", nil, []string{"--metrics-addr", ":8080"}, "", "never beside the public endpoints"},
+		{"the public port on every interface", nil, []string{"--addr", "0.0.0.0:8080", "--metrics-addr", "127.0.0.1:8080"}, "", "never beside the public endpoints"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			load := serveFlags(fs, func(k string) string { return tc.env[k] })
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			c, err := load()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.metricsAddr != tc.want {
+				t.Fatalf("metrics address %q, want %q", c.metricsAddr, tc.want)
+			}
+		})
+	}
+}

@@ -33,6 +33,7 @@ func TestLayering(t *testing.T) {
 		"server/smart":        nil,
 		"server/oauth":        {"storage", "server/keys", "server/smart"},
 		"server/healthlake":   nil,
+		"server/metrics":      {"storage"},
 		"gateway/compartment": {"gateway/compartment/internal/fhirpath"},
 		"gateway/upstream":    {"storage", "server/fhirsearch", "server/keys", "server/netguard", "server/roster"},
 		"gateway":             {"gateway/compartment", "gateway/compartment/internal/fhirpath", "server/smart"},

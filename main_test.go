@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -528,16 +529,34 @@ func TestServeOnPostgres(t *testing.T) {
 	env["DATABASE_URL"] = pgtest.URL(t)
 	env["SMARTAUTH_MASTER_KEY"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
 	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://fhir.example/r4")
+	env["SMARTAUTH_METRICS_ADDR"] = "127.0.0.1:0"
 	base, stdout, stop := startServe(t, env)
 	if strings.Contains(stdout.String(), "Demo tenant") {
 		t.Fatal("the demo was seeded on PostgreSQL without being asked for")
 	}
+	m := regexp.MustCompile(`Prometheus metrics at (http://\S+/metrics)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("start-up output names no metrics address:\n%s", stdout.String())
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `smartauth_db_connections{pool="main",state="idle"}`) {
+		t.Fatalf("GET %s: %d, without the pool's connections:\n%.2000s", m[1], resp.StatusCode, body)
+	}
+	if resp, err = http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the public listener: %v %v, want 404", resp, err)
+	}
+	resp.Body.Close()
 	var smart map[string]any
 	fetchJSON(t, base+"/t/clinic/.well-known/smart-configuration", &smart)
 	if smart["issuer"] != base+"/t/clinic" {
 		t.Fatalf("issuer %v", smart["issuer"])
 	}
-	resp, err := http.Get(base + "/readyz")
+	resp, err = http.Get(base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("readyz on PostgreSQL: %v %v", resp, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smartauth/smartauth/server"
+	"github.com/smartauth/smartauth/server/metrics"
 )
 
 // shutdownGrace is how long in-flight requests get to finish on SIGTERM.
@@ -64,8 +65,17 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 			return fmt.Errorf("demo tenant: %w", err)
 		}
 	}
+	var m *metrics.Metrics
+	var metricsLn net.Listener
+	if c.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.metricsAddr); err != nil {
+			return fmt.Errorf("listen on %s for metrics: %w", c.metricsAddr, err)
+		}
+		defer metricsLn.Close()
+		m = metrics.New()
+	}
 	srv, err := server.New(server.Config{BaseURL: c.baseURL, Store: d.store, Keys: d.keys, Logger: d.log, MasterKey: d.masterKey,
-		AllowPrivateJWKS: c.privateJWKS, AllowPrivateFHIR: c.privateFHIR, AllowPrivateIdP: c.privateIdP})
+		AllowPrivateJWKS: c.privateJWKS, AllowPrivateFHIR: c.privateFHIR, AllowPrivateIdP: c.privateIdP, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -103,6 +113,9 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	// a test) never sees the banner half printed.
 	var banner bytes.Buffer
 	fmt.Fprintf(&banner, "smartauth is listening on %s (public URL %s)\n", ln.Addr(), c.baseURL)
+	if metricsLn != nil {
+		fmt.Fprintf(&banner, "Prometheus metrics at http://%s/metrics\n", metricsLn.Addr())
+	}
 	if demo != nil {
 		demo.print(&banner)
 	}
@@ -112,9 +125,17 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
+	// The metrics listener serves /metrics and nothing else; the public
+	// listener does not serve it at all.
+	metricsSrv, metricsErrc := serveMetrics(m, metricsLn)
+	if metricsSrv != nil {
+		d.log.Info("serving metrics", "addr", metricsLn.Addr().String())
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-metricsErrc:
+		return fmt.Errorf("serve metrics: %w", err)
 	case <-ctx.Done():
 	}
 	// Say not ready but keep serving for the delay, so that load balancers
@@ -133,6 +154,11 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	d.log.Info("shutting down", "grace", shutdownGrace.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if metricsSrv != nil {
+		// Scrapes go on until the public listener has drained, so the
+		// last moments of a shutdown are still counted.
+		defer metricsSrv.Shutdown(shutCtx)
+	}
 	if err := httpSrv.Shutdown(shutCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -141,4 +167,29 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	}
 	d.log.Info("stopped")
 	return nil
+}
+
+// serveMetrics serves m at GET /metrics on ln, when both are set; the
+// channel receives the error that stops it other than a shutdown.
+func serveMetrics(m *metrics.Metrics, ln net.Listener) (*http.Server, <-chan error) {
+	errc := make(chan error, 1)
+	if m == nil || ln == nil {
+		return nil, errc
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return srv, errc
 }

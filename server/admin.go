@@ -284,6 +284,7 @@ func (s *Server) adminLogin(w http.ResponseWriter, r *http.Request) error {
 	if throttled, err := s.tooManyFailures(r, area.realm, email); err != nil {
 		return err
 	} else if throttled {
+		s.metrics.Refused("admin_signin", "throttled")
 		return s.renderAdminSignIn(w, r, http.StatusTooManyRequests, area, t, "admin_login", form, signInThrottled)
 	}
 	u, err := s.authenticate(r.Context(), area.realm, email, r.PostForm.Get("password"))
@@ -292,6 +293,7 @@ func (s *Server) adminLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	var failed *signInError
 	if errors.As(err, &failed) {
+		s.metrics.Refused("admin_signin", failed.reason)
 		if err := s.recordSignInFailure(r, area.realm, email); err != nil {
 			return err
 		}

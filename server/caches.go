@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smartauth/smartauth/server/metrics"
 	"github.com/smartauth/smartauth/storage"
 )
 
@@ -38,6 +39,8 @@ type ttlCache[K comparable, V any] struct {
 	// gen counts forgets, so a value loaded before a forget is not kept
 	// after it: the forget may stand for a change the load missed.
 	gen uint64
+	// stats counts hits and misses; nil counts nothing.
+	stats *metrics.Cache
 }
 
 type cacheEntry[V any] struct {
@@ -56,8 +59,10 @@ func (c *ttlCache[K, V]) get(ctx context.Context, k K) (V, error) {
 	gen := c.gen
 	c.mu.Unlock()
 	if ok && !now.Before(e.at) && now.Sub(e.at) < c.ttl {
+		c.stats.Lookup(true)
 		return e.v, nil
 	}
+	c.stats.Lookup(false)
 	v, err := c.load(ctx, k)
 	if err != nil {
 		return v, err

@@ -161,8 +161,21 @@ func fositeCause(err error) error {
 func (s *Server) writeAccessError(ctx context.Context, w http.ResponseWriter, r *http.Request, p *oauth.Provider, ar fosite.AccessRequester, err error) {
 	err = oauthError(err)
 	s.logOAuthError(r, err, "tenant", p.Tenant.ID)
-	setRetryAfter(w, fosite.ErrorToRFC6749Error(err).CodeField)
+	rfc := fosite.ErrorToRFC6749Error(err)
+	s.metrics.Refused("token", refusalReason(ctx, err, rfc))
+	setRetryAfter(w, rfc.CodeField)
 	p.WriteAccessError(ctx, w, ar, err)
+}
+
+// refusalReason names a token refusal for the metrics: its RFC 6749 error
+// code, one of a fixed set, except that a code or refresh token presented
+// twice, a sign of a stolen credential, is "reuse_detected" rather than the
+// invalid_grant its client is told (tokenFailed audits it the same way).
+func refusalReason(ctx context.Context, err error, rfc *fosite.RFC6749Error) string {
+	if oauth.ReuseSeen(ctx) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) || errors.Is(err, fosite.ErrInactiveToken) {
+		return "reuse_detected"
+	}
+	return rfc.ErrorField
 }
 
 // writeOAuthError writes an RFC 6749 §5.2 error body and logs it, with

@@ -107,6 +107,7 @@ func (s *Server) fhirGateway(w http.ResponseWriter, r *http.Request) {
 	base := s.GatewayBase(t.ID)
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
+		s.metrics.GatewayRequest("unknown", "unauthenticated")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+base+`"`)
 		gateway.WriteOutcome(w, http.StatusUnauthorized, "login", "An access token is required.")
 		return
@@ -114,12 +115,14 @@ func (s *Server) fhirGateway(w http.ResponseWriter, r *http.Request) {
 	grant, err := s.gatewayGrant(r.Context(), t, token, base)
 	if err != nil {
 		if errors.Is(err, storage.ErrUnavailable) {
+			s.metrics.GatewayRequest("unknown", "failed")
 			setRetryAfter(w, http.StatusServiceUnavailable)
 			gateway.WriteOutcome(w, http.StatusServiceUnavailable, "transient", "The access token cannot be checked right now; try again.")
 			return
 		}
 		rfc := fosite.ErrorToRFC6749Error(err)
 		s.logRefusal(r, http.StatusUnauthorized, err, "tenant", t.ID, "reason", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField)
+		s.metrics.GatewayRequest("unknown", "unauthenticated")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+base+`", error="invalid_token"`)
 		gateway.WriteOutcome(w, http.StatusUnauthorized, "login", "The access token is not valid here: it is expired, revoked, or was issued for another FHIR server.")
 		return
@@ -133,11 +136,33 @@ func (s *Server) fhirGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Access-Control-Expose-Headers", "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate")
 	res := s.gateway.Serve(w, r, req, s.gatewayRecorder(r, t.ID, grant))
+	s.metrics.GatewayRequest(gatewayInteraction(res.Decision), gatewayDecision(res))
 	if res.Status >= 500 {
 		s.logger(r).Warn("gateway request failed", "tenant", t.ID, "interaction", res.Decision.Call.Interaction, "type", res.Decision.Call.Type, "status", res.Status, "err", res.Err)
 	} else if !res.Decision.Allowed {
 		s.logger(r).Info("gateway request refused", "tenant", t.ID, "client", grant.ClientID, "interaction", res.Decision.Call.Interaction, "type", res.Decision.Call.Type, "reason", res.Decision.Reason)
 	}
+}
+
+// gatewayInteraction is the metrics label of a decision's FHIR interaction,
+// one of the gateway's fixed set, or "unknown" for a request it could not
+// classify.
+func gatewayInteraction(d gateway.Decision) string {
+	if d.Call.Interaction == "" {
+		return "unknown"
+	}
+	return string(d.Call.Interaction)
+}
+
+// gatewayDecision is the metrics label of how the gateway answered.
+func gatewayDecision(res gateway.Result) string {
+	switch {
+	case res.Status >= 500:
+		return "failed"
+	case !res.Decision.Allowed:
+		return "refused"
+	}
+	return "allowed"
 }
 
 // gatewayGrant validates an access token for the gateway: its signature

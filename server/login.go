@@ -124,6 +124,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if throttled {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
 			Details: map[string]string{"email": truncate(email, 320), "reason": "throttled"}})
+		s.metrics.Refused("signin", "throttled")
 		return s.renderLogin(w, r, http.StatusTooManyRequests, t, a, email, signInThrottled, true)
 	}
 	u, err := s.authenticate(r.Context(), t.ID, email, password)
@@ -131,6 +132,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if errors.As(err, &fail) {
 		s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: "login.failure", Outcome: "failure", ClientID: a.client.ID,
 			Subject: u.ID, Details: map[string]string{"email": truncate(email, 320), "reason": fail.reason}})
+		s.metrics.Refused("signin", fail.reason) // one of authenticate's few reasons
 		if err := s.recordSignInFailure(r, t.ID, email); err != nil {
 			return err
 		}

@@ -88,6 +88,10 @@ func requestID(ctx context.Context) string {
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
+		var began time.Time // on the real, monotonic clock, for the metrics
+		if s.metrics != nil {
+			began = time.Now()
+		}
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
 			id = newRequestID()
@@ -116,6 +120,11 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				if !rec.wrote {
 					http.Error(rec, "internal error; request id "+id, http.StatusInternalServerError)
 				}
+			}
+			if s.metrics != nil {
+				// The route table's mux set the pattern on this very request;
+				// it is empty when no pattern matched.
+				s.metrics.Request(r.Pattern, rec.status, time.Since(began))
 			}
 			if !s.log.Enabled(r.Context(), slog.LevelInfo) {
 				// Building the line's fields costs allocations even when no one reads it.

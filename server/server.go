@@ -23,6 +23,7 @@ import (
 	"github.com/smartauth/smartauth/server/fhirsearch"
 	"github.com/smartauth/smartauth/server/keys"
 	"github.com/smartauth/smartauth/server/manage"
+	"github.com/smartauth/smartauth/server/metrics"
 	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
@@ -81,6 +82,9 @@ type Config struct {
 	// access token before asking the store again; zero means
 	// gateway.DefaultRevocationDelay.
 	GatewayRevocationDelay time.Duration
+	// Metrics, when set, counts requests, tokens, refusals and the rest
+	// (package metrics); nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Server serves every tenant's endpoints.
@@ -129,6 +133,8 @@ type Server struct {
 	capabilities *ttlCache[[2]string, map[string]any]
 	// draining is set once shutdown begins; /readyz then says not ready.
 	draining atomic.Bool
+	// metrics counts what the server does; nil counts nothing.
+	metrics *metrics.Metrics
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -166,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 		dummyHash:   sync.OnceValues(newDummyHash),
 		passwords:   password.NewLimiter(runtime.GOMAXPROCS(0), signInMaxWait),
 		chainChecks: chainChecks{heads: map[string]checkedHead{}},
+		metrics:     cfg.Metrics,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -183,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.patientSearch = fhirsearch.NewSearchers(cfg.Keys.Sealer(), fhirsearch.Options{AllowPrivateNetworks: cfg.AllowPrivateFHIR})
 	s.tenants = newTenantCache(cfg.Store, orDefault(cfg.TenantCacheTTL, TenantCacheTTL), s.now)
-	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{})
+	s.audits = audit.NewWriter(cfg.Store, cfg.Logger, audit.Options{ObserveWrite: s.observeAuditWrite()})
 	s.clients = newClientCache(cfg.Store, orDefault(cfg.ClientCacheTTL, ClientCacheTTL), s.now)
 	s.manage = manage.New(adminStore{clientCache: s.clients, tenants: s.tenants}, cfg.Keys, s.now)
 	s.clientAuth = clientauth.New(s.clients, clientauth.Options{HTTPClient: cfg.HTTPClient, Now: s.now, AllowPrivateNetworks: cfg.AllowPrivateJWKS})
@@ -202,8 +209,33 @@ func New(cfg Config) (*Server, error) {
 	s.grants = gateway.NewGrants(cfg.GatewayRevocationDelay, s.now)
 	s.upstreams = upstream.NewAuthenticators(cfg.Keys.Sealer(), upstream.Options{AllowPrivate: cfg.AllowPrivateFHIR})
 	s.capabilities = s.newCapabilitiesCache()
+	s.registerMetrics()
 	s.handler = s.middleware(s.routes())
 	return s, nil
+}
+
+// observeAuditWrite is the audit writer's hook into the metrics, or nil
+// without them.
+func (s *Server) observeAuditWrite() func(time.Duration, int, error) {
+	if s.metrics == nil {
+		return nil
+	}
+	return func(d time.Duration, _ int, err error) { s.metrics.AuditWritten(d, err != nil) }
+}
+
+// registerMetrics hands the metrics what they read at each scrape, and
+// gives the caches their counters.
+func (s *Server) registerMetrics() {
+	if s.metrics == nil {
+		return
+	}
+	s.metrics.AuditQueue(s.audits.Pending)
+	if p, ok := s.store.(storage.PoolReporter); ok {
+		s.metrics.DBPools(p.PoolStats)
+	}
+	s.tenants.stats = s.metrics.Cache("tenants")
+	s.clients.clients.stats = s.metrics.Cache("clients")
+	s.capabilities.stats = s.metrics.Cache("capabilities")
 }
 
 // Close waits until the audit events already handed over are stored; call it

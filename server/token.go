@@ -122,6 +122,8 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, t storage.Te
 	// server's buffer would start going out before the handler returned.
 	s.audit(r, storage.AuditEvent{TenantID: t.ID, Type: event, Outcome: "success", ClientID: ar.GetClient().GetID(),
 		Subject: ar.GetSession().GetSubject(), Details: details})
+	// The grant type is one of the allowed few: any other was refused above.
+	s.metrics.TokenIssued(t.ID, details["grant_type"])
 	p.WriteAccessResponse(ctx, w, ar, resp)
 	return nil
 }

@@ -344,6 +344,25 @@ type ChangeFeed interface {
 	WatchChanges(ctx context.Context, fn func(Change))
 }
 
+// PoolStats is how one of a backend's connection pools is used at a moment.
+type PoolStats struct {
+	// Name tells a backend's pools apart.
+	Name string
+	// Acquired connections are in use, Idle ones wait in the pool, Open
+	// counts both (and any being opened), Max is the pool's limit.
+	Acquired, Idle, Open, Max int64
+	// Waits counts acquisitions that found no idle connection, and
+	// WaitTime is how long they waited in all, since the pool opened.
+	Waits    int64
+	WaitTime time.Duration
+}
+
+// PoolReporter is offered by a backend that keeps connection pools, so the
+// server can report their use.
+type PoolReporter interface {
+	PoolStats() []PoolStats
+}
+
 // The tables a Change names.
 const (
 	ChangedTenants     = "tenants"

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/storage/postgres"
@@ -451,6 +452,45 @@ func TestEnqueueRefusesPastTheBacklog(t *testing.T) {
 		checkTrail(t, store, "acme", []string{"first", "queued-0", "queued-1", "queued-2"})
 		if err := w.Enqueue(event("acme", "late")); !errors.Is(err, ErrClosed) {
 			t.Errorf("Enqueue after Close: %v, want ErrClosed", err)
+		}
+	})
+}
+
+func TestObserveWriteAndPending(t *testing.T) {
+	backends(t, func(t *testing.T, store storage.Storage) {
+		cs := holding(store)
+		var mu sync.Mutex
+		var sizes []int
+		observe := func(d time.Duration, events int, err error) {
+			if d <= 0 || err != nil {
+				t.Errorf("observed a write of %v, err %v", d, err)
+			}
+			mu.Lock()
+			sizes = append(sizes, events)
+			mu.Unlock()
+		}
+		w := NewWriter(cs, nil, Options{ObserveWrite: observe})
+		defer w.Close()
+		firstDone := appendAll(t.Context(), w, []storage.AuditEvent{event("acme", "first")})
+		<-cs.held
+		done := appendAll(t.Context(), w, []storage.AuditEvent{event("acme", "a"), event("acme", "b")})
+		waitQueued(w, "acme", 2)
+		if n := w.Pending(); n != 2 {
+			t.Fatalf("pending while the first write is held: %d, want 2", n)
+		}
+		close(cs.release)
+		for i, err := range append(firstDone(), done()...) {
+			if err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(sizes, []int{1, 2}) {
+			t.Fatalf("observed batches %v, want [1 2]", sizes)
+		}
+		if n := w.Pending(); n != 0 {
+			t.Fatalf("pending after every write: %d", n)
 		}
 	})
 }

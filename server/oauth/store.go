@@ -54,6 +54,13 @@ func WatchReuse(ctx context.Context) (context.Context, *Reuse) {
 	return context.WithValue(ctx, reuseKey{}, r), r
 }
 
+// ReuseSeen reports whether, under a context from WatchReuse, the adapter
+// has found a code or refresh token presented again.
+func ReuseSeen(ctx context.Context) bool {
+	r, ok := ctx.Value(reuseKey{}).(*Reuse)
+	return ok && r.Kind != ""
+}
+
 // revokeTimeout bounds the revocation that follows a detected reuse, which
 // runs on after its request has ended.
 const revokeTimeout = 10 * time.Second

@@ -239,3 +239,19 @@ func (p *params) add(v any) string {
 	*p = append(*p, v)
 	return fmt.Sprintf("$%d", len(*p))
 }
+
+// PoolStats reports the use of the connection pool, named "main".
+func (s *Store) PoolStats() []storage.PoolStats {
+	st := s.pool.Stat()
+	return []storage.PoolStats{{
+		Name:     "main",
+		Acquired: int64(st.AcquiredConns()),
+		Idle:     int64(st.IdleConns()),
+		Open:     int64(st.TotalConns()),
+		Max:      int64(st.MaxConns()),
+		Waits:    st.EmptyAcquireCount(),
+		WaitTime: st.EmptyAcquireWaitTime(),
+	}}
+}
+
+var _ storage.PoolReporter = (*Store)(nil)

@@ -227,3 +227,18 @@ func owned(tenantID, recordTenantID, what, id string) error {
 	}
 	return nil
 }
+
+// PoolStats reports the use of the two connection pools: "write", of one
+// connection, and "read".
+func (s *Store) PoolStats() []storage.PoolStats {
+	return []storage.PoolStats{dbStats("write", s.w.Stats()), dbStats("read", s.r.Stats())}
+}
+
+func dbStats(name string, st sql.DBStats) storage.PoolStats {
+	return storage.PoolStats{
+		Name: name, Acquired: int64(st.InUse), Idle: int64(st.Idle), Open: int64(st.OpenConnections),
+		Max: int64(st.MaxOpenConnections), Waits: st.WaitCount, WaitTime: st.WaitDuration,
+	}
+}
+
+var _ storage.PoolReporter = (*Store)(nil)
