@@ -25,6 +25,7 @@ import (
 	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
+	"github.com/smartauth/smartauth/server/ratelimit"
 	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/templates"
@@ -126,6 +127,8 @@ type Server struct {
 	upstreams *upstream.Authenticators
 	// capabilities keeps upstreams' CapabilityStatements.
 	capabilities *ttlCache[[2]string, map[string]any]
+	// limits enforces the rate limits of the OAuth endpoints (ratelimit.go).
+	limits *ratelimit.Limiter
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -199,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 	s.grants = gateway.NewGrants(cfg.GatewayRevocationDelay, s.now)
 	s.upstreams = upstream.NewAuthenticators(cfg.Keys.Sealer(), upstream.Options{AllowPrivate: cfg.AllowPrivateFHIR})
 	s.capabilities = s.newCapabilitiesCache()
+	s.limits = newRateLimiter(cfg.Store)
 	s.handler = s.middleware(s.routes())
 	return s, nil
 }

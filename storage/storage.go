@@ -431,13 +431,17 @@ type RateLimits struct {
 	AddressPerMinute int `json:"address_per_minute,omitempty"`
 }
 
-// Default rate limits, per minute: far above what an app or an EHR's
-// backend asks for, so that only floods reach them. An address may be a
-// whole organisation behind one NAT, so it gets more than a client.
+// Default rate limits, per minute, 100 a second: far above what one app or
+// EHR backend asks for, so that only floods and runaway clients reach them,
+// since a client's limit is shared by every user of a public app, and an
+// address's by a whole organisation behind one NAT.
 const (
-	DefaultClientRateLimit  = 1200
-	DefaultAddressRateLimit = 3000
+	DefaultClientRateLimit  = 6000
+	DefaultAddressRateLimit = 6000
 )
+
+// MaxRateLimit is the largest limit per minute a tenant may set.
+const MaxRateLimit = 1_000_000
 
 // Client and Address return the limits in force: the default for zero, 0
 // (no limit) for a negative number.
