@@ -228,6 +228,25 @@ func TestTenantAccessTokenAlgCommands(t *testing.T) {
 	env.fails(t, 1, `no tenant "ghost"`, "", "tenant", "set-access-token-alg", "--tenant", "ghost", "--alg", "RS256")
 }
 
+// TestTenantRateLimitsCommand: set-rate-limits changes the limits it is
+// given, keeps the other and the rest of the tenant, and refuses a limit
+// past the maximum.
+func TestTenantRateLimitsCommand(t *testing.T) {
+	env := newEnv(t)
+	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://x.example", "--mfa-required")
+	var got tenantJSON
+	env.ok(t, &got, "", "tenant", "set-rate-limits", "--tenant", "clinic", "--client-per-minute", "30", "--address-per-minute", "-5")
+	if want := (storage.RateLimits{ClientPerMinute: 30, AddressPerMinute: -1}); got.Policy.RateLimits != want || !got.Policy.MFARequired {
+		t.Fatalf("after set-rate-limits: %+v, want %+v with the rest kept", got.Policy, want)
+	}
+	var again tenantJSON
+	env.ok(t, &again, "", "tenant", "set-rate-limits", "--tenant", "clinic", "--address-per-minute", "0")
+	if want := (storage.RateLimits{ClientPerMinute: 30}); again.Policy.RateLimits != want {
+		t.Fatalf("after setting the address limit alone: %+v, want %+v", again.Policy.RateLimits, want)
+	}
+	env.fails(t, 1, "must be at most 1000000", "", "tenant", "set-rate-limits", "--tenant", "clinic", "--client-per-minute", "2000000")
+}
+
 func TestClientCommands(t *testing.T) {
 	env := newEnv(t)
 	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://fhir.example/r4")
