@@ -179,7 +179,9 @@ func TestAdminAPISetsRateLimits(t *testing.T) {
 	apiWant(t, "set rate limits", r, http.StatusOK, "")
 	r = apiCall(t, "PUT", v1, e.acmeToken, "", `{"fhir_base_urls": ["https://fhir.acme.example/r4"], "mfa_offered": true}`)
 	apiWant(t, "update without rate limits", r, http.StatusOK, "")
-	var got struct{ RateLimits storage.RateLimits `json:"rate_limits"` }
+	var got struct {
+		RateLimits storage.RateLimits `json:"rate_limits"`
+	}
 	r.json(t, &got)
 	if got.RateLimits != (storage.RateLimits{ClientPerMinute: 2}) {
 		t.Fatalf("rate limits after an update without them: %+v", got.RateLimits)
