@@ -148,7 +148,7 @@ func TestUsageErrors(t *testing.T) {
 	env.fails(t, 2, "--tenant is required", "", "client", "list")
 	env.fails(t, 2, "flag provided but not defined: -bogus", "", "tenant", "list", "--bogus")
 	env.fails(t, 2, `unexpected argument "extra"`, "", "tenant", "list", "extra")
-	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-access-token-alg, set-patient-search") {
+	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-access-token-alg, set-rate-limits,") {
 		t.Fatalf("help: %d %q", code, out)
 	}
 }
