@@ -50,6 +50,9 @@ import (
 // rateWindow is the length of a rate-limit window: limits are per minute.
 const rateWindow = time.Minute
 
+// countTimeout bounds the wait for a request's count.
+const countTimeout = 2 * time.Second
+
 // newRateLimiter counts in the store when several processes share it.
 func newRateLimiter(store storage.Storage) *ratelimit.Limiter {
 	if c, ok := store.(storage.RequestCounter); ok {
@@ -88,7 +91,11 @@ func (s *Server) rateLimited(h handlerFunc) handlerFunc {
 		// The request was served: counting it can no longer fail it. A
 		// count that fails (the database is away) is lost, and the limit
 		// is not enforced meanwhile, rather than refuse every request.
-		if cerr := s.limits.Count(context.WithoutCancel(r.Context()), t.ID, keys, now); cerr != nil {
+		// A database that does not answer holds the request no longer than
+		// countTimeout.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), countTimeout)
+		defer cancel()
+		if cerr := s.limits.Count(ctx, t.ID, keys, now); cerr != nil {
 			s.logger(r).Warn("rate limit: request not counted", "tenant", t.ID, "err", cerr)
 		}
 		return err
