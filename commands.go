@@ -116,6 +116,40 @@ func manageCommand(ctx context.Context, n noun, args []string, env func(string) 
 			ks, err := d.store.ListSigningKeys(ctx, updated.ID)
 			return tenantView(updated, ks), err
 		}
+	case "tenant set-rate-limits":
+		t := tenant()
+		clientLimit := fs.Int("client-per-minute", 0, "requests a minute one client may make; 0 means the default, 6000; negative means no limit")
+		addressLimit := fs.Int("address-per-minute", 0, "requests a minute one source address may make; 0 means the default, 6000; negative means no limit")
+		act = func(d *deps) (any, error) {
+			cur, err := d.store.GetTenant(ctx, *t)
+			if err != nil {
+				return nil, fmt.Errorf("tenant %q: %w", *t, err)
+			}
+			// A flag not given keeps its limit; everything else stays, and
+			// the version refuses a change made meanwhile rather than undo it.
+			limits := cur.Policy.RateLimits
+			fs.Visit(func(f *flag.Flag) {
+				switch f.Name {
+				case "client-per-minute":
+					limits.ClientPerMinute = *clientLimit
+				case "address-per-minute":
+					limits.AddressPerMinute = *addressLimit
+				}
+			})
+			p := cur.Policy
+			updated, err := d.manage.UpdateTenant(ctx, manage.TenantUpdate{
+				ID: cur.ID, Name: cur.Name, FHIRBaseURLs: cur.FHIRBaseURLs,
+				MFARequired: p.MFARequired, MFAOffered: p.MFAOffered, AllowEmailLinking: p.AllowEmailLinking,
+				JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens, AccessTokenAlg: p.AccessTokenAlg,
+				AccessTokenTTL: time.Duration(p.AccessTokenTTL), RefreshTokenTTL: time.Duration(p.RefreshTokenTTL), IDTokenTTL: time.Duration(p.IDTokenTTL),
+				RateLimits: &limits, Version: cur.Version,
+			}, cliActor)
+			if err != nil {
+				return nil, err
+			}
+			ks, err := d.store.ListSigningKeys(ctx, updated.ID)
+			return tenantView(updated, ks), err
+		}
 	case "tenant set-patient-search", "tenant clear-patient-search":
 		var req []string
 		act, req = patientSearchCommand(ctx, verb, fs, tenant(), stdin)

@@ -23,6 +23,7 @@ var nouns = []noun{
 		{"create", "create a tenant, its own issuer with its own signing keys"},
 		{"list", "list the tenants"},
 		{"set-access-token-alg", "sign the tenant's access tokens with RS256, PS256 or ES256; earlier tokens stay valid"},
+		{"set-rate-limits", "set the requests a minute one client and one address may make at the OAuth endpoints (0 default, negative none)"},
 		{"set-patient-search", "let the patient picker search the tenant's FHIR server (client secret read from stdin)"},
 		{"clear-patient-search", "stop searching the tenant's FHIR server"},
 		{"set-gateway", "put the tenant's FHIR server behind its SMART gateway (with --upstream-auth header, the header value read from stdin)"},

@@ -26,6 +26,7 @@ func TestLayering(t *testing.T) {
 		"server/keys":         {"storage"},
 		"server/netguard":     nil,
 		"server/textguard":    nil,
+		"server/ratelimit":    nil,
 		"server/clientauth":   {"storage", "server/clientsecret", "server/netguard", "server/textguard"},
 		"server/fhirsearch":   {"storage", "server/clientsecret", "server/keys", "server/netguard", "server/roster"},
 		"server/sessions":     {"storage", "server/keys"},

@@ -151,7 +151,7 @@ func TestUsageErrors(t *testing.T) {
 	env.fails(t, 2, "--tenant is required", "", "client", "list")
 	env.fails(t, 2, "flag provided but not defined: -bogus", "", "tenant", "list", "--bogus")
 	env.fails(t, 2, `unexpected argument "extra"`, "", "tenant", "list", "extra")
-	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-access-token-alg, set-patient-search") {
+	if code, out, _ := env.cli(t, "", "help"); code != 0 || !strings.Contains(out, "create, list, set-access-token-alg, set-rate-limits,") {
 		t.Fatalf("help: %d %q", code, out)
 	}
 }
@@ -229,6 +229,25 @@ func TestTenantAccessTokenAlgCommands(t *testing.T) {
 	env.fails(t, 1, "must be one of RS256, PS256, ES256", "", "tenant", "set-access-token-alg", "--tenant", "plain", "--alg", "RS512")
 	env.fails(t, 2, "--alg is required", "", "tenant", "set-access-token-alg", "--tenant", "plain")
 	env.fails(t, 1, `no tenant "ghost"`, "", "tenant", "set-access-token-alg", "--tenant", "ghost", "--alg", "RS256")
+}
+
+// TestTenantRateLimitsCommand: set-rate-limits changes the limits it is
+// given, keeps the other and the rest of the tenant, and refuses a limit
+// past the maximum.
+func TestTenantRateLimitsCommand(t *testing.T) {
+	env := newEnv(t)
+	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://x.example", "--mfa-required")
+	var got tenantJSON
+	env.ok(t, &got, "", "tenant", "set-rate-limits", "--tenant", "clinic", "--client-per-minute", "30", "--address-per-minute", "-5")
+	if want := (storage.RateLimits{ClientPerMinute: 30, AddressPerMinute: -1}); got.Policy.RateLimits != want || !got.Policy.MFARequired {
+		t.Fatalf("after set-rate-limits: %+v, want %+v with the rest kept", got.Policy, want)
+	}
+	var again tenantJSON
+	env.ok(t, &again, "", "tenant", "set-rate-limits", "--tenant", "clinic", "--address-per-minute", "0")
+	if want := (storage.RateLimits{ClientPerMinute: 30}); again.Policy.RateLimits != want {
+		t.Fatalf("after setting the address limit alone: %+v, want %+v", again.Policy.RateLimits, want)
+	}
+	env.fails(t, 1, "must be at most 1000000", "", "tenant", "set-rate-limits", "--tenant", "clinic", "--client-per-minute", "2000000")
 }
 
 func TestClientCommands(t *testing.T) {

@@ -52,6 +52,7 @@ func TestPlainErrors(t *testing.T) {
 				"--upstream-auth", "header", "--header-name", "X-Api-Key"}},
 			{nosuch, "", []string{"tenant", "clear-gateway", "--tenant", "nosuch"}},
 			{nosuch, "", []string{"tenant", "set-access-token-alg", "--tenant", "nosuch", "--alg", "RS256"}},
+			{nosuch, "", []string{"tenant", "set-rate-limits", "--tenant", "nosuch", "--client-per-minute", "10"}},
 			{nosuch, "", append([]string{"client", "create", "--tenant", "nosuch"}, client...)},
 			{nosuch, "", []string{"client", "list", "--tenant", "nosuch"}},
 			{nosuch, "", []string{"client", "delete", "--tenant", "nosuch", "--id", "chart"}},

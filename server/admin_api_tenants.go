@@ -37,6 +37,9 @@ type apiTenantSettings struct {
 	AccessTokenTTL  storage.Duration `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL storage.Duration `json:"refresh_token_ttl,omitempty"`
 	IDTokenTTL      storage.Duration `json:"id_token_ttl,omitempty"`
+	// RateLimits are shown as stored (0 the default, -1 none); absent from
+	// a PUT keeps them.
+	RateLimits *storage.RateLimits `json:"rate_limits,omitempty"`
 }
 
 // apiPatientSearch is a tenant's FHIR patient search source without its secret.
@@ -126,7 +129,7 @@ func (s *Server) apiTenantView(t storage.Tenant) apiTenant {
 			Name: t.Name, FHIRBaseURLs: t.FHIRBaseURLs, MFARequired: p.MFARequired, MFAOffered: p.MFAOffered,
 			AllowEmailLinking: p.AllowEmailLinking, JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens,
 			AccessTokenTTL: p.AccessTokenTTL, RefreshTokenTTL: p.RefreshTokenTTL, IDTokenTTL: p.IDTokenTTL,
-			AccessTokenAlg: p.AccessTokenAlgOrDefault(),
+			AccessTokenAlg: p.AccessTokenAlgOrDefault(), RateLimits: &p.RateLimits,
 		},
 	}
 	if ps := p.PatientSearch; ps.FHIRBaseURL != "" {
@@ -149,12 +152,16 @@ func (s *Server) apiTenantView(t storage.Tenant) apiTenant {
 
 // policy is the tenant policy the settings describe, without a patient search source.
 func (in apiTenantSettings) policy() storage.TenantPolicy {
-	return storage.TenantPolicy{
+	p := storage.TenantPolicy{
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: in.AccessTokenTTL, RefreshTokenTTL: in.RefreshTokenTTL, IDTokenTTL: in.IDTokenTTL,
 		AccessTokenAlg: in.AccessTokenAlg,
 	}
+	if in.RateLimits != nil {
+		p.RateLimits = *in.RateLimits
+	}
+	return p
 }
 
 // apiListTenants is GET /admin/api/v1/tenants.
@@ -207,7 +214,8 @@ func (s *Server) apiGetTenant(w http.ResponseWriter, r *http.Request, ar *apiReq
 
 // apiUpdateTenant is PUT /admin/api/v1/tenants/{tenant}: it replaces the
 // tenant's name, FHIR base URLs and policy; the patient search source stays,
-// and so does the gateway unless the body has one (null removes it). With
+// and so does the gateway unless the body has one (null removes it), and
+// the rate limits unless the body has them. With
 // If-Match, a tenant changed since the version it names is left alone
 // (412).
 func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *apiRequest) error {
@@ -234,7 +242,7 @@ func (s *Server) apiUpdateTenant(w http.ResponseWriter, r *http.Request, ar *api
 		MFARequired: in.MFARequired, MFAOffered: in.MFAOffered, AllowEmailLinking: in.AllowEmailLinking,
 		JITProvisioning: in.JITProvisioning, OpaqueAccessTokens: in.OpaqueAccessTokens,
 		AccessTokenTTL: time.Duration(in.AccessTokenTTL), RefreshTokenTTL: time.Duration(in.RefreshTokenTTL), IDTokenTTL: time.Duration(in.IDTokenTTL),
-		AccessTokenAlg: in.AccessTokenAlg, Gateway: gateway, Version: version,
+		AccessTokenAlg: in.AccessTokenAlg, Gateway: gateway, RateLimits: in.RateLimits, Version: version,
 	}, ar.actor(r))
 	if err != nil {
 		return apiEditError(err, version, "tenant")

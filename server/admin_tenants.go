@@ -51,6 +51,10 @@ type tenantForm struct {
 	AccessTokenTTL  string
 	RefreshTokenTTL string
 	IDTokenTTL      string
+	// ClientRateLimit and AddressRateLimit are requests a minute; empty
+	// means the default and "off" no limit.
+	ClientRateLimit  string
+	AddressRateLimit string
 	// Version is the version of the tenant the settings form was filled
 	// from, sent back so that saving a stale form is refused; blank in the
 	// form that creates a tenant.
@@ -71,8 +75,35 @@ func tenantFormOf(t storage.Tenant) tenantForm {
 		ID: t.ID, Name: t.Name, FHIRBaseURLs: strings.Join(t.FHIRBaseURLs, "\n"), MFA: mfa,
 		AllowEmailLinking: p.AllowEmailLinking, JITProvisioning: p.JITProvisioning, OpaqueAccessTokens: p.OpaqueAccessTokens,
 		AccessTokenAlg: p.AccessTokenAlgOrDefault(), AccessTokenTTL: formatLifetime(p.AccessTokenTTL), RefreshTokenTTL: formatLifetime(p.RefreshTokenTTL), IDTokenTTL: formatLifetime(p.IDTokenTTL),
+		ClientRateLimit: formatRateLimit(p.RateLimits.ClientPerMinute), AddressRateLimit: formatRateLimit(p.RateLimits.AddressPerMinute),
 		Version: strconv.FormatInt(t.Version, 10),
 	}
+}
+
+// formatRateLimit is a stored rate limit as the settings form shows it.
+func formatRateLimit(n int) string {
+	switch {
+	case n == 0:
+		return ""
+	case n < 0:
+		return "off"
+	}
+	return strconv.Itoa(n)
+}
+
+// parseRateLimit reads a rate limit from the settings form.
+func parseRateLimit(what, text string) (int, string) {
+	switch strings.ToLower(text) {
+	case "":
+		return 0, ""
+	case "off":
+		return -1, ""
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil || n < 1 {
+		return 0, what + " must be a number of requests a minute, \"off\", or blank for the default."
+	}
+	return n, ""
 }
 
 // readTenantForm reads a posted tenant form.
@@ -89,6 +120,8 @@ func readTenantForm(f url.Values) tenantForm {
 		AccessTokenTTL:     strings.TrimSpace(f.Get("access_token_ttl")),
 		RefreshTokenTTL:    strings.TrimSpace(f.Get("refresh_token_ttl")),
 		IDTokenTTL:         strings.TrimSpace(f.Get("id_token_ttl")),
+		ClientRateLimit:    strings.TrimSpace(f.Get("client_rate_limit")),
+		AddressRateLimit:   strings.TrimSpace(f.Get("address_rate_limit")),
 		Version:            strings.TrimSpace(f.Get("version")),
 	}
 }
@@ -149,6 +182,21 @@ func (f tenantForm) tenantUpdate(id string) (manage.TenantUpdate, string) {
 		}
 		*l.into = d
 	}
+	var limits storage.RateLimits
+	for _, l := range []struct {
+		what, text string
+		into       *int
+	}{
+		{"The client rate limit", f.ClientRateLimit, &limits.ClientPerMinute},
+		{"The address rate limit", f.AddressRateLimit, &limits.AddressPerMinute},
+	} {
+		n, msg := parseRateLimit(l.what, l.text)
+		if msg != "" {
+			return manage.TenantUpdate{}, msg
+		}
+		*l.into = n
+	}
+	in.RateLimits = &limits
 	return in, ""
 }
 
@@ -248,6 +296,8 @@ type tenantSettingsPage struct {
 	Form tenantForm
 	// The server's token lifetimes, which a blank lifetime means.
 	DefaultAccessTTL, DefaultRefreshTTL, DefaultIDTTL string
+	// The default rate limits, which a blank limit means.
+	DefaultClientRate, DefaultAddressRate int
 }
 
 // adminSettings shows a tenant's settings, read from the store rather than
@@ -270,6 +320,7 @@ func (s *Server) renderSettings(w http.ResponseWriter, r *http.Request, ar *admi
 		DefaultAccessTTL:  formatLifetime(storage.Duration(oauth.DefaultAccessTokenTTL)),
 		DefaultRefreshTTL: formatLifetime(storage.Duration(oauth.DefaultRefreshTokenTTL)),
 		DefaultIDTTL:      formatLifetime(storage.Duration(oauth.DefaultIDTokenTTL)),
+		DefaultClientRate: storage.DefaultClientRateLimit, DefaultAddressRate: storage.DefaultAddressRateLimit,
 	}
 	page.Notice, page.Error = notice, message
 	s.render(w, r, status, "admin_settings", page)

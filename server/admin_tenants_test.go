@@ -181,7 +181,8 @@ func TestAdminSettings(t *testing.T) {
 
 			form := url.Values{"name": {"Acme Health"}, "fhir_base_urls": {"https://fhir.acme.example/r4\nhttps://fhir.example.org/acme"},
 				"mfa": {"required"}, "allow_email_linking": {"on"}, "jit_provisioning": {"on"},
-				"access_token_ttl": {"15m"}, "refresh_token_ttl": {""}, "id_token_ttl": {"5m"}, "access_token_alg": {"RS256"}}
+				"access_token_ttl": {"15m"}, "refresh_token_ttl": {""}, "id_token_ttl": {"5m"}, "access_token_alg": {"RS256"},
+				"client_rate_limit": {"600"}, "address_rate_limit": {"Off"}}
 			wantRedirect(t, e.srv, "save", admin.post("/admin/t/acme/settings", form), "/admin/t/acme/settings?notice=saved")
 
 			tn, err := e.srv.Store.GetTenant(ctx, "acme")
@@ -189,7 +190,8 @@ func TestAdminSettings(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := storage.TenantPolicy{MFARequired: true, AllowEmailLinking: true, JITProvisioning: true,
-				AccessTokenTTL: storage.Duration(15 * time.Minute), IDTokenTTL: storage.Duration(5 * time.Minute), AccessTokenAlg: "RS256"}
+				AccessTokenTTL: storage.Duration(15 * time.Minute), IDTokenTTL: storage.Duration(5 * time.Minute), AccessTokenAlg: "RS256",
+				RateLimits: storage.RateLimits{ClientPerMinute: 600, AddressPerMinute: -1}}
 			if tn.Name != "Acme Health" || tn.Policy != want ||
 				!slices.Equal(tn.FHIRBaseURLs, []string{"https://fhir.acme.example/r4", "https://fhir.example.org/acme"}) {
 				t.Errorf("stored tenant: %+v", tn)
@@ -201,7 +203,8 @@ func TestAdminSettings(t *testing.T) {
 			p = admin.get("/admin/t/acme/settings?notice=saved")
 			for _, want := range []string{"Settings saved.", `value="Acme Health"`, `value="15m"`, `value="5m"`,
 				`id="mfa-required" name="mfa" value="required" checked`, `id="jit_provisioning" name="jit_provisioning" checked`,
-				`id="alg-rs256" name="access_token_alg" value="RS256" checked`} {
+				`id="alg-rs256" name="access_token_alg" value="RS256" checked`, `name="client_rate_limit" type="text" inputmode="numeric" value="600"`,
+				`name="address_rate_limit" type="text" inputmode="numeric" value="off"`} {
 				if !strings.Contains(p.body, want) {
 					t.Errorf("settings after saving lack %q", want)
 				}
@@ -221,6 +224,8 @@ func TestAdminSettings(t *testing.T) {
 				{"fhir_base_urls", "https://fhir.acme.example/r4?x=1", "must not have a query"},
 				{"mfa", "sometimes", "Choose whether people are asked for a second factor."},
 				{"access_token_alg", "HS256", `access token algorithm "HS256" must be one of RS256, PS256, ES256`},
+				{"client_rate_limit", "lots", `The client rate limit must be a number of requests a minute`},
+				{"address_rate_limit", "2000000", "the address rate limit 2000000 must be at most 1000000"},
 			} {
 				bad := url.Values{}
 				for k, vs := range form {

@@ -13,12 +13,16 @@ import (
 	"github.com/smartauth/smartauth/storage"
 )
 
-// authedClient carries the authenticated client id out of fosite, for audit.
+// authedClient carries the authenticated client id out of fosite, for
+// audit and rate limits.
 type authedClient struct{ id string }
 
 const authedClientKey ctxKey = iota + 100
 
 func withAuthedClient(ctx context.Context) (context.Context, *authedClient) {
+	if a, ok := ctx.Value(authedClientKey).(*authedClient); ok {
+		return ctx, a // one holder per request, shared with rateLimited
+	}
 	a := &authedClient{}
 	return context.WithValue(ctx, authedClientKey, a), a
 }

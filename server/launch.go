@@ -115,6 +115,9 @@ func (s *Server) launchCaller(w http.ResponseWriter, r *http.Request, p *oauth.P
 	if !sess.Backend {
 		return "", refuse(http.StatusForbidden, "insufficient_scope", "The access token must come from the client_credentials grant of an EHR's backend client.")
 	}
+	if err := s.clientRateLimited(w, r, tenantID, client.ID); err != nil {
+		return "", err
+	}
 	if !client.CanCreateLaunch {
 		return "", refuse(http.StatusForbidden, "insufficient_scope", "The client is not allowed to create launches.")
 	}

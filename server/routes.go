@@ -24,11 +24,12 @@ func (s *Server) routes() http.Handler {
 
 	// OAuth 2.0 endpoints: form-encoded by the spec, answered in JSON, open
 	// to browser apps because they carry no cookies (token.go, introspect.go, revoke.go).
-	// protocolBody keeps what anyone may post to them small (server.go).
-	mux.Handle("POST /t/{tenant}/token", cors(protocolBody(s.api(s.token))))
-	mux.Handle("POST /t/{tenant}/introspect", cors(protocolBody(s.api(s.introspect))))
-	mux.Handle("POST /t/{tenant}/revoke", cors(protocolBody(s.api(s.revoke))))
-	mux.Handle("POST /t/{tenant}/register", cors(protocolBody(s.api(s.register)))) // RFC 7591 registration, JSON in (register.go)
+	// protocolBody keeps what anyone may post to them small (server.go);
+	// rateLimited caps the requests per client and address (ratelimit.go).
+	mux.Handle("POST /t/{tenant}/token", cors(protocolBody(s.api(s.rateLimited(s.token)))))
+	mux.Handle("POST /t/{tenant}/introspect", cors(protocolBody(s.api(s.rateLimited(s.introspect)))))
+	mux.Handle("POST /t/{tenant}/revoke", cors(protocolBody(s.api(s.rateLimited(s.revoke)))))
+	mux.Handle("POST /t/{tenant}/register", cors(protocolBody(s.api(s.rateLimited(s.register))))) // RFC 7591 registration, JSON in (register.go)
 	mux.Handle("GET /t/{tenant}/userinfo", cors(s.api(s.userinfo)))
 	mux.Handle("POST /t/{tenant}/userinfo", cors(protocolBody(s.api(s.userinfo))))
 	mux.Handle("OPTIONS /t/{tenant}/{endpoint}", cors(http.HandlerFunc(preflight)))
@@ -70,7 +71,7 @@ func (s *Server) routes() http.Handler {
 
 	// EHR launch API: an EHR's backend client, with a bearer token, creates
 	// a launch context for an app; JSON in and out (launch.go).
-	mux.Handle("POST /t/{tenant}/launch", protocolBody(s.api(s.createLaunch)))
+	mux.Handle("POST /t/{tenant}/launch", protocolBody(s.api(s.rateLimited(s.createLaunch))))
 
 	// Admin area for people (admin*.go): operators at /admin/, a tenant's
 	// admins at /admin/t/{tenant}/. Sign-in is password then TOTP.

@@ -27,6 +27,7 @@ import (
 	"github.com/smartauth/smartauth/server/mfa"
 	"github.com/smartauth/smartauth/server/oauth"
 	"github.com/smartauth/smartauth/server/password"
+	"github.com/smartauth/smartauth/server/ratelimit"
 	"github.com/smartauth/smartauth/server/sessions"
 	"github.com/smartauth/smartauth/storage"
 	"github.com/smartauth/smartauth/templates"
@@ -135,6 +136,8 @@ type Server struct {
 	draining atomic.Bool
 	// metrics counts what the server does; nil counts nothing.
 	metrics *metrics.Metrics
+	// limits enforces the rate limits of the OAuth endpoints (ratelimit.go).
+	limits *ratelimit.Limiter
 }
 
 // signInMaxWait is how long a sign-in waits for a password check before
@@ -210,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 	s.upstreams = upstream.NewAuthenticators(cfg.Keys.Sealer(), upstream.Options{AllowPrivate: cfg.AllowPrivateFHIR})
 	s.capabilities = s.newCapabilitiesCache()
 	s.registerMetrics()
+	s.limits = newRateLimiter(cfg.Store)
 	s.handler = s.middleware(s.routes())
 	return s, nil
 }

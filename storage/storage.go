@@ -331,7 +331,8 @@ type Storage interface {
 	CountRecoveryCodes(ctx context.Context, tenantID, userID string) (int, error)
 
 	// SweepExpired deletes expired sessions, grant records, revoked-request
-	// markers, launches, assertion jtis, sign-in failure counters, pending
+	// markers, launches, assertion jtis, sign-in failure counters, the
+	// request counters of ended rate-limit windows (RequestCounter), pending
 	// TOTP enrollments and remembered consents (those without expiry stay)
 	// and returns how many rows went.
 	SweepExpired(ctx context.Context, now time.Time) (int64, error)
@@ -361,6 +362,18 @@ type PoolStats struct {
 // server can report their use.
 type PoolReporter interface {
 	PoolStats() []PoolStats
+}
+
+// RequestCounter is offered by a backend several processes share, so that
+// rate limits hold across them; a backend only one process uses leaves the
+// counting to that process's memory.
+type RequestCounter interface {
+	// CountRequests adds one to the count of each key of a tenant in the
+	// window that began at start and lasts window, in one atomic upsert, and
+	// returns the counts after it in the order of keys, which are distinct.
+	// Concurrent callers on any number of replicas lose no count. Windows
+	// that ended are deleted by SweepExpired.
+	CountRequests(ctx context.Context, tenantID string, keys []string, start time.Time, window time.Duration) ([]int64, error)
 }
 
 // The tables a Change names.
@@ -424,6 +437,44 @@ type TenantPolicy struct {
 	// Gateway, when its UpstreamURL is set, is the FHIR server behind the
 	// tenant's SMART gateway at {base}/t/{tenant}/fhir.
 	Gateway GatewaySettings `json:"gateway,omitzero"`
+	// RateLimits caps the requests to the tenant's token, introspection,
+	// revocation, registration and EHR launch endpoints.
+	RateLimits RateLimits `json:"rate_limits,omitzero"`
+}
+
+// RateLimits are requests per minute a tenant's OAuth endpoints serve to
+// one client and to one source address. Zero means the default (the
+// DefaultRateLimit constants), a negative number no limit.
+type RateLimits struct {
+	ClientPerMinute  int `json:"client_per_minute,omitempty"`
+	AddressPerMinute int `json:"address_per_minute,omitempty"`
+}
+
+// Default rate limits, per minute, 100 a second: far above what one app or
+// EHR backend asks for, so that only floods and runaway clients reach them,
+// since a client's limit is shared by every user of a public app, and an
+// address's by a whole organisation behind one NAT.
+const (
+	DefaultClientRateLimit  = 6000
+	DefaultAddressRateLimit = 6000
+)
+
+// MaxRateLimit is the largest limit per minute a tenant may set.
+const MaxRateLimit = 1_000_000
+
+// Client and Address return the limits in force: the default for zero, 0
+// (no limit) for a negative number.
+func (r RateLimits) Client() int  { return rateLimit(r.ClientPerMinute, DefaultClientRateLimit) }
+func (r RateLimits) Address() int { return rateLimit(r.AddressPerMinute, DefaultAddressRateLimit) }
+
+func rateLimit(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // The ways the gateway authenticates to its upstream FHIR server.

@@ -44,6 +44,9 @@ func (s *Service) CreateTenant(ctx context.Context, in TenantInput, who Actor) (
 	if in.Policy.AccessTokenAlg, err = checkAccessTokenAlg(in.Policy.AccessTokenAlg); err != nil {
 		return storage.Tenant{}, err
 	}
+	if in.Policy.RateLimits, err = checkRateLimits(in.Policy.RateLimits); err != nil {
+		return storage.Tenant{}, err
+	}
 	if in.Gateway != nil {
 		if in.Policy.Gateway, err = s.gatewaySettings(in.ID, *in.Gateway); err != nil {
 			return storage.Tenant{}, err
@@ -159,6 +162,19 @@ func checkAccessTokenAlg(alg string) (string, error) {
 	return alg, nil
 }
 
+// checkRateLimits returns the rate limits to store: each at most
+// storage.MaxRateLimit, 0 for the default and -1, for any negative number,
+// for none.
+func checkRateLimits(r storage.RateLimits) (storage.RateLimits, error) {
+	for what, n := range map[string]*int{"client": &r.ClientPerMinute, "address": &r.AddressPerMinute} {
+		if *n > storage.MaxRateLimit {
+			return r, invalid("the %s rate limit %d must be at most %d requests a minute", what, *n, storage.MaxRateLimit)
+		}
+		*n = max(*n, -1)
+	}
+	return r, nil
+}
+
 // ListTenants returns every tenant ordered by id, without the operator
 // realm, which is not a tenant to those who manage tenants.
 func (s *Service) ListTenants(ctx context.Context) ([]storage.Tenant, error) {
@@ -192,6 +208,8 @@ type TenantUpdate struct {
 	// SetGateway does, in the same write; one with no field set removes
 	// them. Nil keeps them.
 	Gateway *GatewayInput
+	// RateLimits, when not nil, replaces the tenant's rate limits; nil keeps them.
+	RateLimits *storage.RateLimits
 	// Version is the version of the tenant the edit was made from; a tenant
 	// changed since is refused with an error wrapping storage.ErrConflict.
 	// Zero makes the edit to the tenant as it is now.
@@ -214,6 +232,12 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 	alg, err := checkAccessTokenAlg(in.AccessTokenAlg)
 	if err != nil {
 		return storage.Tenant{}, err
+	}
+	var limits storage.RateLimits
+	if in.RateLimits != nil {
+		if limits, err = checkRateLimits(*in.RateLimits); err != nil {
+			return storage.Tenant{}, err
+		}
 	}
 	var gateway storage.GatewaySettings
 	if in.Gateway != nil {
@@ -252,6 +276,9 @@ func (s *Service) UpdateTenant(ctx context.Context, in TenantUpdate, who Actor) 
 		t.Policy.AccessTokenTTL = storage.Duration(in.AccessTokenTTL)
 		t.Policy.RefreshTokenTTL = storage.Duration(in.RefreshTokenTTL)
 		t.Policy.IDTokenTTL = storage.Duration(in.IDTokenTTL)
+		if in.RateLimits != nil {
+			t.Policy.RateLimits = limits
+		}
 		if err := checkLifetimes(t.Policy); err != nil {
 			return storage.Tenant{}, err
 		}
@@ -295,8 +322,21 @@ func tenantChanges(old, t storage.Tenant) map[string]string {
 		{"access_token_ttl", time.Duration(o.AccessTokenTTL).String(), time.Duration(n.AccessTokenTTL).String()},
 		{"refresh_token_ttl", time.Duration(o.RefreshTokenTTL).String(), time.Duration(n.RefreshTokenTTL).String()},
 		{"id_token_ttl", time.Duration(o.IDTokenTTL).String(), time.Duration(n.IDTokenTTL).String()},
+		{"client_rate_limit", rateLimitText(o.RateLimits.ClientPerMinute), rateLimitText(n.RateLimits.ClientPerMinute)},
+		{"address_rate_limit", rateLimitText(o.RateLimits.AddressPerMinute), rateLimitText(n.RateLimits.AddressPerMinute)},
 	}
 	return changes(fields)
+}
+
+// rateLimitText is a stored rate limit as the audit trail shows it.
+func rateLimitText(n int) string {
+	switch {
+	case n == 0:
+		return "default"
+	case n < 0:
+		return "off"
+	}
+	return fmt.Sprint(n)
 }
 
 // fieldChange is one field of a record before and after an edit, as the

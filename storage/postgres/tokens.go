@@ -256,9 +256,10 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) 
 		r AS (DELETE FROM revoked_requests WHERE expires_at <= $1 RETURNING 1),
 		f AS (DELETE FROM signin_failures WHERE expires_at <= $1 RETURNING 1),
 		c AS (DELETE FROM consents WHERE expires_at <= $1 RETURNING 1),
-		e AS (DELETE FROM totp_enrollments WHERE expires_at <= $1 RETURNING 1)
+		e AS (DELETE FROM totp_enrollments WHERE expires_at <= $1 RETURNING 1),
+		q AS (DELETE FROM rate_counts WHERE expires_at <= $1 RETURNING 1)
 		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM l) + (SELECT count(*) FROM j) + (SELECT count(*) FROM r)
-			+ (SELECT count(*) FROM f) + (SELECT count(*) FROM c) + (SELECT count(*) FROM e)`,
+			+ (SELECT count(*) FROM f) + (SELECT count(*) FROM c) + (SELECT count(*) FROM e) + (SELECT count(*) FROM q)`,
 		now).Scan(&n)
 	if err != nil {
 		return 0, wrap("sweep expired", err)
