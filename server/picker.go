@@ -51,7 +51,9 @@ type rolePage struct {
 // patientPage is what templates/patient.html shows.
 type patientPage struct {
 	stepPage
-	Acting   storage.Profile
+	Acting storage.Profile
+	// ActingAs names Acting, as actingAs does.
+	ActingAs string
 	Query    storage.PatientQuery
 	Searched bool
 	Results  []patientChoice
@@ -120,6 +122,24 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 		// patient scopes are left out.
 	}
 	return s.askConsent(w, r, t, p, a, u, tk, profile, csrf)
+}
+
+// actingAs names a profile for the pages after sign-in: its label and the
+// record it stands for, without saying the type twice ("Patient (demo-1)",
+// not "Patient Patient/demo-1").
+func actingAs(p storage.Profile) string {
+	typ, id, ok := strings.Cut(p.FHIRUser, "/")
+	if !ok {
+		return strings.TrimSpace(p.Label + " " + p.FHIRUser)
+	}
+	label := strings.TrimSpace(p.Label)
+	switch {
+	case label == "":
+		return typ + " (" + id + ")"
+	case strings.EqualFold(label, typ):
+		return label + " (" + id + ")"
+	}
+	return label + " (" + p.FHIRUser + ")"
 }
 
 // mayPickPatient reports whether a person acting as this profile may
@@ -406,7 +426,7 @@ func (s *Server) renderPatients(w http.ResponseWriter, r *http.Request, status i
 		return err
 	}
 	acting, _ := findProfile(u.Profiles, tk.Role)
-	page.stepPage, page.Acting = s.newStepPage(t, a, u, "patient", csrf, ticket), acting
+	page.stepPage, page.Acting, page.ActingAs = s.newStepPage(t, a, u, "patient", csrf, ticket), acting, actingAs(acting)
 	s.renderFlow(w, r, status, "patient", page, a.params.Get("redirect_uri"))
 	return nil
 }

@@ -71,7 +71,7 @@ func TestEHRLaunch(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		base := authzSetup(t, srv)
-		requested := []string{"launch", "openid", "fhirUser", "patient/*.rs", "offline_access"}
+		requested := []string{"launch", "launch/patient", "openid", "fhirUser", "patient/*.rs", "offline_access"}
 		e := base.withApp(t, "ehr-app", ehrScopes, requested)
 		banner := false
 		lc := storage.LaunchContext{Patient: authzPatient, Encounter: "enc-9", FHIRContext: []byte(`[{"reference":"DiagnosticReport/7"}]`),
@@ -85,7 +85,7 @@ func TestEHRLaunch(t *testing.T) {
 		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) {
 			t.Fatalf("sign-in for an EHR launch: %d, want consent\n%s", consent.status, consent.body)
 		}
-		for _, want := range []string{"Ada Okafor", "Encounter/enc-9"} {
+		for _, want := range []string{"Ada Okafor", "Encounter/enc-9", "Know the patient the health record opened it for: Ada Okafor"} {
 			if !strings.Contains(consent.body, want) {
 				t.Errorf("consent page lacks %q", want)
 			}
