@@ -126,7 +126,7 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 
 // actingAs names a profile for the pages after sign-in: its label and the
 // record it stands for, without saying the type twice ("Patient (demo-1)",
-// not "Patient Patient/demo-1").
+// not "Patient Patient/demo-1"); without a label, the reference alone.
 func actingAs(p storage.Profile) string {
 	typ, id, ok := strings.Cut(p.FHIRUser, "/")
 	if !ok {
@@ -135,7 +135,7 @@ func actingAs(p storage.Profile) string {
 	label := strings.TrimSpace(p.Label)
 	switch {
 	case label == "":
-		return typ + " (" + id + ")"
+		return p.FHIRUser
 	case strings.EqualFold(label, typ):
 		return label + " (" + id + ")"
 	}
