@@ -50,6 +50,8 @@ type demoInfo struct {
 	gateway string
 	// upstream is the FHIR server behind the gateway, when one was given.
 	upstream string
+	// operatorEnrolled is true once the demo operator has an authenticator app.
+	operatorEnrolled bool
 }
 
 // seedDemo ensures the demo tenant, app, users and patients exist. Each piece
@@ -139,6 +141,11 @@ func seedDemo(ctx context.Context, d *deps, base, upstream string) (*demoInfo, e
 	if created {
 		d.log.Info("created the demo tenant", "tenant", demoTenant)
 	}
+	op, err := st.GetUserByEmail(ctx, storage.OperatorRealm, demoOperator)
+	if err != nil {
+		return nil, fmt.Errorf("look up demo operator: %w", err)
+	}
+	info.operatorEnrolled = len(op.TOTPSecret) > 0
 	return info, nil
 }
 
@@ -186,7 +193,11 @@ func (i *demoInfo) print(w io.Writer) {
 	fmt.Fprintf(tw, "  Clinician\t%s / %s\n", demoClinician, demoClinicianPass)
 	fmt.Fprintf(tw, "  Patient\t%s / %s\n", demoPatientUser, demoPatientPass)
 	fmt.Fprintf(tw, "  Admin pages\t%s/admin/\n", i.base)
-	fmt.Fprintf(tw, "  Operator\t%s / %s (an authenticator app is set up at first sign-in)\n", demoOperator, demoOperatorPass)
+	if i.operatorEnrolled {
+		fmt.Fprintf(tw, "  Operator\t%s / %s and a code from the authenticator app\n", demoOperator, demoOperatorPass)
+	} else {
+		fmt.Fprintf(tw, "  Operator\t%s / %s (an authenticator app is set up at first sign-in)\n", demoOperator, demoOperatorPass)
+	}
 	tw.Flush()
 	fmt.Fprintln(w, "An EHR launch of the demo app for a patient (prints the URL to open):")
 	fmt.Fprintf(w, "  go run . launch create --tenant %s --client %s --patient demo-1 [--aud %s]\n", demoTenant, demoClientID, i.gateway)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -76,6 +77,36 @@ func TestDemoOperatorStaysOnLoopback(t *testing.T) {
 			t.Fatalf("serve after the password change exited %d", code)
 		}
 	})
+}
+
+// TestDemoBannerAuthenticatorNote: the banner says the demo operator sets
+// up an authenticator app at first sign-in only until they have.
+func TestDemoBannerAuthenticatorNote(t *testing.T) {
+	env := newEnv(t)
+	const note = "an authenticator app is set up at first sign-in"
+	_, banner, stop := startServe(t, env)
+	if code := stop(); code != 0 || !strings.Contains(banner.String(), note) {
+		t.Fatalf("first start: exit %d, banner lacks %q:\n%s", code, note, banner)
+	}
+	s := env.store(t)
+	ctx := context.Background()
+	u, err := s.GetUserByEmail(ctx, storage.OperatorRealm, demoOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	sealed := []byte("sealed seed")
+	if err := s.SaveTOTPEnrollment(ctx, storage.TOTPEnrollment{TenantID: storage.OperatorRealm, UserID: u.ID, SecretSealed: sealed,
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfirmTOTPEnrollment(ctx, storage.OperatorRealm, u.ID, sealed, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	_, banner, stop = startServe(t, env)
+	if code := stop(); code != 0 || strings.Contains(banner.String(), note) || !strings.Contains(banner.String(), "a code from the authenticator app") {
+		t.Fatalf("after enrolment: exit %d, banner:\n%s", code, banner)
+	}
 }
 
 // TestDemoGateway: the demo tenant's gateway is one of its FHIR base URLs

@@ -547,11 +547,35 @@ func TestServeOnPostgres(t *testing.T) {
 	env := newEnv(t)
 	env["DATABASE_URL"] = pgtest.URL(t)
 	env["SMARTAUTH_MASTER_KEY"] = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
-	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://fhir.example/r4")
-	env["SMARTAUTH_METRICS_ADDR"] = "127.0.0.1:0"
+	const (
+		adminStep  = "smartauth admin create --email "
+		tenantStep = "smartauth tenant create --id "
+	)
+	// An empty database: the start-up output says how to set it up.
 	base, stdout, stop := startServe(t, env)
-	if strings.Contains(stdout.String(), "Demo tenant") {
+	if out := stdout.String(); strings.Contains(out, "Demo tenant") {
 		t.Fatal("the demo was seeded on PostgreSQL without being asked for")
+	} else if !strings.Contains(out, "Nothing is set up yet") || !strings.Contains(out, adminStep) || !strings.Contains(out, tenantStep) ||
+		!strings.Contains(out, base+"/admin/") || strings.Index(out, adminStep) > strings.Index(out, tenantStep) {
+		t.Errorf("an empty server does not print the next steps:\n%s", out)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("shutdown exited %d", code)
+	}
+	// Each step done leaves it out; with both done, none is printed.
+	env.ok(t, nil, "", "tenant", "create", "--id", "clinic", "--fhir-base-url", "https://fhir.example/r4")
+	_, stdout, stop = startServe(t, env)
+	if out := stdout.String(); !strings.Contains(out, "1. Create an operator") || !strings.Contains(out, adminStep) || strings.Contains(out, tenantStep) {
+		t.Errorf("with a tenant, the next steps are not the operator's alone:\n%s", out)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("shutdown exited %d", code)
+	}
+	env.ok(t, nil, "a long operator passphrase\n", "admin", "create", "--email", "ops@example.org")
+	env["SMARTAUTH_METRICS_ADDR"] = "127.0.0.1:0"
+	base, stdout, stop = startServe(t, env)
+	if out := stdout.String(); strings.Contains(out, "Nothing is set up yet") || strings.Contains(out, "smartauth admin create") {
+		t.Errorf("a server set up still prints next steps:\n%s", out)
 	}
 	m := regexp.MustCompile(`Prometheus metrics at (http://\S+/metrics)`).FindStringSubmatch(stdout.String())
 	if m == nil {

@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/smartauth/smartauth/server"
 	"github.com/smartauth/smartauth/server/metrics"
+	"github.com/smartauth/smartauth/storage"
 )
 
 // shutdownGrace is how long in-flight requests get to finish on SIGTERM.
@@ -118,6 +120,8 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout, 
 	}
 	if demo != nil {
 		demo.print(&banner)
+	} else if err := printNextSteps(ctx, &banner, d.store, c.baseURL.String()); err != nil {
+		return err
 	}
 	if _, err := stdout.Write(banner.Bytes()); err != nil {
 		d.log.Warn("could not print the start-up banner", "err", err)
@@ -192,4 +196,38 @@ func serveMetrics(m *metrics.Metrics, ln net.Listener) (*http.Server, <-chan err
 		}
 	}()
 	return srv, errc
+}
+
+// printNextSteps tells the operator of a server with nothing set up yet
+// (no operator, no tenant: a fresh database without the demo) the
+// commands that set it up; it prints nothing once both exist.
+func printNextSteps(ctx context.Context, w io.Writer, store storage.Storage, base string) error {
+	operators, err := store.ListUsers(ctx, storage.OperatorRealm)
+	if err != nil {
+		return fmt.Errorf("list operators: %w", err)
+	}
+	tenants, err := store.ListTenants(ctx)
+	if err != nil {
+		return fmt.Errorf("list tenants: %w", err)
+	}
+	tenants = slices.DeleteFunc(tenants, func(t storage.Tenant) bool { return t.ID == storage.OperatorRealm })
+	if len(operators) > 0 && len(tenants) > 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nNothing is set up yet. Next steps, run with this server's DATABASE_URL and master key:")
+	step := 0
+	if len(operators) == 0 {
+		step++
+		fmt.Fprintf(w, "  %d. Create an operator for the admin pages (the password is read from stdin):\n", step)
+		fmt.Fprintln(w, "       smartauth admin create --email you@example.org < password.txt")
+		fmt.Fprintf(w, "     then sign in at %s/admin/ and set up an authenticator app.\n", base)
+	}
+	if len(tenants) == 0 {
+		step++
+		fmt.Fprintf(w, "  %d. Create a tenant, with the FHIR server its tokens are for:\n", step)
+		fmt.Fprintln(w, `       smartauth tenant create --id clinic --name "Clinic" --fhir-base-url https://fhir.example.org/r4`)
+		fmt.Fprintf(w, "     Its issuer is then %s/t/clinic; add apps with \"smartauth client create\" or on the admin pages.\n", base)
+	}
+	fmt.Fprintln(w, "Run \"smartauth --help\" for every command.")
+	return nil
 }

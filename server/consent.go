@@ -27,6 +27,8 @@ type consentPage struct {
 	stepPage
 	FHIRBase string
 	Acting   storage.Profile
+	// ActingAs names Acting, as actingAs does.
+	ActingAs string
 	// Patient and Encounter are the context the app will get, if any.
 	Patient   *patientChoice
 	Encounter string
@@ -96,7 +98,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, t storage.Te
 }
 
 func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequest, tk loginTicket, profile storage.Profile) (consentPage, error) {
-	page := consentPage{FHIRBase: a.aud, Acting: profile, EHRLaunch: a.launch != nil}
+	page := consentPage{FHIRBase: a.aud, Acting: profile, ActingAs: actingAs(profile), EHRLaunch: a.launch != nil}
 	requested := a.ar.GetRequestedScopes()
 	mayHave, _ := smart.Grant(requested, a.client.Scopes, requested)
 	kept, refused := smart.Contextual(mayHave, available(a, tk, profile))
@@ -120,8 +122,25 @@ func (s *Server) consentPage(ctx context.Context, t storage.Tenant, a *authzRequ
 		default:
 			return consentPage{}, fmt.Errorf("load patient for consent: %w", err)
 		}
+		page.describePatientContext()
 	}
 	return page, nil
+}
+
+// describePatientContext says, for launch/patient, which patient the app
+// will learn of: by now the EHR has named one, or the person has chosen one.
+func (page *consentPage) describePatientContext() {
+	how := "the patient you chose"
+	if page.EHRLaunch {
+		how = "the patient the health record opened it for"
+	}
+	for g := range page.Groups {
+		for i, c := range page.Groups[g].Scopes {
+			if sc, err := smart.Parse(c.Name); err == nil && sc.Kind == smart.KindLaunchContext && sc.ResourceType == "patient" && sc.Role == "" {
+				page.Groups[g].Scopes[i].Description = "Know " + how + ": " + page.Patient.Name
+			}
+		}
+	}
 }
 
 // groupScopes arranges scopes under headings: who you are, what the app

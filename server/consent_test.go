@@ -43,11 +43,12 @@ func TestRoleLimitsScopes(t *testing.T) {
 			refused []string
 			reason  string
 			patient string
+			acting  string
 		}{
 			{"Patient/456", []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"},
-				[]string{"user/*.rs", "user/Observation.rs", "system/*.rs"}, "acting for a patient", "456"},
+				[]string{"user/*.rs", "user/Observation.rs", "system/*.rs"}, "acting for a patient", "456", "acting as Patient (456)."},
 			{"Practitioner/123", []string{"openid", "fhirUser", "launch/patient", "patient/*.rs", "user/*.rs", "user/Observation.rs"},
-				[]string{"system/*.rs"}, "only for backend services", authzPatient},
+				[]string{"system/*.rs"}, "only for backend services", authzPatient, "acting as Attending physician (Practitioner/123)."},
 		} {
 			t.Run(tc.role, func(t *testing.T) {
 				verifier := oauth2.GenerateVerifier()
@@ -55,6 +56,13 @@ func TestRoleLimitsScopes(t *testing.T) {
 				role := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
 				consent := e.throughPicker(t, e.post(t, e.browser, e.iss+"/role", stepForm(role, url.Values{"profile": {tc.role}}), nil))
 
+				// The role is named once, its type not doubled.
+				if !strings.Contains(consent.body, tc.acting) || strings.Contains(consent.body, "Patient Patient/") {
+					t.Errorf("consent page does not say %q", tc.acting)
+				}
+				if !strings.Contains(consent.body, "Know the patient you chose: ") || strings.Contains(consent.body, "may be asked") {
+					t.Errorf("consent page does not say launch/patient gives the patient chosen")
+				}
 				offered := consent.offered()
 				cut := strings.Index(consent.body, `id="consent-refused"`)
 				if cut < 0 {

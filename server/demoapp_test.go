@@ -97,6 +97,10 @@ func (e *demoAppEnv) decide(t *testing.T, tab *browsertest.Tab, decision string)
 	t.Helper()
 	tab.Navigating(chromedp.Click(chromedp.CSS(`button[name="decision"][value="` + decision + `"]`)))
 	tab.WaitFor(`["done", "error"].includes(document.body.dataset.status)`)
+	// The result (or the error) stands alone: no empty Start form above it.
+	if display := browsertest.Eval[string](tab, `getComputedStyle(document.getElementById("start-form")).display`); display != "none" {
+		t.Errorf("the start form shows (display %s) on the result view", display)
+	}
 	return browsertest.Eval[string](tab, `document.body.dataset.status`)
 }
 

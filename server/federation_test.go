@@ -180,7 +180,7 @@ func TestProviderVouchesOnlyForItsDomains(t *testing.T) {
 	}
 	// Linked by verified email on a domain routed to the provider.
 	consent := e.throughPicker(t, e.federate(t, e.authURL(oauth2.GenerateVerifier()), "own@"+fedDomain, "pw"))
-	if !strings.Contains(consent.body, "Practitioner/55") {
+	if !strings.Contains(consent.body, "acting as Practitioner (55)") {
 		t.Fatalf("linking by a routed, verified email: %d\n%s", consent.status, consent.body)
 	}
 	// The same provider asserting an address on another domain links nothing.

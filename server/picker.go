@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -50,13 +51,23 @@ type rolePage struct {
 // patientPage is what templates/patient.html shows.
 type patientPage struct {
 	stepPage
-	Acting   storage.Profile
+	Acting storage.Profile
+	// ActingAs names Acting, as actingAs does.
+	ActingAs string
 	Query    storage.PatientQuery
 	Searched bool
 	Results  []patientChoice
 	Error    string
 	// Notice says the results may be incomplete.
 	Notice string
+	// Listing is true when the search was empty and the page lists the
+	// roster; First and Last number the roster entries it shows.
+	Listing     bool
+	First, Last int
+	// Prev and Next are the offsets of the neighbouring pages, Next zero
+	// when this is the last page; HasPrev tells whether there is one before.
+	HasPrev    bool
+	Prev, Next int
 }
 
 // patientChoice is one roster entry offered in the patient picker.
@@ -111,6 +122,24 @@ func (s *Server) advance(w http.ResponseWriter, r *http.Request, t storage.Tenan
 		// patient scopes are left out.
 	}
 	return s.askConsent(w, r, t, p, a, u, tk, profile, csrf)
+}
+
+// actingAs names a profile for the pages after sign-in: its label and the
+// record it stands for, without saying the type twice ("Patient (demo-1)",
+// not "Patient Patient/demo-1"); without a label, the reference alone.
+func actingAs(p storage.Profile) string {
+	typ, id, ok := strings.Cut(p.FHIRUser, "/")
+	if !ok {
+		return strings.TrimSpace(p.Label + " " + p.FHIRUser)
+	}
+	label := strings.TrimSpace(p.Label)
+	switch {
+	case label == "":
+		return p.FHIRUser
+	case strings.EqualFold(label, typ):
+		return label + " (" + id + ")"
+	}
+	return label + " (" + p.FHIRUser + ")"
 }
 
 // mayPickPatient reports whether a person acting as this profile may
@@ -261,12 +290,12 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
 		Name:       strings.TrimSpace(truncate(r.PostForm.Get("name"), 100)),
 		BirthDate:  strings.TrimSpace(truncate(r.PostForm.Get("birthdate"), 10)),
 		Identifier: strings.TrimSpace(truncate(r.PostForm.Get("identifier"), 100)),
-		Limit:      pickerLimit,
 	}
 	if q.Name == "" && q.BirthDate == "" && q.Identifier == "" {
-		return s.renderPatients(w, r, http.StatusBadRequest, st.t, st.a, st.u, st.tk, st.csrf,
-			patientPage{Query: q, Error: "Enter a name, a birth date or an identifier to search."})
+		// An empty search lists the roster, a page at a time.
+		return s.listPatients(w, r, st, q, pickerOffset(r.PostForm.Get("offset")))
 	}
+	q.Limit = pickerLimit
 	found, err := s.store.SearchPatients(r.Context(), st.t.ID, q)
 	if err != nil {
 		return fmt.Errorf("search patients: %w", err)
@@ -293,6 +322,47 @@ func (s *Server) patient(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, fhirsearch.ErrNotConfigured) {
 		s.logger(r).Error("FHIR patient search unusable", "tenant", st.t.ID, "err", err)
 		page.Notice = "The organization's FHIR server is not set up correctly; only local records are shown."
+	}
+	return s.renderPatients(w, r, http.StatusOK, st.t, st.a, st.u, st.tk, st.csrf, page)
+}
+
+// pickerMaxOffset bounds how far the roster listing pages, so a forged
+// offset cannot make the database skip through an arbitrary number of rows.
+const pickerMaxOffset = 100_000
+
+// pickerOffset reads the roster page's offset from the form: a multiple of
+// the page size, zero when missing or not a number.
+func pickerOffset(v string) int {
+	n, err := strconv.Atoi(truncate(v, 10))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(n-n%pickerLimit, pickerMaxOffset)
+}
+
+// listPatients shows one page of the tenant's roster, in the order of a
+// search (family name, given name, id), to a clinician who searched for
+// nothing. The tenant's FHIR server is not listed: a search there names
+// what to look for.
+func (s *Server) listPatients(w http.ResponseWriter, r *http.Request, st *signInStep, q storage.PatientQuery, offset int) error {
+	// One more than a page tells whether there is another.
+	q.Limit, q.Offset = pickerLimit+1, offset
+	found, err := s.store.SearchPatients(r.Context(), st.t.ID, q)
+	if err != nil {
+		return fmt.Errorf("list patients: %w", err)
+	}
+	page := patientPage{Searched: true, Listing: true, HasPrev: offset > 0, Prev: max(offset-pickerLimit, 0)}
+	if len(found) > pickerLimit {
+		found, page.Next = found[:pickerLimit], offset+pickerLimit
+		if page.Next > pickerMaxOffset {
+			page.Next = 0
+		}
+	}
+	for _, pt := range found {
+		page.Results = append(page.Results, describePatient(pt))
+	}
+	if len(found) > 0 {
+		page.First, page.Last = offset+1, offset+len(found)
 	}
 	return s.renderPatients(w, r, http.StatusOK, st.t, st.a, st.u, st.tk, st.csrf, page)
 }
@@ -356,7 +426,7 @@ func (s *Server) renderPatients(w http.ResponseWriter, r *http.Request, status i
 		return err
 	}
 	acting, _ := findProfile(u.Profiles, tk.Role)
-	page.stepPage, page.Acting = s.newStepPage(t, a, u, "patient", csrf, ticket), acting
+	page.stepPage, page.Acting, page.ActingAs = s.newStepPage(t, a, u, "patient", csrf, ticket), acting, actingAs(acting)
 	s.renderFlow(w, r, status, "patient", page, a.params.Get("redirect_uri"))
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -70,7 +71,7 @@ func TestEHRLaunch(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
 		base := authzSetup(t, srv)
-		requested := []string{"launch", "openid", "fhirUser", "patient/*.rs", "offline_access"}
+		requested := []string{"launch", "launch/patient", "openid", "fhirUser", "patient/*.rs", "offline_access"}
 		e := base.withApp(t, "ehr-app", ehrScopes, requested)
 		banner := false
 		lc := storage.LaunchContext{Patient: authzPatient, Encounter: "enc-9", FHIRContext: []byte(`[{"reference":"DiagnosticReport/7"}]`),
@@ -84,7 +85,7 @@ func TestEHRLaunch(t *testing.T) {
 		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) {
 			t.Fatalf("sign-in for an EHR launch: %d, want consent\n%s", consent.status, consent.body)
 		}
-		for _, want := range []string{"Ada Okafor", "Encounter/enc-9"} {
+		for _, want := range []string{"Ada Okafor", "Encounter/enc-9", "Know the patient the health record opened it for: Ada Okafor"} {
 			if !strings.Contains(consent.body, want) {
 				t.Errorf("consent page lacks %q", want)
 			}
@@ -245,8 +246,9 @@ func TestPatientPicker(t *testing.T) {
 				t.Errorf("%s: %d found %v, want %v", name, p.status, got, tc.want)
 			}
 		}
-		if p := search("empty", url.Values{}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "Enter a name") {
-			t.Errorf("empty search: %d", p.status)
+		if p := search("empty", url.Values{}); p.status != http.StatusOK || !strings.Contains(p.body, `name="patient" value="pat-1"`) ||
+			!strings.Contains(p.body, `name="patient" value="pat-2"`) || strings.Contains(p.body, `id="next-page"`) {
+			t.Errorf("empty search: %d, want the whole roster on one page\n%s", p.status, p.body)
 		}
 		if p := search("unknown", url.Values{"patient": {"not-in-roster"}}); p.status != http.StatusBadRequest {
 			t.Errorf("choosing a patient outside the roster: %d, want 400", p.status)
@@ -266,6 +268,69 @@ func TestPatientPicker(t *testing.T) {
 		}
 		if p := search("foreign by name", url.Values{"name": {"okafor"}}); strings.Contains(p.body, "foreign-1") {
 			t.Error("the picker shows another tenant's patient")
+		}
+	})
+}
+
+func TestPatientPickerPagesThroughRoster(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, srv *servertest.Server) {
+		e := authzSetup(t, srv)
+		// 30 more patients after the two Okafors: 32 make two pages of 25.
+		var more []storage.Patient
+		for i := range 30 {
+			id := fmt.Sprintf("roster-%02d", i)
+			more = append(more, storage.Patient{TenantID: authzTenant, ID: id, Family: "Zeller", Given: fmt.Sprintf("P%02d", i),
+				Resource: []byte(`{"resourceType":"Patient","id":"` + id + `"}`)})
+		}
+		if err := srv.Store.UpsertPatients(context.Background(), authzTenant, more); err != nil {
+			t.Fatal(err)
+		}
+		login := e.get(t, e.browser, e.authURL(oauth2.GenerateVerifier()))
+		picker := e.post(t, e.browser, e.iss+"/login", authzLoginForm(login, authzEmail, authzPassword), nil)
+		listed := regexp.MustCompile(`name="patient" value="([^"]+)"`)
+		ids := func(p authzPage) []string {
+			var got []string
+			for _, m := range listed.FindAllStringSubmatch(p.body, -1) {
+				got = append(got, m[1])
+			}
+			return got
+		}
+		first := e.post(t, e.browser, e.iss+"/patient", stepForm(picker, url.Values{"name": {" "}}), nil)
+		got := ids(first)
+		if first.status != http.StatusOK || len(got) != 25 || got[0] != "pat-1" || got[1] != "pat-2" || got[24] != "roster-22" {
+			t.Fatalf("first page: %d %v", first.status, got)
+		}
+		if !strings.Contains(first.body, "Patients 1–25") || !strings.Contains(first.body, `name="offset" value="25" id="next-page"`) ||
+			strings.Contains(first.body, `id="previous-page"`) {
+			t.Errorf("first page lacks its heading or a next page only\n%s", first.body)
+		}
+		second := e.post(t, e.browser, e.iss+"/patient", stepForm(first, url.Values{"offset": {"25"}}), nil)
+		got = ids(second)
+		if second.status != http.StatusOK || len(got) != 7 || got[0] != "roster-23" || got[6] != "roster-29" {
+			t.Fatalf("second page: %d %v", second.status, got)
+		}
+		if !strings.Contains(second.body, "Patients 26–32") || !strings.Contains(second.body, `name="offset" value="0" id="previous-page"`) ||
+			strings.Contains(second.body, `id="next-page"`) {
+			t.Errorf("second page lacks its heading or a previous page only\n%s", second.body)
+		}
+		// An offset off the page grid is rounded down to a page; nonsense is the first page.
+		if p := e.post(t, e.browser, e.iss+"/patient", stepForm(first, url.Values{"offset": {"27"}}), nil); !slices.Equal(ids(p), got) {
+			t.Errorf("offset 27: %v, want the second page", ids(p))
+		}
+		for _, bad := range []string{"-5", "x", ""} {
+			if p := e.post(t, e.browser, e.iss+"/patient", stepForm(first, url.Values{"offset": {bad}}), nil); p.status != http.StatusOK || len(ids(p)) != 25 {
+				t.Errorf("offset %q: %d %v", bad, p.status, ids(p))
+			}
+		}
+		if p := e.post(t, e.browser, e.iss+"/patient", stepForm(first, url.Values{"offset": {"99999999999999999999"}}), nil); p.status != http.StatusOK ||
+			len(ids(p)) != 0 || !strings.Contains(p.body, "No more patients") {
+			t.Errorf("offset past the roster: %d %v", p.status, ids(p))
+		}
+		// A listed patient can be chosen from a later page.
+		consent := e.post(t, e.browser, e.iss+"/patient", stepForm(second, url.Values{"patient": {"roster-29"}}), nil)
+		if consent.status != http.StatusOK || !strings.Contains(consent.body, `action="`+e.iss+`/consent"`) || !strings.Contains(consent.body, "P29 Zeller") {
+			t.Errorf("choosing from the second page: %d\n%s", consent.status, consent.body)
 		}
 	})
 }

@@ -632,6 +632,9 @@ type PatientQuery struct {
 	Identifier string
 	// Limit caps the result; zero means 50.
 	Limit int
+	// Offset skips that many matches first, in the result's order, for
+	// paging through a search or the whole roster.
+	Offset int
 }
 
 // KeyStatus is where a signing key is in its life.

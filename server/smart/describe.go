@@ -98,7 +98,7 @@ func describeLaunchContext(s Scope) string {
 	var out string
 	switch s.ResourceType {
 	case "patient":
-		out = "Know which patient is selected (you may be asked to choose one)"
+		out = "Know which patient is selected"
 	case "encounter":
 		out = "Know which encounter (visit) is selected"
 	default:

@@ -14,7 +14,7 @@ func TestDescribe(t *testing.T) {
 		{"user/*.write", "Create, update and delete all kinds of records that you can access, including kinds added later"},
 		{"system/Observation.s", "Search observation records across the whole system"},
 		{"launch", "Learn what you had open when you started it (such as the current patient)"},
-		{"launch/patient", "Know which patient is selected (you may be asked to choose one)"},
+		{"launch/patient", "Know which patient is selected"},
 		{"launch/encounter", "Know which encounter (visit) is selected"},
 		{"launch/list?role=https://x.org/home", "Know which list is selected for the role https://x.org/home"},
 		{"openid", "Confirm who you are when you sign in"},

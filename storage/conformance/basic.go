@@ -326,6 +326,9 @@ func testPatients(t *testing.T, s storage.Storage) {
 		{"name and identifier", storage.PatientQuery{Name: "smi", Identifier: "MRN-1"}, []string{"p1"}},
 		{"fields combine with and", storage.PatientQuery{Name: "jones", Identifier: "MRN-1"}, nil},
 		{"limit", storage.PatientQuery{Name: "smi", Limit: 2}, []string{"p3", "p1"}},
+		{"offset", storage.PatientQuery{Name: "smi", Limit: 2, Offset: 2}, []string{"p2"}},
+		{"pages of everyone", storage.PatientQuery{Limit: 2, Offset: 2}, []string{"p1", "p2"}},
+		{"offset past the end", storage.PatientQuery{Offset: 5}, nil},
 	}
 	for _, tc := range searches {
 		got, err := s.SearchPatients(ctx, "acme", tc.q)

@@ -108,6 +108,9 @@ func (s *Store) SearchPatients(ctx context.Context, tenantID string, q storage.P
 	}
 	query := `SELECT ` + patientColumns + ` FROM patients WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY family_key, given_key, id COLLATE "C" LIMIT ` + args.add(limit)
+	if q.Offset > 0 {
+		query += ` OFFSET ` + args.add(q.Offset)
+	}
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("search patients", err)

@@ -130,9 +130,9 @@ func (s *Store) SearchPatients(ctx context.Context, tenantID string, q storage.P
 	if limit <= 0 {
 		limit = 50
 	}
-	args = append(args, limit)
+	args = append(args, limit, max(q.Offset, 0))
 	rows, err := s.r.QueryContext(ctx, `SELECT `+patientColumns+` FROM patients WHERE `+strings.Join(where, " AND ")+`
-		ORDER BY family_key, given_key, id LIMIT ?`, args...)
+		ORDER BY family_key, given_key, id LIMIT ? OFFSET ?`, args...)
 	if err != nil {
 		return nil, wrap("search patients", err)
 	}

@@ -168,6 +168,7 @@ async function finish(query) {
     throw new AppError("invalid_state", "This response matches no sign-in started in this tab, so the app ignores it.");
   }
   const flow = JSON.parse(saved);
+  $("start-form").hidden = true;
   showRestart(flow);
   // RFC 9207: a response must name the issuer the request went to, or it
   // may come from another server mixed up with this one.
