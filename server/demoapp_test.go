@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/smartauth/smartauth/server"
 	"github.com/smartauth/smartauth/server/browsertest"
 	"github.com/smartauth/smartauth/server/manage"
 	"github.com/smartauth/smartauth/server/servertest"
@@ -452,7 +454,10 @@ func (e *demoAppEnv) gatewayLaunch(t *testing.T, gw string) *browsertest.Tab {
 // upstream and the Patient once it has.
 func TestDemoAppThroughGateway(t *testing.T) {
 	t.Parallel()
-	srv := servertest.Start(t, servertest.OpenSQLite(t))
+	// The gateway's settings change beside the server, as with the CLI; on
+	// SQLite the server sees them when its tenant cache expires, so that
+	// is made immediate here.
+	srv := servertest.StartConfig(t, servertest.OpenSQLite(t), func(c *server.Config) { c.TenantCacheTTL = time.Nanosecond })
 	e := demoAppSetup(t, srv)
 	gw := e.withGateway(t, "")
 

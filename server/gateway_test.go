@@ -588,7 +588,15 @@ func TestGatewayDatabaseOutage(t *testing.T) {
 	}
 
 	proxy.Cut()
-	if a := read(); a.status != 200 {
+	// Within the revocation delay the cached tenant and token may still
+	// serve the read, unless the change feed's lost connection has already
+	// emptied the caches; either way it is never refused as unauthorized.
+	allowed := 2 // the reads before and after the outage
+	switch a := read(); a.status {
+	case 200:
+		allowed++
+	case http.StatusServiceUnavailable:
+	default:
 		t.Errorf("during the outage, within the revocation delay: %d %s", a.status, a.body)
 	}
 	srv.Clock.Advance(server.TenantCacheTTL + time.Minute)
@@ -605,17 +613,23 @@ func TestGatewayDatabaseOutage(t *testing.T) {
 	if a.status != 200 {
 		t.Fatalf("after the outage: %d %s", a.status, a.body)
 	}
-	// Every allowed read is in the trail, the one made during the outage too.
+	// Every allowed read is in the trail, one made during the outage too.
 	for {
 		events, err := store.ListAudit(ctx, "clinic", storage.AuditFilter{Type: "fhir.read"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(events) >= 3 {
+		n := 0
+		for _, e := range events {
+			if e.Outcome == "success" {
+				n++
+			}
+		}
+		if n >= allowed {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d fhir.read events stored, want 3: the read during the outage was lost", len(events))
+			t.Fatalf("%d allowed fhir.read events stored, want %d: a read during the outage was lost", n, allowed)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
