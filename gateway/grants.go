@@ -44,9 +44,6 @@ func NewGrants(delay time.Duration, now func() time.Time) *Grants {
 	return &Grants{delay: delay, now: now, m: map[[32]byte]cachedGrant{}}
 }
 
-// Delay is how long a validation is trusted.
-func (c *Grants) Delay() time.Duration { return c.delay }
-
 // Get returns the grant of a token validated for tenant and FHIR base
 // within the delay and not expired since.
 func (c *Grants) Get(tenant, base, token string) (Grant, bool) {

@@ -90,8 +90,6 @@ type Result struct {
 	Decision Decision
 	// Status is the status the app received.
 	Status int
-	// Dropped counts resources left out of a Bundle.
-	Dropped int
 	// Err is why an allowed request failed, for the operator's log.
 	Err error
 }
@@ -135,7 +133,6 @@ func (gw *Gateway) Serve(w http.ResponseWriter, r *http.Request, req Request, re
 		res.Status = writeOutcome(w, http.StatusServiceUnavailable, "transient", "The request could not be audited; try again.")
 		return res
 	}
-	res.Dropped = out.dropped
 	res.Status = out.status
 	for k, vs := range out.header {
 		w.Header()[k] = vs
@@ -205,10 +202,9 @@ func (gw *Gateway) checkBody(r *http.Request, g Grant, plan Plan) ([]byte, error
 
 // response is an upstream response, checked and ready to send.
 type response struct {
-	status  int
-	header  http.Header
-	body    []byte
-	dropped int
+	status int
+	header http.Header
+	body   []byte
 }
 
 // forwardedRequestHeaders are the headers of the app's request the upstream sees.
@@ -451,7 +447,7 @@ func (gw *Gateway) check(out response, req Request, plan Plan) (response, error)
 	if err != nil {
 		return response{}, fmt.Errorf("gateway: encode filtered bundle: %w", err)
 	}
-	out.body, out.dropped = body, dropped
+	out.body = body
 	return out, nil
 }
 
