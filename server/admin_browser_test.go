@@ -36,9 +36,7 @@ func adminSignInInBrowser(t *testing.T, tab *browsertest.Tab, srv *servertest.Se
 // browserFetchStatus fetches a URL from the tab's page with its cookies and
 // returns the HTTP status.
 func browserFetchStatus(tab *browsertest.Tab, url string) int {
-	tab.Do(chromedp.Evaluate[chromedp.Void](`window.fetchStatus = 0; fetch(` + jsString(url) + `, {credentials: "include"}).then(r => { window.fetchStatus = r.status })`))
-	tab.WaitFor(`window.fetchStatus > 0`)
-	return browsertest.Eval[int](tab, `window.fetchStatus`)
+	return browsertest.EvalPromise[int](tab, `fetch(`+jsString(url)+`, {credentials: "include"}).then(r => r.status)`)
 }
 
 func jsString(s string) string {

@@ -368,6 +368,36 @@ func Eval[T any](tab *Tab, expression string) T {
 	return v
 }
 
+// EvalPromise evaluates an expression whose value is a promise, such as a
+// fetch, and returns what it resolves to. A page that is still settling
+// after a navigation may replace its JavaScript context under an
+// evaluation; that is retried in the new one, so expression must be safe
+// to run again.
+func EvalPromise[T any](tab *Tab, expression string) T {
+	tab.t.Helper()
+	var err error
+	for range 3 {
+		var v T
+		if v, err = value(tab, chromedp.Evaluate[T](expression, chromedp.EvalAwaitPromise)); err == nil {
+			return v
+		}
+		if !contextReplaced(err) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tab.fail("evaluate %s: %v", expression, err)
+	var zero T
+	return zero
+}
+
+// contextReplaced reports whether an evaluation failed because the page's
+// JavaScript context went away, as it does when the page navigates.
+func contextReplaced(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Cannot find context with specified id") || strings.Contains(msg, "Execution context was destroyed")
+}
+
 // Text waits until the element the CSS selector matches is visible and
 // returns its text as rendered.
 func (tab *Tab) Text(selector string) string {
